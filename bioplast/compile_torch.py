@@ -1,0 +1,203 @@
+"""Model equations compiled into one torch step over tensors shaped ``(member, trial, unit)``.
+
+`TorchStepper` turns the sympy forms of a `Model` into closures over torch operations (no
+generated source, no ``eval``). One call of `TorchStepper.step` advances every state by
+one ``dt`` with the model's method:
+
+- ``euler``: ``x + dt*f`` (plus ``sqrt(dt)*g*xi`` for white noise: Euler-Maruyama), as
+  Brian2's ``euler`` state updater;
+- ``exponential_euler``: for ``dx/dt = A*x + B``, ``(x + B/A)*exp(A*dt) - B/A``, as Brian2's
+  ``exponential_euler``.
+
+The order within a step follows Brian2's schedule: ``(constant over dt)`` subexpressions
+(and their random numbers) from the state at the start of the step, then coupling targets
+``target = W @ source`` from the same state, then the state update. The caller owns the
+time loop (diffrax style), so training code can use the same step with autograd.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import sympy
+import torch
+
+from . import schema
+from .expressions import compile_expression
+from .model import INPUT_SOURCE, Model, linear_coefficients
+
+
+def torch_functions(dtype: torch.dtype, device: torch.device) -> dict[str, Callable]:
+    """Implementations of the model functions (Brian2 names) on tensors of ``dtype``."""
+
+    def tensor(x):
+        return x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=dtype,
+                                                                      device=device)
+
+    def unary(function):
+        return lambda x: function(tensor(x))
+
+    def clip(x, low, high):
+        return torch.minimum(torch.maximum(tensor(x), tensor(low)), tensor(high))
+
+    def exprel(x):
+        x = tensor(x)
+        return torch.where(x == 0, torch.ones_like(x), torch.expm1(x) / torch.where(
+            x == 0, torch.ones_like(x), x))
+
+    table = {
+        "abs": torch.abs, "arccos": torch.acos, "arcsin": torch.asin, "arctan": torch.atan,
+        "ceil": torch.ceil, "cos": torch.cos, "cosh": torch.cosh, "exp": torch.exp,
+        "expm1": torch.expm1, "floor": torch.floor, "log": torch.log, "log10": torch.log10,
+        "log1p": torch.log1p, "sign": torch.sign, "sin": torch.sin, "sinh": torch.sinh,
+        "sqrt": torch.sqrt, "tan": torch.tan, "tanh": torch.tanh,
+    }
+    table = {name: unary(function) for name, function in table.items()}
+    table.update({"clip": clip, "exprel": exprel, "int": lambda x: tensor(x).to(dtype)})
+    return table
+
+
+READOUT_ACTIVATIONS = {"identity": lambda y: y, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+
+
+def _symbol(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, real=True)
+
+
+def update_expression(model: Model, name: str, noise: bool) -> sympy.Expr:
+    """sympy expression of ``x(t + dt)`` for state ``name``; xi samples are symbols
+    ``_xi_<xi name>`` of standard normal numbers."""
+    x, dt = _symbol(name), _symbol("dt")
+    drift = model.drift[name]
+    if model.method == "exponential_euler":
+        A, B = linear_coefficients(drift, name)
+        if A == 0:
+            return x + dt * B
+        if B == 0:
+            return x * sympy.exp(A * dt)
+        ratio = B / A
+        return (x + ratio) * sympy.exp(A * dt) - ratio
+    update = x + dt * drift
+    if noise:
+        for xi, coefficient in model.diffusion[name].items():
+            update = update + sympy.sqrt(dt) * coefficient * _symbol(f"_xi_{xi}")
+    return update
+
+
+class TorchStepper:
+    """One integration step of ``model`` on torch tensors.
+
+    Parameters
+    ----------
+    model : Model
+    dtype : torch.dtype
+        Floating point type of states and parameters.
+    device : str or torch.device
+    noise : bool
+        With ``False``, ``rand()``/``randn()`` are 0 and white noise ``xi`` is dropped.
+
+    Tensors: states ``(member, trial, unit)``; parameters as returned by `bind`; inputs at
+    one step ``(trial, input)`` or ``(member, trial, input)``. Units are SI (seconds).
+    """
+
+    def __init__(self, model: Model, dtype: torch.dtype = torch.float64,
+                 device: str | torch.device = "cpu", noise: bool = True):
+        self.model = model
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.noise = noise
+        self.functions = torch_functions(dtype, self.device)
+        silence = {} if noise else {_symbol(s): 0 for s in model.random_symbols}
+        self.random = list(model.random_symbols.items()) if noise else []
+        self.white_noise = sorted({xi for terms in model.diffusion.values() for xi in terms}) \
+            if noise else []
+        self.held = [(n, self._compile(e.xreplace(silence)))
+                     for n, e in model.step_subexpressions.items()]
+        self.update = {n: self._compile(update_expression(model, n, noise).xreplace(silence))
+                       for n in model.state_names}
+        self.plain = {n: self._compile(e) for n, e in model.subexpressions.items()}
+
+    def _compile(self, expr):
+        return compile_expression(expr, self.functions)
+
+    # ------------------------------------------------------------------ parameters
+    def bind(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Parameters shaped for broadcasting against ``(member, trial, unit)``.
+
+        ``params`` hold a leading member axis: per-unit ``(member, unit)`` becomes
+        ``(member, 1, unit)``, shared ``(member,)`` becomes ``(member, 1, 1)``; matrices
+        ``(member, unit, presynaptic)`` stay as they are. Views only: gradients flow.
+        """
+        bound = {}
+        for name, spec in self.model.params.items():
+            value = params[name]
+            if spec.dims == ():
+                value = value[:, None, None]
+            elif spec.dims == (schema.UNIT,):
+                value = value[:, None, :]
+            bound[name] = value
+        return bound
+
+    # ------------------------------------------------------------------ stepping
+    def step(self, state: Mapping[str, torch.Tensor], inputs_t: torch.Tensor,
+             bound: Mapping[str, torch.Tensor], t: float,
+             generator: torch.Generator | None = None):
+        """Advance every state by one step.
+
+        Returns ``(new_state, env)``: ``env`` holds the values used during the step
+        (coupling targets, ``(constant over dt)`` subexpressions), for `observe`.
+        """
+        env: dict[str, Any] = dict(bound)
+        env.update(state)
+        env["t"], env["dt"] = t, self.model.dt
+        shape = next(iter(state.values())).shape
+        for symbol, function in self.random:
+            sample = torch.randn if function == "randn" else torch.rand
+            env[symbol] = sample(shape, generator=generator, dtype=self.dtype,
+                                 device=self.device)
+        for xi in self.white_noise:
+            env[f"_xi_{xi}"] = torch.randn(shape, generator=generator, dtype=self.dtype,
+                                           device=self.device)
+        for name, function in self.held:
+            env[name] = function(env)
+        for coupling in self.model.couplings.values():
+            source = self._value(coupling.source, env, inputs_t)
+            env[coupling.target] = torch.matmul(source, bound[coupling.name].transpose(-1, -2))
+        new_state = {name: update(env) for name, update in self.update.items()}
+        return new_state, env
+
+    def _value(self, name: str, env: Mapping[str, Any], inputs_t: torch.Tensor):
+        if name == INPUT_SOURCE:
+            return inputs_t
+        if name in env:
+            return env[name]
+        return self.plain[name](env)
+
+    def observe(self, new_state: Mapping[str, torch.Tensor], env: Mapping[str, Any],
+                names) -> dict[str, torch.Tensor]:
+        """Values of ``names`` at the end of a step (what Brian2 records with
+        ``when='end'``): states and plain subexpressions from the new state, coupling
+        targets and ``(constant over dt)`` subexpressions as held during the step."""
+        after = dict(env)
+        after.update(new_state)
+        values = {}
+        for name in names:
+            value = self._value(name, after, None)
+            if not isinstance(value, torch.Tensor) or value.shape != \
+                    next(iter(new_state.values())).shape:
+                value = torch.broadcast_to(torch.as_tensor(value, dtype=self.dtype,
+                                                           device=self.device),
+                                           next(iter(new_state.values())).shape)
+            values[name] = value
+        return values
+
+    def readout(self, source: torch.Tensor, params: Mapping[str, torch.Tensor]):
+        """``activation(W_out @ source + b_out)`` for ``source`` shaped
+        ``(member, ..., unit)``; returns ``(member, ..., output)``."""
+        readout = self.model.readout
+        weight = params[schema.READOUT_WEIGHT]
+        y = torch.einsum("m...u,mou->m...o", source, weight)
+        if readout.bias:
+            bias = params[schema.READOUT_BIAS]
+            y = y + bias.reshape(bias.shape[0], *([1] * (source.ndim - 2)), bias.shape[-1])
+        return READOUT_ACTIVATIONS[readout.activation](y)

@@ -1,0 +1,49 @@
+"""Errors that bioplast reports to users.
+
+`InputError` is for bad input (a model, protocol, inputs or result file, or a bad argument):
+the CLI prints it as one line and exits with code 2. Its message names the file and, where
+known, the line and the key path, in the form ``FILE:LINE: KEY: message``.
+"""
+
+from __future__ import annotations
+
+
+class BioplastError(Exception):
+    """Base class of every error bioplast raises on purpose."""
+
+
+class InputError(BioplastError, ValueError):
+    """Bad input, located by file, line (1-based) and key path where known.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, in one sentence.
+    file : str, optional
+        The file (or a name for the source, such as ``<string>``) the input came from.
+    line : int, optional
+        1-based line number in ``file``.
+    key : str, optional
+        Dotted key path inside the file, e.g. ``couplings.W_rec.source``.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 key: str | None = None):
+        self.message = " ".join(str(message).split())  # one line, whatever the source said
+        self.file = file
+        self.line = line
+        self.key = key
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        location = ""
+        if self.file is not None:
+            location = self.file + (f":{self.line}" if self.line is not None else "") + ": "
+        elif self.line is not None:
+            location = f"line {self.line}: "
+        key = f"{self.key}: " if self.key else ""
+        return f"{location}{key}{self.message}"
+
+
+class CapabilityError(BioplastError, ValueError):
+    """A backend asked to do what it cannot (e.g. gradients on Brian2)."""

@@ -1,0 +1,101 @@
+"""Evaluate sympy expressions (from Brian2's parser) without ``eval``.
+
+`compile_expression` walks a sympy tree once and returns a closure ``f(env)`` built from
+Python operators and a table of functions. The same closure works on floats, numpy arrays,
+torch tensors or Brian2 quantities, depending on what the environment holds and which
+function table is passed. Nothing is executed that is not in the tree or the table.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from typing import Any, Callable, Mapping
+
+import sympy
+
+Env = Mapping[str, Any]
+Closure = Callable[[Env], Any]
+
+#: Brian2's function names for the sympy function classes its parser produces.
+SYMPY_TO_BRIAN2_FUNCTION = {
+    "Abs": "abs", "ceiling": "ceil", "asin": "arcsin", "acos": "arccos", "atan": "arctan",
+    "int_": "int",
+}
+
+_RELATIONS = {
+    sympy.StrictGreaterThan: operator.gt, sympy.GreaterThan: operator.ge,
+    sympy.StrictLessThan: operator.lt, sympy.LessThan: operator.le,
+    sympy.Equality: operator.eq, sympy.Unequality: operator.ne,
+}
+
+
+class UnsupportedExpression(ValueError):
+    """The expression uses a construct or function the evaluator does not provide."""
+
+
+def function_name(expr: sympy.Basic) -> str:
+    """Brian2's name of the function applied at the root of ``expr`` (``Abs`` -> ``abs``)."""
+    name = expr.func.__name__
+    return SYMPY_TO_BRIAN2_FUNCTION.get(name, name)
+
+
+def compile_expression(expr: sympy.Basic, functions: Mapping[str, Callable]) -> Closure:
+    """Turn ``expr`` into a closure ``env -> value``.
+
+    Parameters
+    ----------
+    expr : sympy.Basic
+        An expression as produced by ``brian2.parsing.sympytools.str_to_sympy``.
+    functions : mapping of str to callable
+        Implementations by Brian2 function name (``tanh``, ``clip``, ``int``, ...).
+
+    Raises
+    ------
+    UnsupportedExpression
+        For a function missing from ``functions`` or a construct with no meaning here.
+    """
+    if isinstance(expr, sympy.Symbol):
+        name = expr.name
+        return lambda env: env[name]
+    if expr is sympy.true or expr is sympy.false:
+        value = bool(expr)
+        return lambda env: value
+    if expr.is_Number or expr.is_NumberSymbol or expr in (sympy.oo, -sympy.oo):
+        if expr in (sympy.zoo, sympy.nan):
+            raise UnsupportedExpression(f"the expression contains an undefined value ({expr})")
+        value = float(expr)
+        return lambda env: value
+    args = [compile_expression(arg, functions) for arg in expr.args]
+    if isinstance(expr, sympy.Add):
+        return lambda env: functools.reduce(operator.add, (a(env) for a in args))
+    if isinstance(expr, sympy.Mul):
+        return lambda env: functools.reduce(operator.mul, (a(env) for a in args))
+    if isinstance(expr, sympy.Pow):
+        base, exponent = args
+        if expr.exp == -1:
+            return lambda env: 1.0 / base(env)
+        return lambda env: base(env) ** exponent(env)
+    if type(expr) in _RELATIONS:
+        relation = _RELATIONS[type(expr)]
+        left, right = args
+        return lambda env: relation(left(env), right(env))
+    if isinstance(expr, sympy.And):
+        return lambda env: functools.reduce(operator.and_, (a(env) for a in args))
+    if isinstance(expr, sympy.Or):
+        return lambda env: functools.reduce(operator.or_, (a(env) for a in args))
+    if isinstance(expr, sympy.Not):
+        (inner,) = args
+        return lambda env: ~inner(env)
+    if isinstance(expr, sympy.Mod):
+        left, right = args
+        return lambda env: left(env) % right(env)
+    if isinstance(expr, sympy.Function):
+        name = function_name(expr)
+        if name not in functions:
+            raise UnsupportedExpression(f"function '{name}' is not supported here "
+                                        f"(supported: {', '.join(sorted(functions))})")
+        implementation = functions[name]
+        return lambda env: implementation(*(a(env) for a in args))
+    raise UnsupportedExpression(f"unsupported construct '{type(expr).__name__}' in "
+                                f"expression '{expr}'")

@@ -1,0 +1,196 @@
+"""Initial values of parameters and states, as written in model files.
+
+An init spec in a model file is one of
+- a number or quantity (``0``, ``"10 ms"``): that constant;
+- a name (``zeros``, ``xavier_uniform``, ...): that initializer with default arguments;
+- a mapping with ``kind`` and arguments (``{kind: uniform, low: 1 ms, high: 2 ms}``);
+- a mapping from population names to any of the above (``{E: 20 ms, I: 10 ms}``).
+
+Initializers draw from a ``numpy.random.Generator`` only. Quantities are in SI units.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+
+from .quantities import parse_quantity
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What an initializer needs to know about the array it fills.
+
+    ``size`` is the array shape; ``fan_in`` / ``fan_out`` the number of presynaptic and
+    postsynaptic units for a coupling matrix (``None`` for per-unit arrays).
+    """
+
+    size: tuple[int, ...]
+    fan_in: int | None = None
+    fan_out: int | None = None
+
+
+def _constant(rng, shape, value):
+    return np.full(shape.size, value, dtype=float)
+
+
+def _zeros(rng, shape):
+    return np.zeros(shape.size)
+
+
+def _uniform(rng, shape, low, high):
+    return rng.uniform(low, high, size=shape.size)
+
+
+def _normal(rng, shape, mean=0.0, std=1.0):
+    return rng.normal(mean, std, size=shape.size)
+
+
+def _fan(shape, name):
+    if shape.fan_in is None:
+        raise ValueError(f"'{name}' needs a coupling matrix (it scales with the fan-in)")
+    return shape.fan_in, shape.fan_out
+
+
+def _xavier_uniform(rng, shape, gain=1.0):
+    fan_in, fan_out = _fan(shape, "xavier_uniform")
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-bound, bound, size=shape.size)
+
+
+def _xavier_normal(rng, shape, gain=1.0):
+    fan_in, fan_out = _fan(shape, "xavier_normal")
+    return rng.normal(0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), size=shape.size)
+
+
+def _uniform_fan_in(rng, shape, gain=1.0):
+    fan_in, _ = _fan(shape, "uniform_fan_in")
+    bound = gain / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=shape.size)
+
+
+def _scaled_normal(rng, shape, gain=1.0):
+    fan_in, _ = _fan(shape, "scaled_normal")
+    return rng.normal(0.0, gain / math.sqrt(fan_in), size=shape.size)
+
+
+@dataclass(frozen=True)
+class InitializerKind:
+    """One initializer: its function and which of its arguments carry the value's unit."""
+
+    draw: Callable[..., np.ndarray]
+    description: str
+    quantity_args: tuple[str, ...] = ()
+    number_args: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+
+
+INITIALIZERS: dict[str, InitializerKind] = {
+    "constant": InitializerKind(_constant, "every element equal to `value`",
+                                quantity_args=("value",), required=("value",)),
+    "zeros": InitializerKind(_zeros, "all zeros"),
+    "uniform": InitializerKind(_uniform, "U(low, high)", quantity_args=("low", "high"),
+                               required=("low", "high")),
+    "normal": InitializerKind(_normal, "N(mean, std^2)", quantity_args=("mean", "std")),
+    "xavier_uniform": InitializerKind(
+        _xavier_uniform, "U(-b, b), b = gain*sqrt(6/(fan_in+fan_out)) (Glorot & Bengio 2010)",
+        number_args=("gain",)),
+    "xavier_normal": InitializerKind(
+        _xavier_normal, "N(0, gain^2 * 2/(fan_in+fan_out)) (Glorot & Bengio 2010)",
+        number_args=("gain",)),
+    "uniform_fan_in": InitializerKind(
+        _uniform_fan_in, "U(-gain/sqrt(fan_in), gain/sqrt(fan_in)) (torch nn.Linear default)",
+        number_args=("gain",)),
+    "scaled_normal": InitializerKind(
+        _scaled_normal, "N(0, gain^2/fan_in): random network with gain g (Sompolinsky 1988)",
+        number_args=("gain",)),
+}
+
+
+@dataclass(frozen=True)
+class Initializer:
+    """A parsed init spec: ``kind`` with arguments in SI units, or one per population."""
+
+    kind: str
+    args: Mapping[str, float] = field(default_factory=dict)
+    per_population: Mapping[str, "Initializer"] | None = None
+
+    def draw(self, rng: np.random.Generator, shape: Shape,
+             population_slices: Mapping[str, slice] | None = None) -> np.ndarray:
+        """An array of ``shape.size`` drawn from ``rng``.
+
+        Per-population initializers fill the slices of the first axis (the units).
+        """
+        if self.per_population is None:
+            return INITIALIZERS[self.kind].draw(rng, shape, **self.args)
+        values = np.zeros(shape.size)
+        for name, part in self.per_population.items():
+            rows = population_slices[name]
+            n_rows = rows.stop - rows.start
+            values[rows] = part.draw(rng, Shape((n_rows, *shape.size[1:]), shape.fan_in,
+                                                shape.fan_out))
+        return values
+
+    def is_constant(self) -> bool:
+        return self.per_population is None and self.kind in ("constant", "zeros")
+
+
+def parse_initializer(spec, dim, populations: tuple[str, ...] = ()) -> Initializer:
+    """Read an init spec (see module docstring) whose values have dimension ``dim``.
+
+    Raises
+    ------
+    ValueError
+        With a one-line reason; the caller adds file and key.
+    """
+    if isinstance(spec, str) and spec in INITIALIZERS:
+        kind = INITIALIZERS[spec]
+        if kind.required:
+            raise ValueError(f"initializer '{spec}' needs arguments: "
+                             f"{{kind: {spec}, {', '.join(a + ': ...' for a in kind.required)}}}")
+        return Initializer(spec)
+    if isinstance(spec, (int, float, str)) and not isinstance(spec, bool):
+        try:
+            return Initializer("constant", {"value": parse_quantity(spec, dim)})
+        except ValueError as error:
+            if isinstance(spec, str) and not any(ch.isdigit() for ch in spec):
+                raise ValueError(f"unknown initializer '{spec}' "
+                                 f"(known: {', '.join(INITIALIZERS)})") from None
+            raise error
+    if isinstance(spec, Mapping) and "kind" not in spec:
+        unknown = [name for name in spec if name not in populations]
+        if not populations or unknown:
+            raise ValueError("an init mapping needs 'kind' (one of "
+                             f"{', '.join(INITIALIZERS)}) or population names as keys"
+                             + (f" (populations: {', '.join(populations)})" if populations
+                                else ""))
+        missing = [name for name in populations if name not in spec]
+        if missing:
+            raise ValueError(f"no init given for population(s) {', '.join(missing)}")
+        return Initializer("per_population", per_population={
+            name: parse_initializer(spec[name], dim) for name in populations})
+    if isinstance(spec, Mapping):
+        name = spec["kind"]
+        if name not in INITIALIZERS:
+            raise ValueError(f"unknown initializer '{name}' (known: {', '.join(INITIALIZERS)})")
+        kind = INITIALIZERS[name]
+        args = {}
+        for arg, value in spec.items():
+            if arg == "kind":
+                continue
+            if arg in kind.quantity_args:
+                args[arg] = parse_quantity(value, dim)
+            elif arg in kind.number_args:
+                args[arg] = parse_quantity(value)
+            else:
+                allowed = kind.quantity_args + kind.number_args
+                raise ValueError(f"initializer '{name}' takes no argument '{arg}'"
+                                 + (f" (arguments: {', '.join(allowed)})" if allowed else ""))
+        missing = [arg for arg in kind.required if arg not in args]
+        if missing:
+            raise ValueError(f"initializer '{name}' needs {', '.join(missing)}")
+        return Initializer(name, args)
+    raise ValueError(f"cannot read {spec!r} as an init spec")

@@ -1,0 +1,907 @@
+"""Models are equations: a YAML file with Brian2 equations for one unit plus couplings.
+
+`load_model` reads a model file (or a shipped model by name), validates it completely and
+returns a `Model`: the parsed ``brian2.Equations``, the couplings ``target = W @ source``,
+the readout, the parameter specs (shape, unit, init, bounds, trainable) and sympy forms of
+every expression for the backends. Nothing in a model file is ever executed: YAML is read
+with ``safe_load``, equations with Brian2's parser, expressions with Brian2's sympy
+conversion. Every error names the file and the line or key.
+
+File layout (see ``models/*.yaml`` and DESIGN section 3)::
+
+    name: leaky_rate
+    description: tau dr/dt = -r + tanh(I_rec + I_in + b)
+    equations: |
+      dr/dt = (-r + tanh(I_rec + I_in + b)) / tau : 1
+      b : 1 (trainable)
+      tau : second (constant, shared)
+    couplings:            # target = W @ source; targets are declared automatically
+      W_rec: {source: r, target: I_rec, init: xavier_uniform, autapses: false}
+      W_in:  {source: input, target: I_in, init: xavier_uniform}
+    readout: {source: r, bias: true, activation: identity}
+    parameters: {tau: {min: 1 ms}}
+    populations: {E: {fraction: 0.8, sign: 1}, I: {fraction: 0.2, sign: -1}}
+    initial: {r: 0}
+    defaults: {n_units: 100, n_inputs: 1, n_outputs: 1, tau: 10 ms, dt: 5 ms, method: euler}
+"""
+
+from __future__ import annotations
+
+import copy
+import graphlib
+import keyword
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import brian2
+import numpy as np
+import sympy
+from brian2.core.namespace import DEFAULT_CONSTANTS, DEFAULT_FUNCTIONS, DEFAULT_UNITS
+from brian2.equations.equations import (DIFFERENTIAL_EQUATION, PARAMETER, SUBEXPRESSION,
+                                        Equations, SingleEquation)
+from brian2.equations.unitcheck import check_dimensions
+from brian2.parsing.sympytools import str_to_sympy
+from brian2.units.fundamentalunits import DIMENSIONLESS, Quantity
+
+from . import schema
+from .errors import InputError
+from .initializers import Initializer, Shape, parse_initializer
+from .quantities import parse_quantity, unit_string
+from .yamlfile import YamlDocument, load_yaml
+
+METHODS = ("euler", "exponential_euler")
+READOUT_ACTIVATIONS = ("identity", "sigmoid", "tanh")
+INPUT_SOURCE = "input"
+#: Functions every backend implements (Brian2 names); ``rand``/``randn`` only inside a
+#: ``(constant over dt)`` subexpression.
+SUPPORTED_FUNCTIONS = frozenset({
+    "abs", "arccos", "arcsin", "arctan", "ceil", "clip", "cos", "cosh", "exp", "expm1",
+    "exprel", "floor", "int", "log", "log10", "log1p", "sign", "sin", "sinh", "sqrt", "tan",
+    "tanh", "rand", "randn"})
+RANDOM_FUNCTIONS = ("rand", "randn")
+ALLOWED_FLAGS = {
+    PARAMETER: {"trainable", "constant", "shared"},
+    SUBEXPRESSION: {"constant over dt"},
+    DIFFERENTIAL_EQUATION: set(),
+}
+BIOPLAST_FLAGS = {"trainable"}
+TOP_LEVEL_KEYS = ("name", "description", "equations", "couplings", "readout", "parameters",
+                  "populations", "initial", "defaults", "references")
+STRUCTURE_KEYS = ("n_units", "n_inputs", "n_outputs", "dt", "method")
+COUPLING_KEYS = ("source", "target", "init", "autapses", "dale", "trainable")
+READOUT_KEYS = ("source", "bias", "activation", "init", "bias_init", "trainable")
+PARAMETER_KEYS = ("init", "min", "max", "trainable")
+POPULATION_KEYS = ("fraction", "sign")
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One named array of a network's parameters.
+
+    ``dims`` names the axes (``("unit",)``, ``("unit", "presynaptic")``, ``()`` for shared);
+    values are in SI units (``unit`` is Brian2's unit name). ``min``/``max`` are bounds,
+    ``zero_diagonal`` forbids autapses, ``column_sign`` (+1/-1 per presynaptic unit) is
+    Dale's law.
+    """
+
+    name: str
+    dims: tuple[str, ...]
+    unit: str
+    init: Initializer
+    trainable: bool
+    min: float | None = None
+    max: float | None = None
+    zero_diagonal: bool = False
+    column_sign: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Coupling:
+    """``target = W @ source``: W shaped ``(unit, presynaptic)`` or ``(unit, input)``."""
+
+    name: str
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Readout:
+    """``outputs = activation(W_out @ source + b_out)``, W_out shaped ``(output, unit)``."""
+
+    source: str
+    activation: str
+    bias: bool
+
+
+@dataclass(frozen=True)
+class Population:
+    name: str
+    start: int
+    stop: int
+    sign: float | None
+
+
+class Model:
+    """A validated rate-network model. Build with `load_model`; attributes are read-only.
+
+    Attributes
+    ----------
+    name, description : str
+    text : str
+        The model file's YAML text (what results store for provenance).
+    file : str
+        Where the model came from, for messages.
+    overrides : dict
+        The overrides applied on top of ``defaults``.
+    equations : brian2.Equations
+        The unit's equations, bioplast flags stripped, coupling targets declared.
+    n_units, n_inputs, n_outputs : int
+    dt : float
+        Time step in seconds.
+    method : str
+        ``euler`` or ``exponential_euler``.
+    params : dict of str to ParamSpec
+        Every parameter array of a network, in a fixed order.
+    couplings : dict of str to Coupling
+    readout : Readout or None
+    populations : tuple of Population
+    state_names : tuple of str
+        The differential-equation variables.
+    drift, diffusion, step_subexpressions, subexpressions :
+        sympy forms of the equations (see `_SympyForms`).
+    """
+
+    def __init__(self, document: YamlDocument, overrides: Mapping[str, Any]):
+        self.text = document.text
+        self.file = document.name
+        self.overrides = dict(overrides)
+        _ModelReader(document, overrides).fill(self)
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Size of every dimension a parameter can have."""
+        return {schema.UNIT: self.n_units, schema.PRESYNAPTIC: self.n_units,
+                schema.INPUT: self.n_inputs, schema.OUTPUT: self.n_outputs}
+
+    def param_shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.sizes[d] for d in self.params[name].dims)
+
+    @property
+    def dims(self) -> dict[str, Any]:
+        """Brian2 dimension of every equation variable."""
+        return dict(self.equations.dimensions)
+
+    def unit_of(self, name: str) -> str:
+        """Unit name of an equation variable or parameter array."""
+        if name in self.params:
+            return self.params[name].unit
+        return unit_string(self.equations.dimensions[name])
+
+    @property
+    def recordable(self) -> tuple[str, ...]:
+        """Variables a backend can record: states, subexpressions and coupling targets."""
+        return (*self.state_names, *self.step_subexpressions, *self.subexpressions,
+                *(c.target for c in self.couplings.values()))
+
+    @property
+    def population_slices(self) -> dict[str, slice]:
+        return {p.name: slice(p.start, p.stop) for p in self.populations}
+
+    # ------------------------------------------------------------------ values
+    def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """Draw every parameter array (float64, SI units) for one network.
+
+        Each array gets its own stream derived from ``seed`` and its name, so adding a
+        parameter to a model does not change the others.
+        """
+        params = {}
+        for name, spec in self.params.items():
+            rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+            fan = {}
+            if len(spec.dims) == 2:
+                fan = {"fan_out": self.sizes[spec.dims[0]], "fan_in": self.sizes[spec.dims[1]]}
+            value = spec.init.draw(rng, Shape(self.param_shape(name), **fan),
+                                   self.population_slices)
+            if spec.column_sign is not None:  # Dale's law, balanced E and I drive
+                sign = np.asarray(spec.column_sign)
+                n_exc, n_inh = np.sum(sign > 0), np.sum(sign < 0)
+                scale = np.where(sign < 0, n_exc / max(n_inh, 1), 1.0)
+                value = np.abs(value) * sign * scale
+            params[name] = self.constrain(value, name)
+        return params
+
+    def constrain(self, value, name: str):
+        """Project one parameter array onto its constraints (bounds, autapses, Dale's law).
+
+        Works on numpy arrays and torch tensors, with or without a leading member axis;
+        returns a new array of the same kind.
+        """
+        spec = self.params[name]
+        if spec.min is not None or spec.max is not None:
+            value = value.clip(spec.min, spec.max)
+        if spec.zero_diagonal:
+            keep = 1.0 - np.eye(value.shape[-1])
+            value = value * _like(keep, value)
+        if spec.column_sign is not None:
+            sign = _like(np.asarray(spec.column_sign), value)
+            value = (value * sign).clip(0, None) * sign
+        return value
+
+    def check_params(self, params: Mapping[str, Any], where: str = "params") -> int | None:
+        """Check names, shapes, finiteness and constraints of ``params``.
+
+        Returns the number of members (the leading batch axis) or ``None`` when the arrays
+        have none. Raises `InputError` naming the offending array.
+        """
+        missing = [name for name in self.params if name not in params]
+        unknown = [name for name in params if name not in self.params]
+        if missing or unknown:
+            raise InputError(
+                (f"missing {', '.join(missing)}" if missing else "")
+                + ("; " if missing and unknown else "")
+                + (f"unknown {', '.join(unknown)}" if unknown else "")
+                + f" (model '{self.name}' has: {', '.join(self.params)})", file=where)
+        n_members = None
+        for name, spec in self.params.items():
+            value = params[name]
+            shape, expected = tuple(value.shape), self.param_shape(name)
+            if shape == expected:
+                members = None
+            elif len(shape) == len(expected) + 1 and shape[1:] == expected:
+                members = shape[0]
+            else:
+                raise InputError(f"shape {shape}, expected {expected} or (member, *{expected}) "
+                                 f"with dims ({', '.join(spec.dims)})", file=where, key=name)
+            if name != next(iter(self.params)) and members != n_members:
+                raise InputError("inconsistent member axis across parameter arrays",
+                                 file=where, key=name)
+            n_members = members
+            array = _to_numpy(value)
+            if not np.all(np.isfinite(array)):
+                raise InputError("holds NaN or inf", file=where, key=name)
+            constrained = _to_numpy(self.constrain(array, name))
+            if not np.array_equal(constrained, array):
+                raise InputError(f"violates its constraints ({_describe_constraints(spec)}); "
+                                 "Model.constrain projects onto them", file=where, key=name)
+        return n_members
+
+    def initial_state(self, n_trials: int, seed: int = 0,
+                      n_members: int | None = None) -> dict[str, np.ndarray]:
+        """Initial value of every state variable, shaped ``([member,] trial, unit)``."""
+        lead = (n_trials,) if n_members is None else (n_members, n_trials)
+        state = {}
+        for name in self.state_names:
+            rng = np.random.default_rng([seed, zlib.crc32(("initial " + name).encode())])
+            init = self.initial.get(name, Initializer("zeros"))
+            block = init.draw(rng, Shape((self.n_units, int(np.prod(lead)))),
+                              self.population_slices)
+            state[name] = block.T.reshape(*lead, self.n_units)
+        return state
+
+    def __repr__(self) -> str:
+        return (f"Model({self.name!r}, n_units={self.n_units}, n_inputs={self.n_inputs}, "
+                f"n_outputs={self.n_outputs}, dt={self.dt!r}, method={self.method!r})")
+
+
+def _like(array: np.ndarray, reference):
+    """``array`` as the same kind (numpy or torch, dtype, device) as ``reference``."""
+    if isinstance(reference, np.ndarray):
+        return array
+    import torch
+    return torch.as_tensor(array, dtype=reference.dtype, device=reference.device)
+
+
+def _to_numpy(value) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _describe_constraints(spec: ParamSpec) -> str:
+    parts = []
+    if spec.min is not None:
+        parts.append(f"min {spec.min:g} {spec.unit}")
+    if spec.max is not None:
+        parts.append(f"max {spec.max:g} {spec.unit}")
+    if spec.zero_diagonal:
+        parts.append("no autapses: zero diagonal")
+    if spec.column_sign is not None:
+        parts.append("Dale's law: column signs fixed by population")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------- reading files
+def find_model_file(source: str | os.PathLike) -> Path:
+    """The model file for a path, or for a shipped model name such as ``leaky_rate``.
+
+    Names are looked up in ``$BIOPLAST_MODEL_PATH`` (``:``-separated directories), then in
+    ``./models`` and the shipped ``models/`` directory.
+    """
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml") or path.exists() or os.sep in str(source):
+        if not path.exists():
+            raise InputError("model file not found", file=str(source))
+        return path
+    for directory in model_search_path():
+        for suffix in (".yaml", ".yml"):
+            candidate = directory / f"{source}{suffix}"
+            if candidate.exists():
+                return candidate
+    raise InputError(f"no model named '{source}' (shipped models: "
+                     f"{', '.join(list_models()) or 'none'}; or give a path to a .yaml file)",
+                     file=str(source))
+
+
+def model_search_path() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("BIOPLAST_MODEL_PATH", "").split(os.pathsep) if p]
+    return [*extra, Path.cwd() / "models", SHIPPED_MODELS_DIR]
+
+
+def list_models() -> list[str]:
+    """Names of the model files found on the model search path."""
+    names = []
+    for directory in model_search_path():
+        if directory.is_dir():
+            names += [p.stem for p in sorted(directory.glob("*.yaml")) if p.stem not in names]
+    return names
+
+
+def load_model(source: str | os.PathLike, **overrides) -> Model:
+    """Load and validate a model file.
+
+    Parameters
+    ----------
+    source : str or path
+        A path to a YAML model file, YAML text (anything containing a newline), or the name
+        of a shipped model (``leaky_rate``, ``leaky_current``, ``leaky_tau``, ``ei_rate``).
+    **overrides
+        Replace ``defaults`` entries: ``n_units``, ``n_inputs``, ``n_outputs``, ``dt``,
+        ``method``, or the value of any parameter (``tau="20 ms"``).
+
+    Raises
+    ------
+    InputError
+        For anything wrong in the file, naming the file and the line or key.
+    """
+    if isinstance(source, Model):
+        return Model(YamlDocument(source.text, source.file), {**source.overrides, **overrides})
+    if isinstance(source, str) and "\n" in source:
+        document = load_yaml(source)
+    else:
+        document = YamlDocument.from_path(find_model_file(source))
+    return Model(document, overrides)
+
+
+def _is_identifier(name) -> bool:
+    return isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name) \
+        and not name.startswith("_")
+
+
+_PYPARSING_REASON = re.compile(r"(Expected .*?)\s*\(at char \d+\), \(line:\d+, col:(\d+)\)")
+
+
+def _reason(error: Exception) -> str:
+    """A one-line reason from a Brian2 / pyparsing / sympy error."""
+    text = str(error)
+    match = _PYPARSING_REASON.search(text)
+    if match:
+        return f"{match.group(1)} (column {match.group(2)})"
+    if isinstance(error, KeyError) and error.args:
+        text = str(error.args[0])
+    return " ".join(text.split())
+
+
+class _ModelReader:
+    """Reads one model document into a `Model`; every check raises a located InputError."""
+
+    def __init__(self, document: YamlDocument, overrides: Mapping[str, Any]):
+        self.doc = document
+        self.data = copy.deepcopy(document.data)
+        self.overrides = dict(overrides)
+
+    def error(self, message: str, *key_path, line: int | None = None) -> InputError:
+        return self.doc.error(message, key_path, line=line)
+
+    def mapping(self, *key_path) -> dict:
+        value = self.data
+        for part in key_path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.error("must be a mapping (key: value)", *key_path)
+        return value
+
+    def check_keys(self, allowed, *key_path):
+        for key in self.mapping(*key_path):
+            if key not in allowed:
+                raise self.error(f"unknown key '{key}' (allowed: {', '.join(allowed)})",
+                                 *key_path, key)
+
+    # ------------------------------------------------------------------ top level
+    def fill(self, model: Model) -> None:
+        self.check_keys(TOP_LEVEL_KEYS)
+        name = self.data.get("name", Path(self.doc.name).stem)
+        if not isinstance(name, str) or not name:
+            raise self.error("must be a non-empty string", "name")
+        model.name = name
+        model.description = str(self.data.get("description", ""))
+        if "equations" not in self.data:
+            raise self.error("missing required key 'equations' (Brian2 equations for one "
+                             "unit)", line=1)
+        self.read_structure(model)
+        self.populations = self.read_populations(model)
+        model.populations = self.populations
+        equations, self.lines = self.parse_equations()
+        self.read_flags(equations)
+        model.couplings = self.read_couplings(equations)
+        model.equations = self.declare_targets(equations, model.couplings)
+        model.readout = self.read_readout(model.equations)
+        self.check_identifiers_and_units(model.equations, model.method)
+        model.state_names = tuple(sorted(model.equations.diff_eq_names))
+        _SympyForms(self, model.equations, model.method).fill(model)
+        model.params = self.read_params(model)
+        model.initial = self.read_initial(model.equations)
+
+    def read_structure(self, model: Model) -> None:
+        defaults = self.mapping("defaults")
+        for key, value in self.overrides.items():
+            if not _is_identifier(key):
+                raise InputError(f"invalid override name '{key}'", file=self.doc.name)
+        self.values = {**defaults, **self.overrides}
+        self.where = {key: (("defaults", key) if key not in self.overrides else None)
+                      for key in self.values}
+
+        def setting(key, default):
+            return self.values.get(key, default)
+
+        def located(message, key):
+            if self.where.get(key) is None:
+                return InputError(message, file=self.doc.name, key=f"override {key}")
+            return self.error(message, *self.where[key])
+
+        for key in ("n_units", "n_inputs", "n_outputs"):
+            value = setting(key, {"n_units": None, "n_inputs": 0, "n_outputs": 0}[key])
+            minimum = 1 if key == "n_units" else 0
+            if value is None:
+                raise self.error("missing required key 'n_units'", "defaults")
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise located(f"must be an integer >= {minimum}, got {value!r}", key)
+            setattr(model, key, value)
+        if "dt" not in self.values:
+            raise self.error("missing required key 'dt' (the time step, e.g. '1 ms')",
+                             "defaults")
+        try:
+            model.dt = parse_quantity(self.values["dt"], brian2.second.dim)
+        except ValueError as error:
+            raise located(str(error), "dt") from None
+        if not model.dt > 0:
+            raise located(f"the time step must be positive, got {self.values['dt']!r}", "dt")
+        model.method = setting("method", "euler")
+        if model.method not in METHODS:
+            raise located(f"unknown method {model.method!r} (known: {', '.join(METHODS)})",
+                          "method")
+
+    def read_populations(self, model: Model) -> tuple[Population, ...]:
+        spec = self.mapping("populations")
+        populations, start, cumulative = [], 0, 0.0
+        for name, entry in spec.items():
+            if not _is_identifier(name):
+                raise self.error("a population name must be an identifier", "populations",
+                                 name)
+            if not isinstance(entry, dict):
+                entry = {"fraction": entry}
+            self.check_keys(POPULATION_KEYS, "populations", name)
+            fraction = entry.get("fraction")
+            if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+                    or not 0 < fraction <= 1:
+                raise self.error("'fraction' must be a number in (0, 1]", "populations", name)
+            cumulative += fraction
+            stop = int(round(cumulative * model.n_units))
+            if stop <= start:
+                raise self.error(f"fraction {fraction} of {model.n_units} units is empty",
+                                 "populations", name)
+            sign = entry.get("sign")
+            if sign is not None and sign not in (1, -1):
+                raise self.error("'sign' must be 1 (excitatory) or -1 (inhibitory)",
+                                 "populations", name, "sign")
+            populations.append(Population(name, start, stop, sign))
+            start = stop
+        if populations and abs(cumulative - 1.0) > 1e-9:
+            raise self.error(f"population fractions sum to {cumulative:g}, not 1", "populations")
+        return tuple(populations)
+
+    # ------------------------------------------------------------------ equations
+    def parse_equations(self) -> tuple[Equations, dict[str, int]]:
+        text = self.data["equations"]
+        if not isinstance(text, str) or not text.strip():
+            raise self.error("must be a (multi-line) string of Brian2 equations", "equations")
+        first = self.doc.text_start_line(("equations",))
+        lines = {}
+        for offset, line in enumerate(text.split("\n")):
+            code = line.split("#", 1)[0].strip()
+            if not code:
+                continue
+            try:
+                single = Equations(code)
+            except Exception as error:  # Brian2 raises several types for a bad equation
+                raise self.error(f"cannot parse equation '{code}': {_reason(error)}",
+                                 "equations", line=first + offset) from None
+            for name in single.names:
+                lines[name] = first + offset
+        try:
+            equations = Equations(text)
+        except Exception as error:
+            raise self.error(f"invalid equations: {_reason(error)}", "equations") from None
+        return equations, lines
+
+    def equation_error(self, message: str, name: str) -> InputError:
+        return self.error(message, "equations", line=self.lines.get(name))
+
+    def read_flags(self, equations: Equations) -> None:
+        self.trainable_flags = {eq.varname for eq in equations.values()
+                                if "trainable" in eq.flags}
+        for eq in equations.values():
+            unknown = set(eq.flags) - ALLOWED_FLAGS[eq.type]
+            if unknown:
+                allowed = ALLOWED_FLAGS[eq.type]
+                raise self.equation_error(
+                    f"flag(s) {', '.join(sorted(unknown))} not supported on '{eq.varname}' "
+                    f"(allowed: {', '.join(sorted(allowed)) or 'none'})", eq.varname)
+
+    def read_couplings(self, equations: Equations) -> dict[str, Coupling]:
+        couplings, targets = {}, {}
+        for name, spec in self.mapping("couplings").items():
+            key = ("couplings", name)
+            if not _is_identifier(name):
+                raise self.error("a coupling name must be an identifier", *key)
+            if name in equations.names or name in (schema.READOUT_WEIGHT, schema.READOUT_BIAS,
+                                                   INPUT_SOURCE):
+                raise self.error(f"the name '{name}' is already used", *key)
+            if not isinstance(spec, dict):
+                raise self.error("must be a mapping with 'source' and 'target'", *key)
+            self.check_keys(COUPLING_KEYS, *key)
+            for required in ("source", "target"):
+                if required not in spec:
+                    raise self.error(f"missing required key '{required}'", *key)
+            source, target = spec["source"], spec["target"]
+            if source != INPUT_SOURCE and (source not in equations.names
+                                           or equations[source].type == PARAMETER):
+                raise self.error(
+                    f"source '{source}' is not a state variable or subexpression of the "
+                    f"equations (or '{INPUT_SOURCE}')", *key, "source")
+            if not _is_identifier(target):
+                raise self.error(f"target '{target}' is not a valid variable name", *key,
+                                 "target")
+            if target in equations.names and (equations[target].type != PARAMETER
+                                              or equations[target].flags):
+                raise self.error(f"target '{target}' must be a plain parameter of the "
+                                 f"equations ('{target} : unit'), not a "
+                                 f"{equations[target].type}", *key, "target")
+            if target in targets:
+                raise self.error(f"target '{target}' is already the target of "
+                                 f"'{targets[target]}' (one coupling per target)", *key,
+                                 "target")
+            if target not in equations.names:
+                self.check_target_is_used(equations, target, *key)
+            source_dim = DIMENSIONLESS if source == INPUT_SOURCE else equations[source].dim
+            if target in equations.names and equations[target].dim is not source_dim:
+                raise self.error(f"unit mismatch: target '{target}' has unit "
+                                 f"{unit_string(equations[target].dim)} but W @ {source} has "
+                                 f"unit {unit_string(source_dim)}", *key, "target")
+            targets[target] = name
+            couplings[name] = Coupling(name, source, target)
+        return couplings
+
+    def check_target_is_used(self, equations: Equations, target: str, *key) -> None:
+        used = set().union(*(eq.identifiers for eq in equations.values()))
+        if target not in used:
+            raise self.error(f"target '{target}' does not appear in the equations", *key,
+                             "target")
+
+    def declare_targets(self, equations: Equations, couplings: Mapping[str, Coupling]):
+        """Strip bioplast flags and declare coupling targets as Brian2 parameters."""
+        declared = []
+        for eq in equations.values():
+            flags = [f for f in eq.flags if f not in BIOPLAST_FLAGS]
+            declared.append(SingleEquation(eq.type, eq.varname, eq.dim, eq.var_type, eq.expr,
+                                           flags))
+        for coupling in couplings.values():
+            if coupling.target not in equations.names:
+                dim = DIMENSIONLESS if coupling.source == INPUT_SOURCE \
+                    else equations[coupling.source].dim
+                declared.append(SingleEquation(PARAMETER, coupling.target, dim))
+        return Equations(declared)
+
+    def read_readout(self, equations: Equations) -> Readout | None:
+        spec = self.data.get("readout")
+        if spec is None:
+            return None
+        if not isinstance(spec, dict):
+            raise self.error("must be a mapping with 'source'", "readout")
+        self.check_keys(READOUT_KEYS, "readout")
+        source = spec.get("source")
+        if source is None:
+            raise self.error("missing required key 'source'", "readout")
+        if source not in equations.names or equations[source].type == PARAMETER:
+            raise self.error(f"source '{source}' is not a state variable or subexpression",
+                             "readout", "source")
+        activation = spec.get("activation", "identity")
+        if activation not in READOUT_ACTIVATIONS:
+            raise self.error(f"unknown activation {activation!r} (known: "
+                             f"{', '.join(READOUT_ACTIVATIONS)})", "readout", "activation")
+        bias = spec.get("bias", True)
+        if not isinstance(bias, bool):
+            raise self.error("must be true or false", "readout", "bias")
+        return Readout(source, activation, bias)
+
+    def check_identifiers_and_units(self, equations: Equations, method: str) -> None:
+        dims = {"t": brian2.second.dim, "dt": brian2.second.dim}
+        dims.update(equations.dimensions)
+        for eq in equations.values():
+            if eq.expr is None:
+                continue
+            variables = {name: Quantity(1, dim=dim) for name, dim in dims.items()}
+            for identifier in sorted(eq.identifiers):
+                if identifier in variables:
+                    continue
+                if identifier == "xi" or identifier.startswith("xi_"):
+                    if eq.type != DIFFERENTIAL_EQUATION:
+                        raise self.equation_error(
+                            f"white noise '{identifier}' may only appear in a differential "
+                            "equation", eq.varname)
+                    if method != "euler":
+                        raise self.equation_error(
+                            f"white noise '{identifier}' needs method 'euler' "
+                            f"(Euler-Maruyama), not '{method}'", eq.varname)
+                    variables[identifier] = Quantity(1, dim=brian2.second.dim ** -0.5)
+                elif identifier in DEFAULT_FUNCTIONS:
+                    if identifier not in SUPPORTED_FUNCTIONS:
+                        raise self.equation_error(
+                            f"function '{identifier}' is not supported (supported: "
+                            f"{', '.join(sorted(SUPPORTED_FUNCTIONS))})", eq.varname)
+                    if identifier in RANDOM_FUNCTIONS and "constant over dt" not in eq.flags:
+                        raise self.equation_error(
+                            f"{identifier}() may only appear in a subexpression flagged "
+                            "'(constant over dt)', e.g. 'noise = sigma*randn() : 1 (constant "
+                            "over dt)'; for white noise use xi", eq.varname)
+                    variables[identifier] = DEFAULT_FUNCTIONS[identifier]
+                elif identifier in DEFAULT_CONSTANTS:
+                    variables[identifier] = DEFAULT_CONSTANTS[identifier]
+                elif identifier in DEFAULT_UNITS:
+                    variables[identifier] = DEFAULT_UNITS[identifier]
+                elif identifier in ("i", "N", "t_in_timesteps", "lastspike", "not_refractory"):
+                    raise self.equation_error(
+                        f"'{identifier}' is not supported in bioplast equations", eq.varname)
+                else:
+                    raise self.equation_error(
+                        f"unknown variable '{identifier}' in the equation of '{eq.varname}' "
+                        "(declare it, e.g. '" + identifier + " : 1', or fix the name)",
+                        eq.varname)
+            expected = eq.dim / brian2.second.dim if eq.type == DIFFERENTIAL_EQUATION \
+                else eq.dim
+            try:
+                check_dimensions(str(eq.expr), expected, variables)
+            except brian2.DimensionMismatchError as error:
+                raise self.equation_error(f"unit mismatch in the equation of '{eq.varname}': "
+                                          f"{_reason(error)}", eq.varname) from None
+            except (SyntaxError, ValueError, KeyError, TypeError) as error:
+                raise self.equation_error(f"invalid expression for '{eq.varname}': "
+                                          f"{_reason(error)}", eq.varname) from None
+
+    # ------------------------------------------------------------------ parameters
+    def read_params(self, model: Model) -> dict[str, ParamSpec]:
+        equations = model.equations
+        targets = {c.target for c in model.couplings.values()}
+        declared = [name for name in sorted(equations.parameter_names) if name not in targets]
+        section = self.mapping("parameters")
+        for name in section:
+            if name not in declared:
+                raise self.error(f"'{name}' is not a parameter of the equations (parameters: "
+                                 f"{', '.join(declared) or 'none'})", "parameters", name)
+            self.check_keys(PARAMETER_KEYS, "parameters", name)
+        for name in self.values:
+            if name not in STRUCTURE_KEYS and name not in declared:
+                message = (f"'{name}' is neither a setting ({', '.join(STRUCTURE_KEYS)}) nor "
+                           f"a parameter of the equations ({', '.join(declared) or 'none'})")
+                if self.where.get(name) is None:
+                    raise InputError(message, file=self.doc.name, key=f"override {name}")
+                raise self.error(message, *self.where[name])
+        specs = {}
+        for name in declared:
+            eq = equations[name]
+            entry = self.mapping("parameters", name)
+            key = ("parameters", name)
+            dims = () if "shared" in eq.flags else (schema.UNIT,)
+            init_spec, init_key = entry.get("init"), (*key, "init")
+            if name in self.values:
+                init_spec = self.values[name]
+                init_key = self.where[name] or ("defaults", name)
+            if init_spec is None:
+                if eq.dim is not DIMENSIONLESS:
+                    raise self.equation_error(
+                        f"parameter '{name}' has unit {unit_string(eq.dim)} and no value: give "
+                        f"defaults.{name} or parameters.{name}.init", name)
+                init_spec = 0
+            init = self.initializer(init_spec, eq.dim, init_key)
+            bounds = {}
+            for bound in ("min", "max"):
+                if bound in entry:
+                    try:
+                        bounds[bound] = parse_quantity(entry[bound], eq.dim)
+                    except ValueError as error:
+                        raise self.error(str(error), *key, bound) from None
+            trainable = entry.get("trainable", name in self.trainable_flags)
+            if not isinstance(trainable, bool):
+                raise self.error("must be true or false", *key, "trainable")
+            specs[name] = ParamSpec(name, dims, unit_string(eq.dim), init, trainable, **bounds)
+        for coupling in model.couplings.values():
+            specs[coupling.name] = self.coupling_spec(model, coupling)
+        if model.readout is not None:
+            specs.update(self.readout_specs(model))
+        return specs
+
+    def initializer(self, spec, dim, key_path) -> Initializer:
+        try:
+            return parse_initializer(spec, dim, tuple(p.name for p in self.populations))
+        except ValueError as error:
+            if key_path is None:
+                raise InputError(str(error), file=self.doc.name) from None
+            raise self.error(str(error), *key_path) from None
+
+    def coupling_spec(self, model: Model, coupling: Coupling) -> ParamSpec:
+        key = ("couplings", coupling.name)
+        entry = self.mapping(*key)
+        from_input = coupling.source == INPUT_SOURCE
+        dims = (schema.UNIT, schema.INPUT if from_input else schema.PRESYNAPTIC)
+        init = self.initializer(entry.get("init", "xavier_uniform"), DIMENSIONLESS,
+                                (*key, "init"))
+        flags = {}
+        for flag in ("autapses", "dale", "trainable"):
+            if flag in entry and not isinstance(entry[flag], bool):
+                raise self.error("must be true or false", *key, flag)
+        if from_input and ("autapses" in entry or entry.get("dale")):
+            raise self.error("'autapses' and 'dale' apply to couplings between units, not "
+                             "from the input", *key)
+        if entry.get("dale"):
+            signs = [p.sign for p in self.populations]
+            if not signs or None in signs:
+                raise self.error("dale: true needs populations with a sign each "
+                                 "(populations: {E: {fraction: 0.8, sign: 1}, ...})", *key,
+                                 "dale")
+            flags["column_sign"] = tuple(float(p.sign) for p in self.populations
+                                         for _ in range(p.start, p.stop))
+        return ParamSpec(coupling.name, dims, "1", init, entry.get("trainable", True),
+                         zero_diagonal=not from_input and not entry.get("autapses", True),
+                         **flags)
+
+    def readout_specs(self, model: Model) -> dict[str, ParamSpec]:
+        entry = self.mapping("readout")
+        trainable = entry.get("trainable", True)
+        if not isinstance(trainable, bool):
+            raise self.error("must be true or false", "readout", "trainable")
+        specs = {schema.READOUT_WEIGHT: ParamSpec(
+            schema.READOUT_WEIGHT, (schema.OUTPUT, schema.UNIT), "1",
+            self.initializer(entry.get("init", "xavier_uniform"), DIMENSIONLESS,
+                             ("readout", "init")), trainable)}
+        if model.readout.bias:
+            specs[schema.READOUT_BIAS] = ParamSpec(
+                schema.READOUT_BIAS, (schema.OUTPUT,), "1",
+                self.initializer(entry.get("bias_init", "zeros"), DIMENSIONLESS,
+                                 ("readout", "bias_init")), trainable)
+        return specs
+
+    def read_initial(self, equations: Equations) -> dict[str, Initializer]:
+        initial = {}
+        for name, spec in self.mapping("initial").items():
+            if name not in equations.diff_eq_names:
+                raise self.error(f"'{name}' is not a state variable (states: "
+                                 f"{', '.join(sorted(equations.diff_eq_names))})",
+                                 "initial", name)
+            initial[name] = self.initializer(spec, equations[name].dim, ("initial", name))
+        return initial
+
+
+class _SympyForms:
+    """sympy forms of a model's equations, as the backends need them.
+
+    Fills on the model:
+    - ``step_subexpressions``: ``(constant over dt)`` subexpressions, evaluated once per step
+      from the state at its start, in dependency order; each ``rand()``/``randn()`` call is
+      replaced by a symbol listed in ``random_symbols`` (symbol name -> function name).
+    - ``subexpressions``: the other subexpressions, with subexpressions substituted.
+    - ``drift``: ``dx/dt`` without white noise; ``diffusion``: ``{xi name: coefficient}``.
+    All are sympy expressions of states, parameters, coupling targets, step
+    subexpressions, random symbols, ``t`` and ``dt`` only.
+    """
+
+    def __init__(self, reader: _ModelReader, equations: Equations, method: str):
+        self.reader = reader
+        self.equations = equations
+        self.method = method
+
+    def fill(self, model: Model) -> None:
+        eqs = self.equations
+        random_symbols = {}
+        raw = {}
+        for eq in eqs.values():
+            if eq.type == SUBEXPRESSION:
+                expr = str_to_sympy(eq.expr.code)
+                for function in RANDOM_FUNCTIONS:
+                    calls = [c for c in expr.atoms(sympy.Function)
+                             if c.func.__name__ == function]
+                    for call in calls:
+                        symbol = sympy.Symbol(f"_{function}_{eq.varname}", real=True)
+                        random_symbols[symbol.name] = function
+                        expr = expr.xreplace({call: symbol})
+                raw[eq.varname] = expr
+        held = [n for n in eqs.subexpr_names if "constant over dt" in eqs[n].flags]
+        plain = [n for n in eqs.subexpr_names if n not in held]
+        substituted = self.substitute_plain(raw, plain)
+        model.subexpressions = {n: substituted[n] for n in sorted(plain)}
+        model.step_subexpressions = {n: self.expand(raw[n], substituted)
+                                     for n in self.held_order(raw, held)}
+        model.random_symbols = random_symbols
+        model.drift, model.diffusion = {}, {}
+        for name in sorted(eqs.diff_eq_names):
+            deterministic, stochastic = eqs[name].expr.split_stochastic()
+            model.drift[name] = self.expand(str_to_sympy(deterministic.code), substituted)
+            model.diffusion[name] = {
+                xi: self.expand(str_to_sympy(coefficient.code), substituted)
+                for xi, coefficient in (stochastic or {}).items()}
+            if self.method == "exponential_euler":
+                try:
+                    linear_coefficients(model.drift[name], name)
+                except ValueError:
+                    raise self.reader.equation_error(
+                        f"method 'exponential_euler' needs dx/dt linear in '{name}' (A*{name} "
+                        "+ B with A, B free of it); use method 'euler'", name) from None
+
+    @staticmethod
+    def expand(expr, substituted):
+        return expr.xreplace({s: substituted[s.name] for s in expr.free_symbols
+                              if s.name in substituted})
+
+    def substitute_plain(self, raw, plain):
+        """Plain subexpressions in terms of non-subexpression symbols."""
+        order = self.topological(raw, plain, "subexpressions")
+        done = {}
+        for name in order:
+            done[name] = self.expand(raw[name], done)
+        return done
+
+    def held_order(self, raw, held):
+        return self.topological(raw, held, "'(constant over dt)' subexpressions")
+
+    def topological(self, raw, names, what):
+        graph = {n: {s.name for s in raw[n].free_symbols if s.name in names} for n in names}
+        try:
+            return list(graphlib.TopologicalSorter(graph).static_order())
+        except graphlib.CycleError as error:
+            cycle = error.args[1]
+            raise self.reader.equation_error(
+                f"{what} depend on each other in a cycle: {' -> '.join(cycle)}",
+                cycle[0]) from None
+
+
+def linear_coefficients(expr: sympy.Expr, variable: str) -> tuple[sympy.Expr, sympy.Expr]:
+    """``(A, B)`` with ``expr == A*x + B`` and A, B free of ``x`` (Brian2's conditional
+    linearity, used by exponential Euler). Raises ValueError if ``expr`` is not of that form."""
+    symbol = next((s for s in expr.free_symbols if s.name == variable), None)
+    if symbol is None:
+        return sympy.Integer(0), expr
+    collected = sympy.collect(sympy.expand(expr), symbol, evaluate=False)
+    if set(collected) - {symbol, sympy.Integer(1)} or symbol not in collected:
+        raise ValueError(f"not linear in {variable}")
+    A, B = collected[symbol], collected.get(sympy.Integer(1), sympy.Integer(0))
+    if A.has(symbol) or B.has(symbol):
+        raise ValueError(f"not linear in {variable}")
+    return A, B

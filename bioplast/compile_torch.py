@@ -191,13 +191,13 @@ class TorchStepper:
             values[name] = value
         return values
 
-    def readout(self, source: torch.Tensor, params: Mapping[str, torch.Tensor]):
-        """``activation(W_out @ source + b_out)`` for ``source`` shaped
-        ``(member, ..., unit)``; returns ``(member, ..., output)``."""
-        readout = self.model.readout
-        weight = params[schema.READOUT_WEIGHT]
-        y = torch.einsum("m...u,mou->m...o", source, weight)
-        if readout.bias:
-            bias = params[schema.READOUT_BIAS]
-            y = y + bias.reshape(bias.shape[0], *([1] * (source.ndim - 2)), bias.shape[-1])
-        return READOUT_ACTIVATIONS[readout.activation](y)
+
+def readout(model: Model, source: torch.Tensor, params: Mapping[str, torch.Tensor]):
+    """``activation(W_out @ source + b_out)`` for ``source`` shaped ``(member, ..., unit)``
+    and parameters with a member axis; returns ``(member, ..., output)``."""
+    weight = params[schema.READOUT_WEIGHT]
+    y = torch.einsum("m...u,mou->m...o", source, weight)
+    if model.readout.bias:
+        bias = params[schema.READOUT_BIAS]
+        y = y + bias.reshape(bias.shape[0], *([1] * (source.ndim - 2)), bias.shape[-1])
+    return READOUT_ACTIVATIONS[model.readout.activation](y)

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..compile_torch import TorchStepper
+from ..compile_torch import TorchStepper, readout
 from ..errors import InputError
 from ..model import Model
 from .base import Backend, Trajectory
@@ -89,6 +89,6 @@ class TorchBackend(Backend):
             for name, value in stepper.observe(state, env, names).items():
                 steps[name].append(value)
         stacked = {name: torch.stack(values, dim=2) for name, values in steps.items()}
-        outputs = stepper.readout(stacked[model.readout.source], tensors) \
+        outputs = readout(model, stacked[model.readout.source], tensors) \
             if model.readout else None
         return {name: stacked[name] for name in record}, state, outputs

@@ -1,3 +1,19 @@
-"""bioplast: recurrent rate networks written as equations, simulated on torch and Brian2."""
+"""bioplast: recurrent rate networks written as equations, simulated on torch and Brian2.
+
+Public API::
+
+    model = bioplast.load_model("leaky_rate", n_units=64)
+    params = model.init_params(seed=0)
+    ds = bioplast.simulate(model, params, inputs, backend="torch")   # xarray.Dataset
+    bioplast.save(ds, "run.nc"); ds2 = bioplast.load("run.nc")
+"""
 
 __version__ = "0.1.0"
+
+from .errors import BioplastError, CapabilityError, InputError  # noqa: E402
+from .model import Model, list_models, load_model  # noqa: E402
+from .results import load, save  # noqa: E402
+from .simulation import simulate  # noqa: E402
+
+__all__ = ["BioplastError", "CapabilityError", "InputError", "Model", "list_models",
+           "load_model", "simulate", "save", "load", "__version__"]

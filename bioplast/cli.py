@@ -1,0 +1,266 @@
+"""The ``bioplast`` command line (DESIGN section 8).
+
+Exit codes: 0 success; 2 bad input (one line naming the file and the key or line);
+1 a run that failed; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from . import __version__, schema
+from .errors import BioplastError, CapabilityError, InputError
+
+EPILOG_SIMULATE = """\
+inputs: without --inputs, inputs are i.i.d. normal numbers N(0, input_std^2), one per
+trial, step and input channel, drawn from --seed (--trials x --steps). --inputs takes a
+.npy array shaped (trial, time, input) or a netCDF file with a variable 'inputs' with
+dims (trial, time, input). A result file (.nc) as SOURCE re-simulates it: its model text,
+parameters, initial states and inputs (unless --inputs is given).
+"""
+
+
+def _parse_overrides(items, flag: str) -> dict:
+    overrides = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"expected KEY=VALUE, got {item!r}", key=flag)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            overrides[key.strip()] = value
+    return overrides
+
+
+def _read_inputs(path: str) -> np.ndarray:
+    from .results import load
+    if path.endswith(".npy"):
+        try:
+            return np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise InputError("file not found", file=path) from None
+        except (OSError, ValueError) as error:
+            raise InputError(f"not a readable .npy array ({error})", file=path) from None
+    dataset = load(path)
+    if schema.INPUTS not in dataset:
+        raise InputError(f"no variable '{schema.INPUTS}' (trial, time, input) in the file",
+                         file=path)
+    variable = dataset[schema.INPUTS]
+    wanted = (schema.TRIAL, schema.TIME, schema.INPUT)
+    if set(variable.dims) != set(wanted) and set(variable.dims) != {schema.MEMBER, *wanted}:
+        raise InputError(f"'{schema.INPUTS}' has dims {variable.dims}, expected "
+                         f"{wanted}", file=path)
+    order = ((schema.MEMBER,) if schema.MEMBER in variable.dims else ()) + wanted
+    return variable.transpose(*order).values
+
+
+def _say(args, message: str) -> None:
+    if not args.quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def cmd_simulate(args) -> int:
+    from .model import load_model
+    from .results import INITIAL_PREFIX, load, save
+    from .simulation import simulate
+
+    overrides = _parse_overrides(args.set, "--set")
+    params = initial_state = inputs = None
+    seed = args.seed
+    if args.source.endswith(".nc"):
+        result = load(args.source)
+        if schema.ATTR_MODEL not in result.attrs:
+            raise InputError(f"no '{schema.ATTR_MODEL}' attribute: not a bioplast result",
+                             file=args.source)
+        stored = json.loads(result.attrs.get(schema.ATTR_MODEL_OVERRIDES, "{}"))
+        model = load_model(result.attrs[schema.ATTR_MODEL] + "\n", **{**stored, **overrides})
+        model.file = f"{args.source} (attribute '{schema.ATTR_MODEL}')"
+        params = {name: result[name].values for name in model.params if name in result}
+        initial_state = {name: result[INITIAL_PREFIX + name].values
+                         for name in model.state_names if INITIAL_PREFIX + name in result}
+        inputs = result[schema.INPUTS].values if schema.INPUTS in result else None
+        if seed is None:
+            seed = int(result.attrs.get(schema.ATTR_SEED, 0))
+    else:
+        model = load_model(args.source, **overrides)
+    seed = 0 if seed is None else seed
+    if args.inputs:
+        inputs = _read_inputs(args.inputs)
+        initial_state = None if initial_state is not None and \
+            next(iter(initial_state.values())).shape[-2] != inputs.shape[-3] else initial_state
+    if inputs is None:
+        rng = np.random.default_rng([seed, 1])
+        inputs = rng.normal(0.0, args.input_std, size=(args.trials, args.steps, model.n_inputs))
+    options = {}
+    if args.backend == "torch":
+        options = {"device": args.device, "dtype": args.dtype}
+    elif args.backend == "brian2":
+        options = {"target": args.target}
+    record = args.record.split(",") if args.record else None
+    _say(args, f"simulating '{model.name}' ({model.n_units} units) on {args.backend}"
+               f"{'/' + args.target if args.backend == 'brian2' else ''}: "
+               f"{inputs.shape[-3]} trials x {inputs.shape[-2]} steps of "
+               f"{model.dt * 1e3:g} ms ...")
+    started = time.perf_counter()
+    dataset = simulate(model, params, inputs, args.backend, initial_state=initial_state,
+                       record=record, noise=not args.no_noise, seed=seed,
+                       command=shlex.join(["bioplast", *sys.argv[1:]]), **options)
+    save(dataset, args.output)
+    _say(args, f"done in {time.perf_counter() - started:.1f} s: wrote {args.output}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .results import load
+    dataset = load(args.file)
+    attrs = dataset.attrs
+    kind = attrs.get(schema.ATTR_KIND, "dataset")
+    head = f"{args.file}: {kind}"
+    if schema.ATTR_MODEL_NAME in attrs:
+        head += f" of model '{attrs[schema.ATTR_MODEL_NAME]}'"
+    if schema.ATTR_BACKEND in attrs:
+        options = json.loads(attrs.get(schema.ATTR_BACKEND_OPTIONS, "{}"))
+        detail = ", ".join(f"{k}={v}" for k, v in options.items())
+        head += f" on {attrs[schema.ATTR_BACKEND]}" + (f" ({detail})" if detail else "")
+    if schema.ATTR_STATUS in attrs:
+        head += f" [status: {attrs[schema.ATTR_STATUS]}]"
+    print(head)
+    facts = []
+    for key, label in ((schema.ATTR_CREATED, "created"), (schema.ATTR_VERSION, "bioplast"),
+                       (schema.ATTR_SEED, "seed"), (schema.ATTR_METHOD, "method")):
+        if key in attrs:
+            facts.append(f"{label} {attrs[key]}")
+    if schema.ATTR_DT in attrs:
+        facts.append(f"dt {float(attrs[schema.ATTR_DT]) * 1e3:g} ms")
+    if schema.ATTR_NOISE in attrs:
+        facts.append("noise " + ("on" if int(attrs[schema.ATTR_NOISE]) else "off"))
+    if facts:
+        print("  " + ", ".join(facts))
+    print("  dims: " + ", ".join(f"{k}={v}" for k, v in dataset.sizes.items()))
+    width = max((len(str(n)) for n in dataset.data_vars), default=0)
+    for name, variable in dataset.data_vars.items():
+        units = variable.attrs.get(schema.ATTR_UNITS, "")
+        dims = "(" + ", ".join(map(str, variable.dims)) + ")"
+        print(f"  {str(name):<{width}}  {dims:<32} {units}")
+    if schema.ATTR_COMMAND in attrs:
+        print(f"  command: {attrs[schema.ATTR_COMMAND]}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from .backends import BACKENDS
+    from .model import list_models, load_model
+    what = args.what or ["models", "backends"]
+    for category in what:
+        print(f"{category}:")
+        if category == "models":
+            for name in list_models():
+                try:
+                    model = load_model(name)
+                    print(f"  {name:<16} {model.description}")
+                except InputError as error:
+                    print(f"  {name:<16} (invalid: {error})")
+        elif category == "backends":
+            for name in BACKENDS.names():
+                backend = BACKENDS.get(name)
+                capabilities = [c.replace("_", " ") for c in ("differentiable",
+                                                              "supports_members")
+                                if getattr(backend, c)]
+                options = "; ".join(
+                    f"{k}: {', '.join(map(str, v)) if v else 'any'}"
+                    for k, v in backend.option_choices.items())
+                print(f"  {name:<16} {', '.join(capabilities) or '-'}  (options: {options})")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plotting import plot_simulations
+    from .results import load
+    datasets = [load(path) for path in args.files]
+    plot_simulations(datasets, [Path(p).name for p in args.files], args.output,
+                     variable=args.variable, trial=args.trial, n_units=args.units)
+    _say(args, f"wrote {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bioplast", description="Rate networks as equations, on torch and Brian2.")
+    parser.add_argument("--version", action="version", version=f"bioplast {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, help_text, **kwargs):
+        command = sub.add_parser(name, help=help_text, description=help_text, **kwargs)
+        command.add_argument("--quiet", action="store_true", help="no progress messages")
+        return command
+
+    simulate = add("simulate", "simulate a model (or re-simulate a result file)",
+                   epilog=EPILOG_SIMULATE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    simulate.add_argument("source", metavar="MODEL.yaml|NAME|RESULT.nc")
+    simulate.add_argument("-o", "--output", required=True, metavar="OUT.nc")
+    simulate.add_argument("--backend", default="torch", choices=["torch", "brian2"])
+    simulate.add_argument("--target", default="numpy",
+                          choices=["numpy", "cython", "cpp_standalone"],
+                          help="Brian2 code generation target (default numpy)")
+    simulate.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    simulate.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    simulate.add_argument("--trials", type=int, default=8)
+    simulate.add_argument("--steps", type=int, default=200)
+    simulate.add_argument("--input-std", type=float, default=1.0)
+    simulate.add_argument("--inputs", metavar="FILE", help=".npy or .nc inputs")
+    simulate.add_argument("--seed", type=int, default=None, help="default 0 (or the result's)")
+    simulate.add_argument("--record", metavar="VAR,VAR", help="variables to record")
+    simulate.add_argument("--no-noise", action="store_true", help="rand/randn = 0, no xi")
+    simulate.add_argument("--set", action="append", metavar="KEY=VALUE",
+                          help="model override, e.g. n_units=64 or 'tau=20 ms'")
+    simulate.set_defaults(func=cmd_simulate)
+
+    info = add("info", "summarize a netCDF file")
+    info.add_argument("file", metavar="FILE.nc")
+    info.set_defaults(func=cmd_info)
+
+    listing = add("list", "list models and backends")
+    listing.add_argument("what", nargs="*", choices=["models", "backends"],
+                         metavar="models|backends")
+    listing.set_defaults(func=cmd_list)
+
+    plot = add("plot", "plot recorded activity of one or more simulation files")
+    plot.add_argument("files", nargs="+", metavar="RESULT.nc")
+    plot.add_argument("-o", "--output", required=True, metavar="FIG.png")
+    plot.add_argument("--variable", help="recorded variable (default: the first state)")
+    plot.add_argument("--trial", type=int, default=0)
+    plot.add_argument("--units", type=int, default=4, help="number of units to draw")
+    plot.set_defaults(func=cmd_plot)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("trials", "steps"):
+        if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
+            print(f"bioplast: error: --{name} must be >= 1", file=sys.stderr)
+            return 2
+    try:
+        return args.func(args)
+    except (InputError, CapabilityError) as error:
+        print(f"bioplast: error: {error}", file=sys.stderr)
+        return 2
+    except BioplastError as error:
+        print(f"bioplast: failed: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bioplast: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

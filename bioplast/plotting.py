@@ -1,0 +1,80 @@
+"""Figures of result datasets (matplotlib, no screen needed)."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import xarray as xr
+
+from . import schema
+from .errors import InputError
+from .files import atomic_write
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_simulations(datasets: Sequence[xr.Dataset], labels: Sequence[str],
+                     path: str | os.PathLike, variable: str | None = None, trial: int = 0,
+                     n_units: int = 4) -> None:
+    """Traces of a few units (top) and the outputs (bottom) of one trial, one line style
+    per dataset, so runs of the same model on different backends can be compared by eye.
+    With two or more datasets the title gives the largest difference from the first."""
+    plt = _pyplot()
+    first = datasets[0]
+    if variable is None:
+        variable = next((name for name, v in first.data_vars.items()
+                         if v.dims[-3:] == (schema.TRIAL, schema.TIME, schema.UNIT)), None)
+    for label, dataset in zip(labels, datasets):
+        if variable is None or variable not in dataset:
+            raise InputError(f"no recorded variable '{variable}' to plot", file=label)
+        if trial >= dataset.sizes.get(schema.TRIAL, 0):
+            raise InputError(f"trial {trial} out of range", file=label)
+    has_outputs = all(schema.OUTPUTS in d for d in datasets)
+    figure, axes = plt.subplots(2 if has_outputs else 1, 1, figsize=(10, 6 if has_outputs else 3.5),
+                                sharex=True, squeeze=False)
+    styles = ["-", "--", ":", "-."]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (label, dataset) in enumerate(zip(labels, datasets)):
+        style = styles[index % len(styles)]
+        activity = _first_member(dataset[variable]).isel({schema.TRIAL: trial})
+        time_ms = dataset[schema.TIME].values * 1e3
+        for unit in range(min(n_units, activity.sizes[schema.UNIT])):
+            axes[0, 0].plot(time_ms, activity.isel({schema.UNIT: unit}), style,
+                            color=colors[unit % len(colors)],
+                            label=f"unit {unit}, {label}" if n_units <= 4 else None)
+        if has_outputs:
+            outputs = _first_member(dataset[schema.OUTPUTS]).isel({schema.TRIAL: trial})
+            for channel in range(outputs.sizes[schema.OUTPUT]):
+                axes[1, 0].plot(time_ms, outputs.isel({schema.OUTPUT: channel}), style,
+                                color=colors[channel % len(colors)],
+                                label=f"output {channel}, {label}")
+    units = first[variable].attrs.get(schema.ATTR_UNITS, "")
+    axes[0, 0].set_ylabel(f"{variable}" + (f" [{units}]" if units not in ("", "1") else ""))
+    axes[-1, 0].set_xlabel("time [ms]")
+    if has_outputs:
+        axes[1, 0].set_ylabel("outputs")
+    title = f"model '{first.attrs.get(schema.ATTR_MODEL_NAME, '?')}', trial {trial}"
+    if len(datasets) > 1:
+        differences = [float(np.max(np.abs(d[variable].values - first[variable].values)))
+                       for d in datasets[1:] if d[variable].shape == first[variable].shape]
+        if differences:
+            title += f"; max |{variable} - {labels[0]}| = {max(differences):.2g}"
+    axes[0, 0].set_title(title, fontsize=10)
+    for axis in axes[:, 0]:
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.tight_layout()
+    suffix = os.path.splitext(str(path))[1].lstrip(".") or "png"
+    with atomic_write(path) as temporary:
+        figure.savefig(temporary, dpi=120, format=suffix)
+    plt.close(figure)
+
+
+def _first_member(array: xr.DataArray) -> xr.DataArray:
+    return array.isel({schema.MEMBER: 0}) if schema.MEMBER in array.dims else array

@@ -1,0 +1,163 @@
+"""Result datasets: building them, and saving/loading netCDF4 files atomically.
+
+The layout (DESIGN section 7; names in `bioplast.schema`): recorded states
+``([member,] trial, time, unit)`` named after the equation variables, ``inputs``,
+``outputs``, parameters with their dims (``W_rec (unit, presynaptic)``, ``tau (unit)``),
+initial states ``initial_<state>``; coordinates with ``units`` attrs (time in seconds);
+global provenance attrs (model YAML text, backend, seed, versions, creation time, status).
+netCDF cannot hold dict, None or bool attrs: configs are JSON/YAML text, flags int8.
+"""
+
+from __future__ import annotations
+
+import datetime as _datetime
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import xarray as xr
+
+from . import __version__, schema
+from .errors import InputError
+from .files import atomic_write
+from .model import Model
+
+INITIAL_PREFIX = "initial_"
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a result depends on."""
+    import brian2
+    import netCDF4
+    import torch
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "torch": torch.__version__, "brian2": brian2.__version__,
+            "xarray": xr.__version__, "netCDF4": netCDF4.__version__}
+
+
+def provenance(**attrs) -> dict[str, Any]:
+    """Global attrs every result carries, plus ``attrs``."""
+    return {schema.ATTR_VERSION: __version__,
+            schema.ATTR_CREATED: _datetime.datetime.now(_datetime.timezone.utc).isoformat(
+                timespec="seconds"),
+            schema.ATTR_VERSIONS: json.dumps(library_versions(), sort_keys=True),
+            **attrs}
+
+
+def model_coords(model: Model) -> dict[str, Any]:
+    """Coordinates of the unit, input and output axes of ``model``."""
+    coords = {
+        schema.UNIT: (schema.UNIT, np.arange(model.n_units)),
+        schema.PRESYNAPTIC: (schema.PRESYNAPTIC, np.arange(model.n_units)),
+        schema.INPUT: (schema.INPUT, np.arange(model.n_inputs)),
+        schema.OUTPUT: (schema.OUTPUT, np.arange(model.n_outputs)),
+    }
+    if model.populations:
+        labels = np.empty(model.n_units, dtype=object)
+        for population in model.populations:
+            labels[population.start:population.stop] = population.name
+        coords[schema.POPULATION] = (schema.UNIT, labels.astype(str))
+    return coords
+
+
+def _numpy(value) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=float)
+
+
+def params_variables(model: Model, params: Mapping[str, Any], members: bool) -> dict:
+    """Parameter arrays as Dataset variables with their dims and units."""
+    lead = (schema.MEMBER,) if members else ()
+    variables = {}
+    for name, spec in model.params.items():
+        variables[name] = xr.Variable(
+            (*lead, *spec.dims), _numpy(params[name]),
+            {schema.ATTR_UNITS: spec.unit, "trainable": np.int8(spec.trainable)})
+    return variables
+
+
+def simulation_dataset(model: Model, params: Mapping[str, Any], inputs, initial_state,
+                       trajectory, *, members: bool, backend: str,
+                       backend_options: Mapping[str, Any], seed: int, noise: bool,
+                       command: str | None = None) -> xr.Dataset:
+    """The Dataset of one simulated batch (see module docstring).
+
+    ``trajectory`` and ``initial_state`` (``(member, trial, unit)`` per state) hold arrays
+    with a member axis; ``members=False`` drops it (it has length 1 then).
+    """
+    def squeeze(array):
+        array = _numpy(array)
+        return array if members else array[0]
+
+    lead = (schema.MEMBER,) if members else ()
+    inputs = _numpy(inputs)
+    n_steps = inputs.shape[-2]
+    data = {}
+    for name, values in trajectory.recorded.items():
+        data[name] = xr.Variable((*lead, schema.TRIAL, schema.TIME, schema.UNIT),
+                                 squeeze(values), {schema.ATTR_UNITS: model.unit_of(name)})
+    input_dims = (schema.MEMBER,) if inputs.ndim == 4 else ()
+    data[schema.INPUTS] = xr.Variable((*input_dims, schema.TRIAL, schema.TIME, schema.INPUT),
+                                      inputs, {schema.ATTR_UNITS: "1"})
+    if trajectory.outputs is not None:
+        data[schema.OUTPUTS] = xr.Variable((*lead, schema.TRIAL, schema.TIME, schema.OUTPUT),
+                                           squeeze(trajectory.outputs),
+                                           {schema.ATTR_UNITS: "1"})
+    data.update(params_variables(model, params, members))
+    for name, value in initial_state.items():
+        data[INITIAL_PREFIX + name] = xr.Variable((*lead, schema.TRIAL, schema.UNIT),
+                                                  squeeze(value),
+                                                  {schema.ATTR_UNITS: model.unit_of(name)})
+    coords = {
+        schema.TIME: (schema.TIME, np.arange(n_steps) * model.dt,
+                      {schema.ATTR_UNITS: "second",
+                       schema.ATTR_LONG_NAME: "start of step k; states are recorded at its end"}),
+        schema.TRIAL: (schema.TRIAL, np.arange(inputs.shape[-3])),
+        **model_coords(model),
+    }
+    if members:
+        coords[schema.MEMBER] = (schema.MEMBER, np.arange(_numpy(next(iter(
+            trajectory.recorded.values()))).shape[0]))
+    attrs = provenance(**{
+        schema.ATTR_KIND: "simulation",
+        schema.ATTR_MODEL: model.text,
+        schema.ATTR_MODEL_NAME: model.name,
+        schema.ATTR_MODEL_OVERRIDES: json.dumps(model.overrides, sort_keys=True),
+        schema.ATTR_BACKEND: backend,
+        schema.ATTR_BACKEND_OPTIONS: json.dumps(dict(backend_options), sort_keys=True),
+        schema.ATTR_SEED: int(seed),
+        schema.ATTR_NOISE: np.int8(noise),
+        schema.ATTR_DT: model.dt,
+        schema.ATTR_METHOD: model.method,
+        schema.ATTR_STATUS: schema.STATUS_COMPLETE,
+    })
+    if command:
+        attrs[schema.ATTR_COMMAND] = command
+    dataset = xr.Dataset(data, coords=coords, attrs=attrs)
+    return dataset
+
+
+def save(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write ``dataset`` to netCDF4 at ``path`` atomically (temporary file + rename).
+
+    A crash mid-write leaves either the old file or none, never a partial one.
+    Returns the path.
+    """
+    with atomic_write(path) as temporary:
+        dataset.to_netcdf(temporary, engine="netcdf4")
+    return Path(path)
+
+
+def load(path: str | os.PathLike) -> xr.Dataset:
+    """Read a netCDF file fully into memory (the file is closed on return)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", file=str(path))
+    try:
+        return xr.load_dataset(path, engine="netcdf4")
+    except (OSError, ValueError) as error:
+        raise InputError(f"not a readable netCDF file ({error})", file=str(path)) from None

@@ -15,7 +15,8 @@ from brian2.parsing.sympytools import str_to_sympy
 
 from .expressions import UnsupportedExpression, compile_expression
 
-_NUMBER_THEN_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s+(\S.*)$")
+_NUMBER_THEN_UNIT = re.compile(
+    r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(?:\*\s*)?(.*?)\s*$")
 
 
 def unit_string(dim) -> str:
@@ -48,26 +49,33 @@ def parse_quantity(value, dim=DIMENSIONLESS) -> float:
         return float(value)
     if not isinstance(value, str):
         raise ValueError(f"expected a number or a quantity such as '10 ms', got {value!r}")
-    text = value.strip()
-    match = _NUMBER_THEN_UNIT.match(text)
-    if match:
-        text = f"{match.group(1)}*({match.group(2)})"
-    try:
-        expr = str_to_sympy(text)
-    except (SyntaxError, TypeError, ValueError) as error:
-        raise ValueError(f"cannot read {value!r} as a quantity ({error})") from None
-    unknown = sorted(s.name for s in expr.free_symbols if s.name not in DEFAULT_UNITS)
-    if unknown:
-        raise ValueError(f"unknown unit {', '.join(map(repr, unknown))} in {value!r}")
-    try:
-        quantity = compile_expression(expr, {})(DEFAULT_UNITS)
-    except (UnsupportedExpression, brian2.DimensionMismatchError) as error:
-        raise ValueError(f"cannot read {value!r} as a quantity ({error})") from None
+    match = _NUMBER_THEN_UNIT.match(value)
+    if match:  # "10 ms", "10*ms", "0 * ms", "1.5 mV/ms", "3": the number times its unit
+        unit = _evaluate_units(match.group(2), value) if match.group(2) else 1
+        quantity = float(match.group(1)) * unit
+    else:  # "inf", "-inf", "ms"
+        quantity = _evaluate_units(value, value)
     found = brian2.get_dimensions(quantity)
     if found is not dim:
         raise ValueError(f"{value!r} has unit {unit_string(found)}, expected "
                          f"{unit_string(dim)}")
     return float(quantity)
+
+
+def _evaluate_units(text: str, value: str):
+    """A Brian2 unit (or number) from an expression over unit names, such as ``mV/ms``."""
+    try:
+        expr = str_to_sympy(text.strip())
+    except (SyntaxError, TypeError, ValueError) as error:
+        raise ValueError(f"cannot read {value!r} as a quantity ({error})") from None
+    unknown = sorted(s.name for s in expr.free_symbols if s.name not in DEFAULT_UNITS)
+    if unknown:
+        hint = " (Brian2 writes seconds as 'second' or 'ms')" if "s" in unknown else ""
+        raise ValueError(f"unknown unit {', '.join(map(repr, unknown))} in {value!r}{hint}")
+    try:
+        return compile_expression(expr, {})(DEFAULT_UNITS)
+    except (UnsupportedExpression, brian2.DimensionMismatchError) as error:
+        raise ValueError(f"cannot read {value!r} as a quantity ({error})") from None
 
 
 def _example_unit(dim) -> str:

@@ -19,7 +19,7 @@ def check_inputs(model: Model, inputs, where: str = "inputs") -> np.ndarray:
     if hasattr(inputs, "detach"):
         inputs = inputs.detach().cpu().numpy()
     try:
-        array = np.asarray(inputs, dtype=float)
+        array = np.array(inputs, dtype=float)  # a copy: callers may pass read-only views
     except (TypeError, ValueError) as error:
         raise InputError(f"not a numeric array ({error})", file=where) from None
     if array.ndim not in (3, 4):

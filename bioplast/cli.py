@@ -71,7 +71,7 @@ def _say(args, message: str) -> None:
 def cmd_simulate(args) -> int:
     from .model import load_model
     from .results import INITIAL_PREFIX, load, save
-    from .simulation import simulate
+    from .simulation import check_inputs, simulate
 
     overrides = _parse_overrides(args.set, "--set")
     params = initial_state = inputs = None
@@ -94,7 +94,7 @@ def cmd_simulate(args) -> int:
         model = load_model(args.source, **overrides)
     seed = 0 if seed is None else seed
     if args.inputs:
-        inputs = _read_inputs(args.inputs)
+        inputs = check_inputs(model, _read_inputs(args.inputs), where=args.inputs)
         initial_state = None if initial_state is not None and \
             next(iter(initial_state.values())).shape[-2] != inputs.shape[-3] else initial_state
     if inputs is None:
@@ -159,7 +159,12 @@ def cmd_info(args) -> int:
 def cmd_list(args) -> int:
     from .backends import BACKENDS
     from .model import list_models, load_model
-    what = args.what or ["models", "backends"]
+    categories = ["models", "backends"]
+    what = args.what or categories
+    unknown = [w for w in what if w not in categories]
+    if unknown:
+        raise InputError(f"cannot list {', '.join(unknown)} (choose from "
+                         f"{', '.join(categories)})")
     for category in what:
         print(f"{category}:")
         if category == "models":
@@ -229,8 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_info)
 
     listing = add("list", "list models and backends")
-    listing.add_argument("what", nargs="*", choices=["models", "backends"],
-                         metavar="models|backends")
+    listing.add_argument("what", nargs="*", metavar="models|backends")
     listing.set_defaults(func=cmd_list)
 
     plot = add("plot", "plot recorded activity of one or more simulation files")

@@ -820,7 +820,8 @@ class _SympyForms:
     - ``subexpressions``: the other subexpressions, with subexpressions substituted.
     - ``drift``: ``dx/dt`` without white noise; ``diffusion``: ``{xi name: coefficient}``.
     All are sympy expressions of states, parameters, coupling targets, step
-    subexpressions, random symbols, ``t`` and ``dt`` only.
+    subexpressions, random symbols, ``t`` and ``dt`` only, in SI units (unit names such
+    as ``ms`` are replaced by their values).
     """
 
     def __init__(self, reader: _ModelReader, equations: Equations, method: str):
@@ -834,7 +835,7 @@ class _SympyForms:
         raw = {}
         for eq in eqs.values():
             if eq.type == SUBEXPRESSION:
-                expr = str_to_sympy(eq.expr.code)
+                expr = self.parse(eq.expr.code)
                 for function in RANDOM_FUNCTIONS:
                     calls = [c for c in expr.atoms(sympy.Function)
                              if c.func.__name__ == function]
@@ -853,9 +854,9 @@ class _SympyForms:
         model.drift, model.diffusion = {}, {}
         for name in sorted(eqs.diff_eq_names):
             deterministic, stochastic = eqs[name].expr.split_stochastic()
-            model.drift[name] = self.expand(str_to_sympy(deterministic.code), substituted)
+            model.drift[name] = self.expand(self.parse(deterministic.code), substituted)
             model.diffusion[name] = {
-                xi: self.expand(str_to_sympy(coefficient.code), substituted)
+                xi: self.expand(self.parse(coefficient.code), substituted)
                 for xi, coefficient in (stochastic or {}).items()}
             if self.method == "exponential_euler":
                 try:
@@ -864,6 +865,13 @@ class _SympyForms:
                     raise self.reader.equation_error(
                         f"method 'exponential_euler' needs dx/dt linear in '{name}' (A*{name} "
                         "+ B with A, B free of it); use method 'euler'", name) from None
+
+    @staticmethod
+    def parse(code: str) -> sympy.Expr:
+        """sympy form of an expression, with units replaced by their values in SI units."""
+        expr = str_to_sympy(code)
+        return expr.xreplace({s: sympy.Float(float(DEFAULT_UNITS[s.name]))
+                              for s in expr.free_symbols if s.name in DEFAULT_UNITS})
 
     @staticmethod
     def expand(expr, substituted):

@@ -115,6 +115,9 @@ class _Network:
 
     def __init__(self, model: Model, layout: Layout, record: Sequence[str], noise: bool):
         dt = model.dt * brian2.second
+        # one clock for every object: several clocks are ordered differently in each
+        # process, which would change the generated standalone code and force a rebuild
+        clock = brian2.Clock(dt, name="bioplast_clock")
         n = model.n_units
         self.model, self.layout = model, layout
         self.stimulus = brian2.TimedArray(
@@ -122,12 +125,13 @@ class _Network:
             name=STIMULUS)
         self.units = brian2.NeuronGroup(layout.n_blocks * n,
                                         brian2_equations(model, noise),
-                                        method=model.method, dt=dt, name="bioplast_units")
+                                        method=model.method, clock=clock,
+                                        name="bioplast_units")
         objects = [self.units]
         self.inputs = None
         if any(c.source == INPUT_SOURCE for c in model.couplings.values()):
             self.inputs = brian2.NeuronGroup(layout.n_input_blocks * model.n_inputs,
-                                             f"u = {STIMULUS}(t, i) : 1", dt=dt,
+                                             f"u = {STIMULUS}(t, i) : 1", clock=clock,
                                              name="bioplast_inputs")
             objects.append(self.inputs)
         self.synapses, self.weight_index = {}, {}
@@ -137,7 +141,7 @@ class _Network:
             source_var = "u" if from_input else coupling.source
             n_source = model.n_inputs if from_input else n
             synapses = brian2.Synapses(
-                source_group, self.units, dt=dt, name=f"bioplast_{coupling.name}",
+                source_group, self.units, clock=clock, name=f"bioplast_{coupling.name}",
                 model=f"w : 1\n{coupling.target}_post = w * {source_var}_pre : "
                       f"{model.unit_of(coupling.target)} (summed)")
             pre, post, index = block_connections(layout, n_source, n, from_input)
@@ -146,7 +150,7 @@ class _Network:
             objects.append(synapses)
         self.record = list(record)
         self.monitor = brian2.StateMonitor(self.units, self.record, record=True, when="end",
-                                           dt=dt, name="bioplast_monitor")
+                                           clock=clock, name="bioplast_monitor")
         objects.append(self.monitor)
         self.network = brian2.Network(*objects)
         self.duration = layout.n_steps * dt
@@ -295,7 +299,8 @@ class Brian2Backend(Backend):
         finally:
             shutil.rmtree(directory / results, ignore_errors=True)
             for name in standalone.run_args_arrays:
-                Path(directory, "static_arrays", name).unlink(missing_ok=True)
+                for suffix in ("", ".lock"):
+                    Path(directory, "static_arrays", name + suffix).unlink(missing_ok=True)
         return recorded, {"compiled": int(built_now), "build_seconds": build_seconds,
                           "build_directory": str(directory)}
 

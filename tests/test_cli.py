@@ -1,0 +1,89 @@
+"""The command line end to end, as a user runs it."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bioplast import cli
+
+
+def bioplast(*args, check=True):
+    result = subprocess.run([sys.executable, "-m", "bioplast", *map(str, args)],
+                            capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr)
+    return result
+
+
+@pytest.mark.brian2
+def test_simulate_info_plot_on_both_backends(tmp_path):
+    torch_file, brian_file = tmp_path / "t.nc", tmp_path / "b.nc"
+    bioplast("simulate", "leaky_current", "--set", "n_units=12", "--trials", 3, "--steps", 40,
+             "--no-noise", "-o", torch_file)
+    bioplast("simulate", "models/leaky_current.yaml", "--set", "n_units=12", "--backend",
+             "brian2", "--trials", 3, "--steps", 40, "--no-noise", "-o", brian_file)
+    t, b = xr.load_dataset(torch_file), xr.load_dataset(brian_file)
+    assert t["x"].shape == (3, 40, 12)
+    np.testing.assert_allclose(b["x"].values, t["x"].values, rtol=1e-9, atol=1e-12)
+    assert t.attrs["backend"] == "torch" and b.attrs["backend"] == "brian2"
+    info = bioplast("info", torch_file).stdout
+    assert "leaky_current" in info and "W_rec" in info and "(trial, time, unit)" in info
+    figure = tmp_path / "fig.png"
+    bioplast("plot", torch_file, brian_file, "-o", figure)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_result_file_re_simulates_identically(tmp_path):
+    first, second = tmp_path / "first.nc", tmp_path / "second.nc"
+    assert cli.main(["simulate", "leaky_tau", "--set", "n_units=7", "--set", "sigma=0.1",
+                     "--trials", "2", "--steps", "25", "--seed", "5", "-o", str(first),
+                     "--quiet"]) == 0
+    assert cli.main(["simulate", str(first), "-o", str(second), "--quiet"]) == 0
+    a, b = xr.load_dataset(first), xr.load_dataset(second)
+    np.testing.assert_array_equal(a["r"].values, b["r"].values)  # same seed, same noise
+    np.testing.assert_array_equal(a["tau"].values, b["tau"].values)
+
+
+def test_inputs_from_npy_and_netcdf(tmp_path):
+    inputs = np.random.default_rng(0).normal(size=(2, 9, 2))
+    np.save(tmp_path / "u.npy", inputs)
+    out = tmp_path / "a.nc"
+    assert cli.main(["simulate", "leaky_rate", "--set", "n_units=5", "--inputs",
+                     str(tmp_path / "u.npy"), "-o", str(out), "--quiet"]) == 0
+    ds = xr.load_dataset(out)
+    np.testing.assert_array_equal(ds["inputs"].values, inputs)
+    again = tmp_path / "b.nc"
+    assert cli.main(["simulate", "leaky_rate", "--set", "n_units=5", "--inputs", str(out),
+                     "-o", str(again), "--quiet"]) == 0
+    np.testing.assert_array_equal(xr.load_dataset(again)["r"].values, ds["r"].values)
+
+
+def test_bad_inputs_file_is_a_clear_error(tmp_path, capsys):
+    np.save(tmp_path / "u.npy", np.zeros((2, 9, 3)))
+    code = cli.main(["simulate", "leaky_rate", "--inputs", str(tmp_path / "u.npy"), "-o",
+                     str(tmp_path / "x.nc"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "u.npy" in err and "n_inputs = 2" in err
+    assert not (tmp_path / "x.nc").exists()
+
+
+def test_list():
+    out = bioplast("list").stdout
+    for name in ("leaky_rate", "leaky_current", "leaky_tau", "ei_rate", "torch", "brian2",
+                 "cpp_standalone", "differentiable"):
+        assert name in out
+
+
+def test_bad_model_from_the_console_has_no_traceback(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("name: m\nequations: |\n  dr/dt = -r/tau + q : 1\n  tau : second\n"
+                    "defaults: {n_units: 2, dt: 1 ms, tau: 5 ms}\n")
+    result = bioplast("simulate", path, "-o", tmp_path / "o.nc", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"bioplast: error: {path}:3: equations: unknown variable "
+                                     "'q' in the equation of 'r' (declare it, e.g. 'q : 1', "
+                                     "or fix the name)")

@@ -100,14 +100,10 @@ def cmd_simulate(args) -> int:
     if inputs is None:
         rng = np.random.default_rng([seed, 1])
         inputs = rng.normal(0.0, args.input_std, size=(args.trials, args.steps, model.n_inputs))
-    options = {}
-    if args.backend == "torch":
-        options = {"device": args.device, "dtype": args.dtype}
-    elif args.backend == "brian2":
-        options = {"target": args.target}
+    options = _backend_options(args)
     record = args.record.split(",") if args.record else None
     _say(args, f"simulating '{model.name}' ({model.n_units} units) on {args.backend}"
-               f"{'/' + args.target if args.backend == 'brian2' else ''}: "
+               f"{'/' + options.get('target', 'numpy') if args.backend == 'brian2' else ''}: "
                f"{inputs.shape[-3]} trials x {inputs.shape[-2]} steps of "
                f"{model.dt * 1e3:g} ms ...")
     started = time.perf_counter()
@@ -117,6 +113,16 @@ def cmd_simulate(args) -> int:
     save(dataset, args.output)
     _say(args, f"done in {time.perf_counter() - started:.1f} s: wrote {args.output}")
     return 0
+
+
+def _backend_options(args) -> dict:
+    """The options of the chosen backend; options of the other backend are an error."""
+    given = {"target": args.target, "device": args.device, "dtype": args.dtype}
+    wanted = {"torch": ("device", "dtype"), "brian2": ("target",)}[args.backend]
+    wrong = [f"--{k}" for k, v in given.items() if v is not None and k not in wanted]
+    if wrong:
+        raise InputError(f"{', '.join(wrong)} does not apply to --backend {args.backend}")
+    return {k: given[k] for k in wanted if given[k] is not None}
 
 
 def cmd_info(args) -> int:
@@ -213,11 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("source", metavar="MODEL.yaml|NAME|RESULT.nc")
     simulate.add_argument("-o", "--output", required=True, metavar="OUT.nc")
     simulate.add_argument("--backend", default="torch", choices=["torch", "brian2"])
-    simulate.add_argument("--target", default="numpy",
-                          choices=["numpy", "cython", "cpp_standalone"],
+    simulate.add_argument("--target", choices=["numpy", "cython", "cpp_standalone"],
                           help="Brian2 code generation target (default numpy)")
-    simulate.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    simulate.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    simulate.add_argument("--device", help="torch device (default cpu)")
+    simulate.add_argument("--dtype", choices=["float32", "float64"],
+                          help="torch dtype (default float64)")
     simulate.add_argument("--trials", type=int, default=8)
     simulate.add_argument("--steps", type=int, default=200)
     simulate.add_argument("--input-std", type=float, default=1.0)

@@ -150,6 +150,8 @@ class Model:
     couplings : dict of str to Coupling
     readout : Readout or None
     populations : tuple of Population
+    initial : dict of str to Initializer
+        Initial-value specs of states (zeros where absent).
     state_names : tuple of str
         The differential-equation variables.
     drift, diffusion, step_subexpressions, subexpressions :
@@ -247,21 +249,17 @@ class Model:
                 + ("; " if missing and unknown else "")
                 + (f"unknown {', '.join(unknown)}" if unknown else "")
                 + f" (model '{self.name}' has: {', '.join(self.params)})", file=where)
-        n_members = None
+        member_counts = {}
         for name, spec in self.params.items():
             value = params[name]
             shape, expected = tuple(value.shape), self.param_shape(name)
             if shape == expected:
-                members = None
+                member_counts[name] = None
             elif len(shape) == len(expected) + 1 and shape[1:] == expected:
-                members = shape[0]
+                member_counts[name] = shape[0]
             else:
                 raise InputError(f"shape {shape}, expected {expected} or (member, *{expected}) "
                                  f"with dims ({', '.join(spec.dims)})", file=where, key=name)
-            if name != next(iter(self.params)) and members != n_members:
-                raise InputError("inconsistent member axis across parameter arrays",
-                                 file=where, key=name)
-            n_members = members
             array = _to_numpy(value)
             if not np.all(np.isfinite(array)):
                 raise InputError("holds NaN or inf", file=where, key=name)
@@ -269,6 +267,11 @@ class Model:
             if not np.array_equal(constrained, array):
                 raise InputError(f"violates its constraints ({_describe_constraints(spec)}); "
                                  "Model.constrain projects onto them", file=where, key=name)
+        if len(set(member_counts.values())) > 1:
+            raise InputError("inconsistent member axis across parameter arrays: "
+                             + ", ".join(f"{k}: {v or 'none'}" for k, v in member_counts.items()),
+                             file=where)
+        n_members = next(iter(member_counts.values()), None)
         return n_members
 
     def initial_state(self, n_trials: int, seed: int = 0,
@@ -848,8 +851,9 @@ class _SympyForms:
         plain = [n for n in eqs.subexpr_names if n not in held]
         substituted = self.substitute_plain(raw, plain)
         model.subexpressions = {n: substituted[n] for n in sorted(plain)}
-        model.step_subexpressions = {n: self.expand(raw[n], substituted)
-                                     for n in self.held_order(raw, held)}
+        model.step_subexpressions = {
+            n: self.expand(raw[n], substituted)
+            for n in self.topological(raw, held, "'(constant over dt)' subexpressions")}
         model.random_symbols = random_symbols
         model.drift, model.diffusion = {}, {}
         for name in sorted(eqs.diff_eq_names):
@@ -885,9 +889,6 @@ class _SympyForms:
         for name in order:
             done[name] = self.expand(raw[name], done)
         return done
-
-    def held_order(self, raw, held):
-        return self.topological(raw, held, "'(constant over dt)' subexpressions")
 
     def topological(self, raw, names, what):
         graph = {n: {s.name for s in raw[n].free_symbols if s.name in names} for n in names}

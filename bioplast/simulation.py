@@ -98,7 +98,7 @@ def simulate(model: Model | str, params: Mapping[str, Any] | None = None, inputs
     trajectory = engine.simulate(model, params, inputs, state, record, noise=noise, seed=seed)
     return results.simulation_dataset(
         model, params, inputs, state, trajectory, members=n_members is not None,
-        backend=engine.name, backend_options=engine.options, seed=seed, noise=noise,
+        backend=engine.name, backend_options=engine.settings(), seed=seed, noise=noise,
         command=command)
 
 

@@ -79,3 +79,19 @@ def test_noise_has_the_analytic_stationary_variance(backend, options):
     np.testing.assert_allclose(var_v, 2 * a * 0.09 / (1 - (1 - a) ** 2), rtol=0.08)
     quiet = bioplast.simulate(model, None, inputs, backend, noise=False, **options)
     assert np.all(quiet["r"].values == 0) and np.all(quiet["v"].values == 0)
+
+
+@pytest.mark.brian2
+@pytest.mark.parametrize("model_name", ["leaky_rate", "leaky_current", "ei_rate"])
+def test_exponential_euler_agrees_with_brian2(model_name):
+    """Brian2's exponential_euler state updater is the reference."""
+    model = bioplast.load_model(model_name, n_units=20, method="exponential_euler")
+    params = model.init_params(seed=5)
+    inputs = random_inputs(model, n_trials=8, n_steps=200, seed=6)
+    torch_ds = bioplast.simulate(model, params, inputs, noise=False)
+    brian_ds = bioplast.simulate(model, params, inputs, "brian2", noise=False)
+    state = model.state_names[0]
+    assert max_relative_difference(brian_ds[state].values, torch_ds[state].values) <= 1e-6
+    euler = bioplast.simulate(bioplast.load_model(model, method="euler"), params, inputs,
+                              noise=False)
+    assert not np.allclose(euler[state].values, torch_ds[state].values)  # a different method

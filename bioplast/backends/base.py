@@ -62,6 +62,10 @@ class Backend(ABC):
                                  f"{', '.join(map(str, choices))}, got {value!r}")
         self.options = options
 
+    def settings(self) -> dict[str, Any]:
+        """Every option with its effective value (defaults filled in), for provenance."""
+        return dict(self.options)
+
     @abstractmethod
     def simulate(self, model, params: Mapping[str, Any], inputs, initial_state: Mapping[str, Any],
                  record: Sequence[str], *, noise: bool = True, seed: int = 0) -> Trajectory:

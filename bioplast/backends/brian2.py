@@ -208,6 +208,9 @@ class Brian2Backend(Backend):
     def target(self) -> str:
         return self.options.get("target", "numpy")
 
+    def settings(self) -> dict[str, str]:
+        return {"target": self.target}
+
     def simulate(self, model: Model, params: Mapping[str, Any], inputs,
                  initial_state: Mapping[str, Any], record: Sequence[str], *,
                  noise: bool = True, seed: int = 0) -> Trajectory:

@@ -46,14 +46,22 @@ class TorchBackend(Backend):
 
     @property
     def device(self) -> torch.device:
+        name = self.options.get("device", "cpu")
         try:
-            return torch.device(self.options.get("device", "cpu"))
-        except RuntimeError as error:
-            raise InputError(f"backend 'torch': invalid device: {error}") from None
+            device = torch.device(name)
+            torch.empty(0, device=device)
+        except (RuntimeError, AssertionError) as error:
+            raise InputError(f"backend 'torch': device {name!r} is not available here "
+                             f"({' '.join(str(error).split())})") from None
+        return device
 
     @property
     def dtype(self) -> torch.dtype:
         return DTYPES[self.options.get("dtype", "float64")]
+
+    def settings(self) -> dict[str, str]:
+        return {"device": self.options.get("device", "cpu"),
+                "dtype": self.options.get("dtype", "float64")}
 
     def simulate(self, model: Model, params: Mapping[str, Any], inputs,
                  initial_state: Mapping[str, Any], record: Sequence[str], *,

@@ -109,7 +109,8 @@ def cmd_simulate(args) -> int:
     started = time.perf_counter()
     dataset = simulate(model, params, inputs, args.backend, initial_state=initial_state,
                        record=record, noise=not args.no_noise, seed=seed,
-                       command=shlex.join(["bioplast", *sys.argv[1:]]), **options)
+                       command=shlex.join(["bioplast", *sys.argv[1:]]),
+                       progress=not args.quiet, **options)
     save(dataset, args.output)
     _say(args, f"done in {time.perf_counter() - started:.1f} s: wrote {args.output}")
     return 0

@@ -134,9 +134,6 @@ class Initializer:
                                                 shape.fan_out))
         return values
 
-    def is_constant(self) -> bool:
-        return self.per_population is None and self.kind in ("constant", "zeros")
-
 
 def parse_initializer(spec, dim, populations: tuple[str, ...] = ()) -> Initializer:
     """Read an init spec (see module docstring) whose values have dimension ``dim``.

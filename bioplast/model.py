@@ -174,11 +174,6 @@ class Model:
     def param_shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.sizes[d] for d in self.params[name].dims)
 
-    @property
-    def dims(self) -> dict[str, Any]:
-        """Brian2 dimension of every equation variable."""
-        return dict(self.equations.dimensions)
-
     def unit_of(self, name: str) -> str:
         """Unit name of an equation variable or parameter array."""
         if name in self.params:
@@ -252,6 +247,8 @@ class Model:
         member_counts = {}
         for name, spec in self.params.items():
             value = params[name]
+            if not hasattr(value, "shape"):
+                value = np.asarray(value, dtype=float)
             shape, expected = tuple(value.shape), self.param_shape(name)
             if shape == expected:
                 member_counts[name] = None
@@ -271,8 +268,7 @@ class Model:
             raise InputError("inconsistent member axis across parameter arrays: "
                              + ", ".join(f"{k}: {v or 'none'}" for k, v in member_counts.items()),
                              file=where)
-        n_members = next(iter(member_counts.values()), None)
-        return n_members
+        return next(iter(member_counts.values()), None)
 
     def initial_state(self, n_trials: int, seed: int = 0,
                       n_members: int | None = None) -> dict[str, np.ndarray]:

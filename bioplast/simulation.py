@@ -44,7 +44,7 @@ def default_record(model: Model) -> list[str]:
 def simulate(model: Model | str, params: Mapping[str, Any] | None = None, inputs=None,
              backend: str = "torch", *, initial_state: Mapping[str, Any] | None = None,
              record: Sequence[str] | None = None, noise: bool = True, seed: int = 0,
-             command: str | None = None, **options) -> xr.Dataset:
+             command: str | None = None, progress: bool = False, **options) -> xr.Dataset:
     """Simulate a batch of trials and return the result as an `xarray.Dataset`.
 
     Parameters
@@ -67,6 +67,10 @@ def simulate(model: Model | str, params: Mapping[str, Any] | None = None, inputs
         ``False`` sets ``rand()``/``randn()`` to 0 and drops white noise ``xi``.
     seed : int
         Seeds the initial state (when drawn), default parameters and noise.
+    command : str, optional
+        The command line that asked for this, stored in the attrs.
+    progress : bool
+        Report progress on stderr.
     **options
         Backend options: ``device``/``dtype`` for torch, ``target`` for brian2.
 
@@ -95,7 +99,8 @@ def simulate(model: Model | str, params: Mapping[str, Any] | None = None, inputs
     engine.require(members=n_members is not None)
     n_trials = inputs.shape[-3]
     state = _initial_state(model, initial_state, n_trials, n_members, seed)
-    trajectory = engine.simulate(model, params, inputs, state, record, noise=noise, seed=seed)
+    trajectory = engine.simulate(model, params, inputs, state, record, noise=noise, seed=seed,
+                                 progress=progress)
     return results.simulation_dataset(
         model, params, inputs, state, trajectory, members=n_members is not None,
         backend=engine.name, backend_options=engine.settings(), seed=seed, noise=noise,

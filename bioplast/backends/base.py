@@ -68,9 +68,11 @@ class Backend(ABC):
 
     @abstractmethod
     def simulate(self, model, params: Mapping[str, Any], inputs, initial_state: Mapping[str, Any],
-                 record: Sequence[str], *, noise: bool = True, seed: int = 0) -> Trajectory:
+                 record: Sequence[str], *, noise: bool = True, seed: int = 0,
+                 progress: bool = False) -> Trajectory:
         """Simulate ``inputs`` shaped ``(trial, time, input)`` (or with a leading member
-        axis) from ``initial_state`` (``(member, trial, unit)`` per state)."""
+        axis) from ``initial_state`` (``(member, trial, unit)`` per state); ``progress``
+        reports on stderr."""
 
     def require(self, differentiable: bool = False, members: bool = False) -> None:
         """Fail at once, naming the backends that fit, if a capability is missing."""

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -213,7 +214,7 @@ class Brian2Backend(Backend):
 
     def simulate(self, model: Model, params: Mapping[str, Any], inputs,
                  initial_state: Mapping[str, Any], record: Sequence[str], *,
-                 noise: bool = True, seed: int = 0) -> Trajectory:
+                 noise: bool = True, seed: int = 0, progress: bool = False) -> Trajectory:
         had_members = model.check_params(params) is not None
         params = {k: np.asarray(_numpy(v), dtype=float) for k, v in params.items()}
         if not had_members:
@@ -231,9 +232,13 @@ class Brian2Backend(Backend):
             if self.target == "cpp_standalone":
                 recorded, info = self._run_standalone(model, layout, names, noise, seed,
                                                       params, inputs, initial_state)
+                # the binary's own report would need with_output; report the phases here
+                if progress:
+                    print(f"brian2/cpp_standalone: {'built and ' if info['compiled'] else ''}"
+                          f"ran in {time.perf_counter() - started:.1f} s", file=sys.stderr)
             else:
                 recorded, info = self._run_runtime(model, layout, names, noise, seed, params,
-                                                   inputs, initial_state)
+                                                   inputs, initial_state, progress)
         finally:
             if brian2.get_device() is not previous_device:
                 brian2.set_device(previous_device,
@@ -250,7 +255,8 @@ class Brian2Backend(Backend):
         return Trajectory({n: recorded[n] for n in record}, outputs, final_state, info)
 
     # ------------------------------------------------------------------ runtime
-    def _run_runtime(self, model, layout, names, noise, seed, params, inputs, initial_state):
+    def _run_runtime(self, model, layout, names, noise, seed, params, inputs, initial_state,
+                     progress):
         _configure_brian2()
         if brian2.get_device() is not brian2.all_devices["runtime"]:
             brian2.set_device("runtime")
@@ -263,7 +269,8 @@ class Brian2Backend(Backend):
             else:
                 variable[:] = value
         brian2.seed(seed)
-        network.network.run(network.duration, namespace={STIMULUS: network.stimulus})
+        network.network.run(network.duration, namespace={STIMULUS: network.stimulus},
+                            report="stderr" if progress else None)
         return network.recorded(), {}
 
     # ------------------------------------------------------------------ standalone

@@ -11,6 +11,7 @@ import time
 from typing import Any, Mapping, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from ..compile_torch import TorchStepper, readout
 from ..errors import InputError
@@ -65,19 +66,19 @@ class TorchBackend(Backend):
 
     def simulate(self, model: Model, params: Mapping[str, Any], inputs,
                  initial_state: Mapping[str, Any], record: Sequence[str], *,
-                 noise: bool = True, seed: int = 0) -> Trajectory:
+                 noise: bool = True, seed: int = 0, progress: bool = False) -> Trajectory:
         device, dtype = self.device, self.dtype
         started = time.perf_counter()
         tensors = as_member_tensors(model, params, dtype, device)
         needs_grad = any(t.requires_grad for t in tensors.values())
         with torch.set_grad_enabled(needs_grad):
             recorded, final_state, outputs = self._loop(model, tensors, inputs, initial_state,
-                                                        record, noise, seed)
+                                                        record, noise, seed, progress)
         info = {"device": str(device), "dtype": str(dtype).removeprefix("torch."),
                 "run_seconds": time.perf_counter() - started}
         return Trajectory(recorded, outputs, final_state, info)
 
-    def _loop(self, model, tensors, inputs, initial_state, record, noise, seed):
+    def _loop(self, model, tensors, inputs, initial_state, record, noise, seed, progress):
         device, dtype = self.device, self.dtype
         stepper = TorchStepper(model, dtype, device, noise)
         bound = stepper.bind(tensors)
@@ -92,7 +93,9 @@ class TorchBackend(Backend):
         readout_source = [model.readout.source] if model.readout else []
         names = list(dict.fromkeys([*record, *readout_source]))
         steps = {name: [] for name in names}
-        for k, inputs_t in enumerate(inputs.unbind(-2)):  # unbind: no O(T^2) backward
+        steps_of_inputs = tqdm(inputs.unbind(-2), desc="steps", unit="step", leave=False,
+                               disable=not progress, mininterval=0.5)
+        for k, inputs_t in enumerate(steps_of_inputs):  # unbind: no O(T^2) backward
             state, env = stepper.step(state, inputs_t, bound, k * model.dt, generator)
             for name, value in stepper.observe(state, env, names).items():
                 steps[name].append(value)

@@ -10,10 +10,10 @@ Public API::
 
 __version__ = "0.1.0"
 
-from .errors import BioplastError, CapabilityError, InputError  # noqa: E402
+from .errors import BackendError, BioplastError, CapabilityError, InputError  # noqa: E402
 from .model import Model, list_models, load_model  # noqa: E402
 from .results import load, save  # noqa: E402
 from .simulation import simulate  # noqa: E402
 
-__all__ = ["BioplastError", "CapabilityError", "InputError", "Model", "list_models",
+__all__ = ["BackendError", "BioplastError", "CapabilityError", "InputError", "Model", "list_models",
            "load_model", "simulate", "save", "load", "__version__"]

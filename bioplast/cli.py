@@ -255,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # Brian2 installs an excepthook that calls every uncaught error a Brian2 bug
+    sys.excepthook = sys.__excepthook__
     args = build_parser().parse_args(argv)
     for name in ("trials", "steps"):
         if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:

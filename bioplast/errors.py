@@ -45,5 +45,9 @@ class InputError(BioplastError, ValueError):
         return f"{location}{key}{self.message}"
 
 
+class BackendError(BioplastError, RuntimeError):
+    """A backend failed to run (e.g. Brian2 code failed to compile): exit code 1."""
+
+
 class CapabilityError(BioplastError, ValueError):
     """A backend asked to do what it cannot (e.g. gradients on Brian2)."""

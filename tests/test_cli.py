@@ -87,3 +87,27 @@ def test_bad_model_from_the_console_has_no_traceback(tmp_path):
     assert result.stderr.strip() == (f"bioplast: error: {path}:3: equations: unknown variable "
                                      "'q' in the equation of 'r' (declare it, e.g. 'q : 1', "
                                      "or fix the name)")
+
+
+@pytest.mark.brian2
+@pytest.mark.cpp_standalone
+def test_a_failing_brian2_build_exits_1_with_a_message(tmp_path, monkeypatch, capsys):
+    """No compiler: the run fails (exit 1) with one message, not a traceback."""
+    import brian2
+    monkeypatch.setenv("BIOPLAST_CACHE_DIR", str(tmp_path / "cache"))
+    key = "devices.cpp_standalone.extra_make_args_unix"
+    before = list(brian2.prefs[key])
+    brian2.prefs[key] = [*before, "CXX=/nonexistent/compiler"]
+    from bioplast.backends.brian2 import Brian2Backend
+    Brian2Backend._standalone.update(key=None, network=None, directory=None)
+    try:
+        code = cli.main(["simulate", "leaky_rate", "--set", "n_units=3", "--backend", "brian2",
+                         "--target", "cpp_standalone", "--steps", "4", "-o",
+                         str(tmp_path / "o.nc"), "--quiet"])
+    finally:
+        brian2.prefs[key] = before
+    err = capsys.readouterr().err
+    assert code == 1
+    # make and the compiler speak on stderr too; bioplast adds one line at the end
+    assert err.strip().splitlines()[-1].startswith("bioplast: failed: brian2 (cpp_standalone) failed")
+    assert "Traceback" not in err and not (tmp_path / "o.nc").exists()

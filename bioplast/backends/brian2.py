@@ -37,6 +37,7 @@ from brian2.units.fundamentalunits import Quantity
 from filelock import FileLock
 
 from ..compile_torch import readout
+from ..errors import BackendError, BioplastError
 from ..model import INPUT_SOURCE, RANDOM_FUNCTIONS, Model
 from .base import Backend, Trajectory
 
@@ -239,6 +240,13 @@ class Brian2Backend(Backend):
             else:
                 recorded, info = self._run_runtime(model, layout, names, noise, seed, params,
                                                    inputs, initial_state, progress)
+        except (BioplastError, KeyboardInterrupt):
+            raise
+        except Exception as error:  # compilation or run failures inside Brian2
+            Brian2Backend._standalone.update(key=None, network=None, directory=None)
+            reason = " ".join(str(error).split())[:500]
+            raise BackendError(f"brian2 ({self.target}) failed: {type(error).__name__}: "
+                               f"{reason}") from error
         finally:
             if brian2.get_device() is not previous_device:
                 brian2.set_device(previous_device,

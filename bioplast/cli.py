@@ -126,6 +126,35 @@ def _backend_options(args) -> dict:
     return {k: given[k] for k in wanted if given[k] is not None}
 
 
+def cmd_run(args) -> int:
+    from .protocol import load_protocol
+    from .results import load, save, training_dataset
+    from .training import checkpoint_path, train
+
+    settings = _parse_overrides(args.set, "--set")
+    if args.protocol.endswith(".nc"):
+        stored = load(args.protocol)
+        if schema.ATTR_PROTOCOL not in stored.attrs:
+            raise InputError(f"no '{schema.ATTR_PROTOCOL}' attribute: not a training result",
+                             file=args.protocol)
+        protocol = load_protocol(stored.attrs[schema.ATTR_PROTOCOL] + "\n", settings,
+                                 model_text=stored.attrs.get(schema.ATTR_MODEL))
+    else:
+        protocol = load_protocol(args.protocol, settings)
+    output = Path(args.output or f"{protocol.schema.name}.nc")
+    if output.resolve() == Path(args.protocol).resolve():
+        raise InputError("the output would overwrite the input", file=str(output))
+    result = train(protocol, checkpoint=checkpoint_path(output), resume=args.resume,
+                   progress=not args.quiet)
+    save(training_dataset(result, command=shlex.join(["bioplast", *sys.argv[1:]])), output)
+    if result.status == schema.STATUS_COMPLETE:
+        _say(args, f"{result.message} after {len(result.history)} epochs: wrote {output}")
+        return 0
+    print(f"bioplast: {result.status}: {result.message}; wrote the result so far to "
+          f"{output}; last good checkpoint: {checkpoint_path(output)}", file=sys.stderr)
+    return 1 if result.status == schema.STATUS_DIVERGED else 130
+
+
 def cmd_info(args) -> int:
     from .results import load
     dataset = load(args.file)
@@ -195,11 +224,19 @@ def cmd_list(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from .plotting import plot_simulations
+    from .plotting import plot_simulations, plot_training
     from .results import load
     datasets = [load(path) for path in args.files]
-    plot_simulations(datasets, [Path(p).name for p in args.files], args.output,
-                     variable=args.variable, trial=args.trial, n_units=args.units)
+    labels = [Path(p).name for p in args.files]
+    kinds = {d.attrs.get(schema.ATTR_KIND) for d in datasets}
+    if kinds == {"training"}:
+        plot_training(datasets, labels, args.output)
+    elif "training" in kinds:
+        raise InputError("cannot plot training and simulation results in one figure",
+                         file=args.files[0])
+    else:
+        plot_simulations(datasets, labels, args.output, variable=args.variable,
+                         trial=args.trial, n_units=args.units)
     _say(args, f"wrote {args.output}")
     return 0
 
@@ -236,6 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="model override, e.g. n_units=64 or 'tau=20 ms'")
     simulate.set_defaults(func=cmd_simulate)
 
+    run = add("run", "train as a protocol file says (or re-run a training result)")
+    run.add_argument("protocol", metavar="PROTOCOL.yaml|RESULT.nc")
+    run.add_argument("-o", "--output", metavar="OUT.nc", help="default: NAME.nc")
+    run.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                     help="edit the protocol, e.g. training.epochs=5 or model.n_units=32")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the checkpoint next to OUT.nc")
+    run.set_defaults(func=cmd_run)
+
     info = add("info", "summarize a netCDF file")
     info.add_argument("file", metavar="FILE.nc")
     info.set_defaults(func=cmd_info)
@@ -244,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("what", nargs="*", metavar="models|backends")
     listing.set_defaults(func=cmd_list)
 
-    plot = add("plot", "plot recorded activity of one or more simulation files")
+    plot = add("plot", "plot learning curves and test trials of training results, or the "
+                       "recorded activity of simulation results")
     plot.add_argument("files", nargs="+", metavar="RESULT.nc")
     plot.add_argument("-o", "--output", required=True, metavar="FIG.png")
     plot.add_argument("--variable", help="recorded variable (default: the first state)")

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 
 import sympy
 import torch
+from tqdm.auto import tqdm
 
 from . import schema
 from .expressions import compile_expression
@@ -165,6 +166,26 @@ class TorchStepper:
             env[coupling.target] = torch.matmul(source, bound[coupling.name].transpose(-1, -2))
         new_state = {name: update(env) for name, update in self.update.items()}
         return new_state, env
+
+    def run(self, bound: Mapping[str, torch.Tensor], inputs: torch.Tensor,
+            state: Mapping[str, torch.Tensor], names, generator: torch.Generator | None = None,
+            truncation: int | None = None, progress: bool = False):
+        """Step through ``inputs`` ``([member,] trial, time, input)``.
+
+        Returns ``(recorded, final_state)``: each of ``names`` stacked to
+        ``(member, trial, time, unit)``. With ``truncation = k`` the states are detached
+        from the graph every k steps (truncated BPTT).
+        """
+        steps = {name: [] for name in names}
+        inputs_by_step = tqdm(inputs.unbind(-2), desc="steps", unit="step", leave=False,
+                              disable=not progress, mininterval=0.5)
+        for k, inputs_t in enumerate(inputs_by_step):  # unbind: no O(T^2) backward
+            if truncation and k and k % truncation == 0:
+                state = {name: value.detach() for name, value in state.items()}
+            state, env = self.step(state, inputs_t, bound, k * self.model.dt, generator)
+            for name, value in self.observe(state, env, names).items():
+                steps[name].append(value)
+        return {name: torch.stack(values, dim=2) for name, values in steps.items()}, state
 
     def _value(self, name: str, env: Mapping[str, Any], inputs_t: torch.Tensor):
         if name == INPUT_SOURCE:

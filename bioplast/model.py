@@ -363,7 +363,9 @@ def load_model(source: str | os.PathLike, **overrides) -> Model:
         of a shipped model (``leaky_rate``, ``leaky_current``, ``leaky_tau``, ``ei_rate``).
     **overrides
         Replace ``defaults`` entries: ``n_units``, ``n_inputs``, ``n_outputs``, ``dt``,
-        ``method``, or the value of any parameter (``tau="20 ms"``).
+        ``method``, or the value of any parameter (``tau="20 ms"``). A dotted key edits the
+        file's content: ``**{"readout.activation": "sigmoid"}``,
+        ``**{"couplings.W_rec.init": {"kind": "scaled_normal", "gain": 1.5}}``.
 
     Raises
     ------
@@ -404,7 +406,22 @@ class _ModelReader:
     def __init__(self, document: YamlDocument, overrides: Mapping[str, Any]):
         self.doc = document
         self.data = copy.deepcopy(document.data)
-        self.overrides = dict(overrides)
+        self.overrides = {k: v for k, v in overrides.items() if "." not in k}
+        for key, value in overrides.items():
+            if "." in key:
+                self.edit(key, value)
+
+    def edit(self, dotted_key: str, value) -> None:
+        """Apply an override such as ``readout.activation=sigmoid`` to the document."""
+        *parents, last = dotted_key.split(".")
+        node = self.data
+        for depth, part in enumerate(parents):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InputError(f"cannot set '{dotted_key}': "
+                                 f"'{'.'.join(parents[:depth + 1])}' is not a mapping",
+                                 file=self.doc.name, key=f"override {dotted_key}")
+        node[last] = value
 
     def error(self, message: str, *key_path, line: int | None = None) -> InputError:
         return self.doc.error(message, key_path, line=line)

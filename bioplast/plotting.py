@@ -78,3 +78,75 @@ def plot_simulations(datasets: Sequence[xr.Dataset], labels: Sequence[str],
 
 def _first_member(array: xr.DataArray) -> xr.DataArray:
     return array.isel({schema.MEMBER: 0}) if schema.MEMBER in array.dims else array
+
+
+def plot_training(datasets: Sequence[xr.Dataset], labels: Sequence[str],
+                  path: str | os.PathLike, n_trials: int = 2) -> None:
+    """Learning curves of one or more training results (loss, accuracy, curriculum level)
+    and, for the first, example test trials: targets (dashed) against outputs (solid)."""
+    plt = _pyplot()
+    first = datasets[0]
+    has_trials = schema.OUTPUTS in first and schema.TARGETS in first
+    figure, axes = plt.subplots(1, 3 if has_trials else 2, figsize=(15 if has_trials else 10, 4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (label, dataset) in enumerate(zip(labels, datasets)):
+        color = colors[index % len(colors)]
+        epochs = dataset[schema.EPOCH].values + 1
+        axes[0].semilogy(epochs, dataset["loss"], color=color, label=f"{label} train")
+        axes[0].semilogy(epochs, dataset["eval_loss"], "--", color=color, label=f"{label} test")
+        accuracy = dataset["accuracy"].mean(schema.HEAD, skipna=True)
+        axes[1].plot(epochs, accuracy, color=color, label=label)
+        if (dataset["level"] >= 0).any():
+            twin = axes[1].twinx() if index == 0 else twin
+            twin.step(epochs, dataset["level"], ":", color=color, where="post")
+            twin.set_ylabel("curriculum N (dotted)")
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("loss")
+    axes[0].legend(fontsize=7)
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel("test accuracy (mean over active heads)")
+    axes[1].set_ylim(0, 1.02)
+    axes[1].legend(fontsize=7, loc="lower right")
+    if has_trials:
+        _plot_trials(axes[2], first, n_trials, colors)
+    figure.suptitle(f"{first.attrs.get('protocol_name', '')}: task "
+                    f"'{first.attrs.get('task', '?')}', model "
+                    f"'{first.attrs.get(schema.ATTR_MODEL_NAME, '?')}', rule "
+                    f"'{first.attrs.get(schema.ATTR_RULE, '?')}' "
+                    f"[{first.attrs.get(schema.ATTR_STATUS, '?')}]", fontsize=10)
+    figure.tight_layout()
+    suffix = os.path.splitext(str(path))[1].lstrip(".") or "png"
+    with atomic_write(path) as temporary:
+        figure.savefig(temporary, dpi=110, format=suffix)
+    plt.close(figure)
+
+
+def _plot_trials(axis, dataset: xr.Dataset, n_trials: int, colors) -> None:
+    """Outputs against targets of the first test trials; classification heads show the
+    probability of class 1 of the newest head and the label at the masked steps."""
+    time_ms = dataset[schema.TIME].values * 1e3
+    mask = dataset[schema.MASK].values
+    outputs, targets = dataset[schema.OUTPUTS].values, dataset[schema.TARGETS].values
+    classification = "head_n" in dataset.coords
+    offset = 0.0
+    for trial in range(min(n_trials, outputs.shape[0])):
+        if classification:
+            active = np.nonzero(mask[trial].max(axis=0) > 0)[0]
+            channels = active[-2:]
+            logits = outputs[trial][:, channels]
+            probability = np.exp(logits[:, 1]) / np.exp(logits).sum(axis=1)
+            axis.plot(time_ms, probability + offset, color=colors[0])
+            steps = mask[trial][:, channels[1]] > 0
+            axis.plot(time_ms[steps], targets[trial][steps, channels[1]] + offset, "o",
+                      color=colors[1])
+            axis.plot(time_ms, dataset[schema.INPUTS].values[trial][:, 0] * 0.3 + offset,
+                      color="0.7", lw=0.8)
+        else:
+            for channel in range(min(outputs.shape[-1], 4)):
+                color = colors[channel % len(colors)]
+                axis.plot(time_ms, outputs[trial][:, channel] + offset, color=color)
+                axis.plot(time_ms, targets[trial][:, channel] + offset, "--", color=color)
+        offset += 3.0
+    axis.set_xlabel("time [ms]")
+    axis.set_title("test trials (offset): outputs solid, targets dashed/dots", fontsize=9)
+    axis.set_yticks([])

@@ -161,3 +161,82 @@ def load(path: str | os.PathLike) -> xr.Dataset:
         return xr.load_dataset(path, engine="netcdf4")
     except (OSError, ValueError) as error:
         raise InputError(f"not a readable netCDF file ({error})", file=str(path)) from None
+
+
+def training_dataset(result, command: str | None = None) -> xr.Dataset:
+    """The Dataset of a training run (`bioplast.training.TrainingResult`).
+
+    History ``(epoch)`` / ``(epoch, head)``: ``loss`` (mean training loss of the epoch),
+    ``grad_norm``, ``eval_loss``, ``accuracy``, ``level`` (curriculum N, -1 without one),
+    ``wall_time`` (seconds); the learned parameters; the recorded test trials ``inputs``,
+    ``targets``, ``mask``, ``outputs``, recorded variables, ``initial_<state>`` and
+    ``condition_<name>``; provenance attrs including the protocol text.
+    """
+    protocol, history, model = result.protocol, result.history, result.protocol.model
+    task = protocol.task
+    n_epochs = len(history)
+    data = {
+        "loss": xr.Variable(schema.EPOCH, np.asarray(history.loss, dtype=float),
+                            {schema.ATTR_LONG_NAME: "mean training loss of the epoch"}),
+        "grad_norm": xr.Variable(schema.EPOCH, np.asarray(history.grad_norm, dtype=float)),
+        "eval_loss": xr.Variable(schema.EPOCH, np.asarray(history.eval_loss, dtype=float),
+                                 {schema.ATTR_LONG_NAME: "loss on test batches after the epoch"}),
+        "accuracy": xr.Variable((schema.EPOCH, schema.HEAD), history.accuracy_array(),
+                                {schema.ATTR_LONG_NAME: "test accuracy per head (NaN: inactive)"}),
+        "level": xr.Variable(schema.EPOCH, np.asarray(history.level, dtype=np.int64),
+                             {schema.ATTR_LONG_NAME: "curriculum N during the epoch (-1: none)"}),
+        "wall_time": xr.Variable(schema.EPOCH, np.asarray(history.wall_time, dtype=float),
+                                 {schema.ATTR_UNITS: "second"}),
+    }
+    data.update(params_variables(model, result.params, members=False))
+    coords = {schema.EPOCH: (schema.EPOCH, np.arange(n_epochs)),
+              schema.HEAD: (schema.HEAD, np.arange(task.n_heads)), **model_coords(model)}
+    if hasattr(task, "level_at"):
+        top = task.level_at(task.config.max_n if task.config.curriculum != "none"
+                            else task.config.n)
+        coords["head_n"] = (schema.HEAD, np.array([n for _, n in top.heads]),
+                            {schema.ATTR_LONG_NAME: "memory length N of each head"})
+    test = result.test
+    if test is not None:
+        batch = test.batch
+        trial_time = (schema.TRIAL, schema.TIME)
+        data[schema.INPUTS] = xr.Variable((*trial_time, schema.INPUT), batch.inputs)
+        data[schema.TARGETS] = xr.Variable((*trial_time, schema.OUTPUT), batch.targets)
+        data[schema.MASK] = xr.Variable((*trial_time, schema.OUTPUT), batch.mask)
+        data[schema.OUTPUTS] = xr.Variable((*trial_time, schema.OUTPUT), test.outputs)
+        for name, values in test.recorded.items():
+            data[name] = xr.Variable((*trial_time, schema.UNIT), values,
+                                     {schema.ATTR_UNITS: model.unit_of(name)})
+        for name, values in test.initial_state.items():
+            data[INITIAL_PREFIX + name] = xr.Variable((schema.TRIAL, schema.UNIT), values,
+                                                      {schema.ATTR_UNITS: model.unit_of(name)})
+        for name, values in batch.conditions.items():
+            data[f"condition_{name}"] = xr.Variable(schema.TRIAL, np.asarray(values))
+        coords[schema.TIME] = (schema.TIME, np.arange(batch.n_steps) * model.dt,
+                               {schema.ATTR_UNITS: "second",
+                                schema.ATTR_LONG_NAME: "start of step k; states are recorded "
+                                                       "at its end"})
+        coords[schema.TRIAL] = (schema.TRIAL, np.arange(batch.n_trials))
+    attrs = provenance(**{
+        schema.ATTR_KIND: "training",
+        schema.ATTR_PROTOCOL: protocol.text,
+        "protocol_name": protocol.schema.name,
+        schema.ATTR_MODEL: model.text,
+        schema.ATTR_MODEL_NAME: model.name,
+        schema.ATTR_MODEL_OVERRIDES: json.dumps(model.overrides, sort_keys=True),
+        schema.ATTR_SEED: int(protocol.seed),
+        schema.ATTR_BACKEND: protocol.schema.backend.name,
+        schema.ATTR_BACKEND_OPTIONS: json.dumps(protocol.schema.backend.model_dump(
+            exclude={"name"}), sort_keys=True),
+        schema.ATTR_RULE: protocol.rule.name,
+        "task": task.name,
+        "task_timing": json.dumps(task.describe_timing(), sort_keys=True),
+        schema.ATTR_DT: model.dt,
+        schema.ATTR_METHOD: model.method,
+        schema.ATTR_STATUS: result.status,
+        "stop_reason": result.message,
+        "epochs_completed": int(n_epochs),
+    })
+    if command:
+        attrs[schema.ATTR_COMMAND] = command
+    return xr.Dataset(data, coords=coords, attrs=attrs)

@@ -11,7 +11,6 @@ import time
 from typing import Any, Mapping, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ..compile_torch import TorchStepper, readout
 from ..errors import InputError
@@ -92,14 +91,7 @@ class TorchBackend(Backend):
         generator.manual_seed(int(seed))
         readout_source = [model.readout.source] if model.readout else []
         names = list(dict.fromkeys([*record, *readout_source]))
-        steps = {name: [] for name in names}
-        steps_of_inputs = tqdm(inputs.unbind(-2), desc="steps", unit="step", leave=False,
-                               disable=not progress, mininterval=0.5)
-        for k, inputs_t in enumerate(steps_of_inputs):  # unbind: no O(T^2) backward
-            state, env = stepper.step(state, inputs_t, bound, k * model.dt, generator)
-            for name, value in stepper.observe(state, env, names).items():
-                steps[name].append(value)
-        stacked = {name: torch.stack(values, dim=2) for name, values in steps.items()}
+        stacked, state = stepper.run(bound, inputs, state, names, generator, progress=progress)
         outputs = readout(model, stacked[model.readout.source], tensors) \
             if model.readout else None
         return {name: stacked[name] for name in record}, state, outputs

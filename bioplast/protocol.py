@@ -1,0 +1,232 @@
+"""Protocol files: a whole training run in one YAML file (DESIGN section 8).
+
+Top-level keys: ``name``, ``description``, ``seed``, ``model``, ``task``, ``rule``,
+``regularizers``, ``training``, ``backend``, ``record``. Validated with pydantic: unknown
+keys and wrong types are `InputError` s naming the file, the line and the key path.
+``--set key.path=value`` edits the document before validation. ``model`` names a model
+file (relative to the protocol) or a shipped model, with overrides::
+
+    name: quickstart
+    seed: 0
+    model: {file: leaky_current, n_units: 64}
+    task: {name: flip_flop, n_bits: 3}
+    rule: {name: bptt, optimizer: {name: adam, lr: 0.01}, grad_clip: 1.0}
+    training: {epochs: 30, steps_per_epoch: 20, batch_size: 32}
+    backend: {name: torch, dtype: float32}
+    record: {trials: 8}
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import numpy as np
+import pydantic
+import yaml
+
+from .errors import InputError
+from .model import Model, find_model_file, load_model
+from .rules import RULES, LearningRule
+from .tasks import TASKS, Task
+from .yamlfile import YamlDocument, load_yaml
+
+
+class _Strict(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainingSection(_Strict):
+    epochs: int = pydantic.Field(100, ge=1, description="epoch budget")
+    steps_per_epoch: int = pydantic.Field(100, ge=1)
+    batch_size: int = pydantic.Field(64, ge=1)
+    eval_batches: int = pydantic.Field(4, ge=1, description="test batches after each epoch")
+    eval_batch_size: int | None = pydantic.Field(None, ge=1)
+    checkpoint_every: int = pydantic.Field(10, ge=1, description="epochs between checkpoints")
+    target_accuracy: float | None = pydantic.Field(None, gt=0, le=1,
+                                                   description="stop when reached")
+    stop_at_max_level: bool = True
+    noise: bool = True
+
+
+class BackendSection(_Strict):
+    name: Literal["torch"] = "torch"
+    device: str = "cpu"
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+class RecordSection(_Strict):
+    trials: int = pydantic.Field(8, ge=0, description="test trials recorded in the result")
+    variables: list[str] | None = None
+
+
+class ProtocolSchema(_Strict):
+    name: str
+    description: str = ""
+    seed: int = 0
+    model: str | dict[str, Any]
+    task: dict[str, Any]
+    rule: dict[str, Any] = pydantic.Field(default_factory=lambda: {"name": "bptt"})
+    regularizers: list[dict[str, Any]] = pydantic.Field(default_factory=list)
+    training: TrainingSection = TrainingSection()
+    backend: BackendSection = BackendSection()
+    record: RecordSection = RecordSection()
+
+
+@dataclass
+class Protocol:
+    """A validated protocol and the objects it names.
+
+    Attributes
+    ----------
+    schema : ProtocolSchema
+    text : str
+        The effective protocol (after ``--set`` edits) as YAML: what results store.
+    file : str
+    model : Model
+        Loaded with the protocol's overrides and the task's input/output sizes.
+    task : Task
+    rule : LearningRule
+    """
+
+    schema: ProtocolSchema
+    text: str
+    file: str
+    model: Model
+    task: Task
+    rule: LearningRule
+
+    @property
+    def seed(self) -> int:
+        return self.schema.seed
+
+    @property
+    def training(self) -> TrainingSection:
+        return self.schema.training
+
+
+def apply_settings(data: dict, settings: Mapping[str, Any], name: str) -> dict:
+    """``data`` with ``key.path = value`` edits applied (values already parsed)."""
+    data = copy.deepcopy(data)
+    if isinstance(data.get("model"), str) and any(k.startswith("model.") for k in settings):
+        data["model"] = {"file": data["model"]}  # "model: NAME" is short for {file: NAME}
+    for dotted, value in settings.items():
+        *parents, last = dotted.split(".")
+        node = data
+        for depth, part in enumerate(parents):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InputError(f"cannot set '{dotted}': '{'.'.join(parents[:depth + 1])}' "
+                                 "is not a mapping", file=name, key="--set")
+        node[last] = value
+    return data
+
+
+def _validation_error(document: YamlDocument, error: pydantic.ValidationError,
+                      prefix=()) -> InputError:
+    """The first pydantic error as a located InputError."""
+    first = error.errors()[0]
+    location = [*prefix, *[part for part in first["loc"] if not str(part).startswith(
+        ("function-", "constrained-"))]]
+    location = [part for part in location if part not in ("str", "dict[str,any]")]
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = f"unknown key '{location[-1]}'"
+    elif first["type"] == "missing":
+        message = f"missing required key '{location[-1]}'"
+        location = location[:-1]
+    more = len(error.errors()) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return document.error(message, location)
+
+
+def _validate(document, cls, data, prefix=()):
+    try:
+        return cls.model_validate(data)
+    except pydantic.ValidationError as error:
+        raise _validation_error(document, error, prefix) from None
+
+
+def _named_section(document: YamlDocument, data: dict, key: str, registry):
+    """``(class, validated config)`` of a ``{name: ..., **config}`` section."""
+    section = dict(data)
+    if "name" not in section:
+        raise document.error(f"missing required key 'name' (one of "
+                             f"{', '.join(registry.names())})", [key])
+    name = section.pop("name")
+    try:
+        cls = registry.get(name)
+    except InputError as error:
+        raise document.error(error.message, [key, "name"]) from None
+    return cls, _validate(document, cls.Config, section, (key,))
+
+
+def _load_model(document: YamlDocument, spec, base_dir: Path, sizes: Mapping[str, int],
+                model_text: str | None) -> Model:
+    spec = {"file": spec} if isinstance(spec, str) else dict(spec)
+    if "file" not in spec:
+        raise document.error("missing required key 'file' (a model file or a shipped model "
+                             "name)", ["model"])
+    source = spec.pop("file")
+    for key, value in sizes.items():
+        if key in spec and spec[key] != value:
+            raise document.error(f"the task needs {key} = {value}, the protocol sets "
+                                 f"{spec[key]}", ["model", key])
+        spec[key] = value
+    if model_text is None:
+        candidate = base_dir / str(source)
+        try:
+            source = find_model_file(candidate if candidate.exists() else source)
+        except InputError as error:
+            raise document.error(error.message, ["model", "file"]) from None
+    else:
+        source = model_text
+    try:
+        return load_model(source, **spec)
+    except InputError as error:
+        if error.key and error.key.startswith("override "):  # a problem of the protocol
+            raise document.error(error.message,
+                                 ["model", error.key.removeprefix("override ")]) from None
+        raise
+
+
+def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None, *,
+                  model_text: str | None = None) -> Protocol:
+    """Read, edit (``settings``: ``{"training.epochs": 5}``) and validate a protocol.
+
+    ``model_text`` replaces the model file's content (used to re-run a result with the
+    exact model it stored).
+    """
+    document = load_yaml(source)
+    data = apply_settings(document.data, settings or {}, document.name)
+    text = yaml.safe_dump(data, sort_keys=False)
+    if settings:
+        document = YamlDocument(text, document.name)
+    schema = _validate(document, ProtocolSchema, data)
+    if schema.regularizers:
+        raise document.error("no regularizers are available yet", ["regularizers"])
+    base_dir = Path(document.name).parent if Path(document.name).exists() else Path.cwd()
+    # the task needs the model's time step, and the model the task's sizes
+    probe = _load_model(document, schema.model, base_dir, {}, model_text)
+    task_class, task_config = _named_section(document, schema.task, "task", TASKS)
+    try:
+        task = task_class(task_config, probe.dt)
+        sizes = {"n_inputs": task.n_inputs, "n_outputs": task.n_outputs}
+        task.sample(1, np.random.default_rng(0), task.initial_level())  # timing checks
+    except ValueError as error:
+        raise document.error(str(error), ["task"]) from None
+    model = _load_model(document, schema.model, base_dir, sizes, model_text)
+    rule_class, rule_config = _named_section(document, schema.rule, "rule", RULES)
+    if model.readout is None:
+        raise document.error(f"model '{model.name}' has no readout; training needs one",
+                             ["model"])
+    for name in schema.record.variables or []:
+        if name not in model.recordable:
+            raise document.error(f"cannot record '{name}' (recordable: "
+                                 f"{', '.join(model.recordable)})", ["record", "variables"])
+    return Protocol(schema, text, document.name, model, task, rule_class(rule_config))
+
+

@@ -1,0 +1,189 @@
+"""The Task interface: trials as arrays, their loss and their score.
+
+A task turns a random generator (and, for curriculum tasks, a `Level`) into a `Batch` of
+trials shaped ``(trial, time, channel)``: inputs, targets, a loss mask (weights), and
+per-trial conditions. Randomness comes only from the ``numpy.random.Generator`` passed in.
+Durations are given in seconds and converted to steps with the model's ``dt``.
+
+Output channels are grouped in heads. Classification tasks (``loss = "cross_entropy"``)
+have two channels per head, read as logits at the steps where the mask is non-zero;
+regression tasks (``loss = "mse"``) have one or more channels in a single head.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar
+
+import numpy as np
+import pydantic
+import torch
+
+from ..quantities import parse_quantity
+
+
+class TaskConfig(pydantic.BaseModel):
+    """Base of every task's configuration (the ``task:`` block of a protocol)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def _seconds(value) -> float:
+    """A duration from a protocol (``"30 ms"``) in seconds; must not be negative."""
+    import brian2
+    duration = parse_quantity(value, brian2.second.dim)
+    if duration < 0:
+        raise ValueError(f"a duration cannot be negative, got {value!r}")
+    return duration
+
+
+#: A duration field of a task config: written as a quantity (``"30 ms"``), held in seconds.
+Seconds = Annotated[float, pydantic.BeforeValidator(_seconds)]
+
+
+def to_steps(duration: float, dt: float, what: str) -> int:
+    """Number of steps of ``dt`` in ``duration`` (both seconds); must be a whole number."""
+    steps = duration / dt
+    if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
+        raise ValueError(f"{what} = {duration * 1e3:g} ms is not a whole number of steps of "
+                         f"dt = {dt * 1e3:g} ms")
+    return int(round(steps))
+
+
+@dataclass(frozen=True)
+class Level:
+    """What a curriculum asks of a task now: the memory length ``n`` of every active head,
+    as ``(head index, n)`` pairs. Tasks without a curriculum have one head, ``n = None``."""
+
+    heads: tuple[tuple[int, int | None], ...] = ((0, None),)
+
+    @property
+    def n_max(self) -> int | None:
+        values = [n for _, n in self.heads if n is not None]
+        return max(values) if values else None
+
+
+@dataclass
+class Batch:
+    """A batch of trials.
+
+    Attributes
+    ----------
+    inputs : array (trial, time, input)
+    targets : array (trial, time, output)
+        For classification heads, one-hot over the head's two channels.
+    mask : array (trial, time, output)
+        Loss weights; 0 where the output is free.
+    conditions : dict of str to array (trial,)
+        Per-trial labels (cue, parity label of each head, ...).
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    mask: np.ndarray
+    conditions: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_trials(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def n_steps(self) -> int:
+        return self.inputs.shape[1]
+
+
+class Task(ABC):
+    """A task: trials, loss and score.
+
+    Subclasses set `name`, `loss` (``"cross_entropy"`` or ``"mse"``), `Config` (a
+    `TaskConfig`), and implement `sample` and `score`. The constructor stores the
+    config and the model's time step; sizes follow from them.
+    """
+
+    name: ClassVar[str]
+    loss: ClassVar[str]
+    Config: ClassVar[type[TaskConfig]]
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: TaskConfig, dt: float):
+        self.config = config
+        self.dt = dt
+
+    @property
+    @abstractmethod
+    def n_inputs(self) -> int:
+        """Number of input channels."""
+
+    @property
+    @abstractmethod
+    def n_outputs(self) -> int:
+        """Number of output channels (all heads)."""
+
+    @property
+    def n_heads(self) -> int:
+        return 1
+
+    def head_channels(self, head: int) -> slice:
+        """The output channels of one head."""
+        if self.loss == "cross_entropy":
+            return slice(2 * head, 2 * head + 2)
+        return slice(0, self.n_outputs)
+
+    def initial_level(self) -> Level:
+        return Level()
+
+    @abstractmethod
+    def sample(self, batch_size: int, rng: np.random.Generator,
+               level: Level | None = None) -> Batch:
+        """Draw ``batch_size`` trials at ``level`` using only ``rng``."""
+
+    @abstractmethod
+    def score(self, outputs: np.ndarray, batch: Batch, level: Level | None = None) -> np.ndarray:
+        """Accuracy in [0, 1] per head, shaped ``(n_heads,)``; NaN for inactive heads.
+
+        ``outputs`` is ``(trial, time, output)``.
+        """
+
+    def loss_value(self, outputs: torch.Tensor, batch_targets: torch.Tensor,
+                   batch_mask: torch.Tensor, level: Level | None = None) -> torch.Tensor:
+        """The training loss of ``outputs`` ``(..., trial, time, output)`` (any leading axes
+        are averaged), differentiable."""
+        if self.loss == "mse":
+            return weighted_mse(outputs, batch_targets, batch_mask)
+        level = level or self.initial_level()
+        heads = [self.head_channels(head) for head, _ in level.heads]
+        return heads_cross_entropy(outputs, batch_targets, batch_mask, heads)
+
+    def describe_timing(self) -> dict[str, Any]:
+        """Durations of the trial periods in seconds and steps (for docs and results)."""
+        return {}
+
+
+def weighted_mse(outputs, targets, mask):
+    """``mean(mask * (outputs - targets)^2)`` over all elements (Kurtkaya et al.: weighted
+    MSE averaged over all elements)."""
+    return torch.mean(mask * (outputs - targets) ** 2)
+
+
+def heads_cross_entropy(outputs, targets, mask, heads):
+    """Sum over heads of the 2-class cross-entropy at the masked steps, averaged over the
+    trials and masked steps (Khajehabdollahi et al.: loss = sum over active heads)."""
+    total = outputs.new_zeros(())
+    for channels in heads:
+        logits, onehot = outputs[..., channels], targets[..., channels]
+        weight = mask[..., channels].amax(dim=-1)
+        log_probabilities = torch.log_softmax(logits, dim=-1)
+        per_step = -(onehot * log_probabilities).sum(dim=-1)
+        total = total + (weight * per_step).sum() / weight.sum().clamp_min(1e-12)
+    return total
+
+
+def classification_accuracy(outputs: np.ndarray, batch: Batch, channels: slice) -> float:
+    """Fraction of trials whose logits (at the masked steps of the head) pick the target
+    class, every masked step counted."""
+    weight = batch.mask[..., channels].max(axis=-1) > 0
+    predicted = outputs[..., channels].argmax(axis=-1)
+    target = batch.targets[..., channels].argmax(axis=-1)
+    return float(np.mean((predicted == target)[weight])) if weight.any() else math.nan

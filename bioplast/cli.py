@@ -48,8 +48,9 @@ def _read_inputs(path: str) -> np.ndarray:
             return np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise InputError("file not found", file=path) from None
-        except (OSError, ValueError) as error:
-            raise InputError(f"not a readable .npy array ({error})", file=path) from None
+        except (OSError, ValueError):
+            raise InputError("not a numeric .npy array (files holding Python objects are "
+                             "not read)", file=path) from None
     dataset = load(path)
     if schema.INPUTS not in dataset:
         raise InputError(f"no variable '{schema.INPUTS}' (trial, time, input) in the file",
@@ -75,31 +76,44 @@ def cmd_simulate(args) -> int:
 
     overrides = _parse_overrides(args.set, "--set")
     params = initial_state = inputs = None
-    seed = args.seed
+    seed, noise = args.seed, args.noise
     if args.source.endswith(".nc"):
         result = load(args.source)
         if schema.ATTR_MODEL not in result.attrs:
             raise InputError(f"no '{schema.ATTR_MODEL}' attribute: not a bioplast result",
                              file=args.source)
+        fixed = [k for k in overrides if k in ("n_units", "n_inputs", "n_outputs")]
+        if fixed:
+            raise InputError(f"cannot change {', '.join(fixed)} when re-simulating a result "
+                             "(its parameters have their shapes)", file=args.source,
+                             key="--set")
         stored = json.loads(result.attrs.get(schema.ATTR_MODEL_OVERRIDES, "{}"))
         model = load_model(result.attrs[schema.ATTR_MODEL] + "\n", **{**stored, **overrides})
         model.file = f"{args.source} (attribute '{schema.ATTR_MODEL}')"
-        params = {name: result[name].values for name in model.params if name in result}
+        # stored parameters, except those --set gives a new value
+        fresh = model.init_params(0)
+        params = {name: fresh[name] if name in overrides else result[name].values
+                  for name in model.params}
         initial_state = {name: result[INITIAL_PREFIX + name].values
                          for name in model.state_names if INITIAL_PREFIX + name in result}
-        inputs = result[schema.INPUTS].values if schema.INPUTS in result else None
+        if schema.INPUTS in result and args.trials is None and args.steps is None:
+            inputs = result[schema.INPUTS].values
         if seed is None:
             seed = int(result.attrs.get(schema.ATTR_SEED, 0))
+        if noise is None:
+            noise = bool(int(result.attrs.get(schema.ATTR_NOISE, 1)))
     else:
         model = load_model(args.source, **overrides)
     seed = 0 if seed is None else seed
+    noise = True if noise is None else noise
     if args.inputs:
         inputs = check_inputs(model, _read_inputs(args.inputs), where=args.inputs)
-        initial_state = None if initial_state is not None and \
-            next(iter(initial_state.values())).shape[-2] != inputs.shape[-3] else initial_state
     if inputs is None:
         rng = np.random.default_rng([seed, 1])
-        inputs = rng.normal(0.0, args.input_std, size=(args.trials, args.steps, model.n_inputs))
+        inputs = rng.normal(0.0, args.input_std, size=(args.trials or 8, args.steps or 200,
+                                                       model.n_inputs))
+    if initial_state and next(iter(initial_state.values())).shape[-2] != inputs.shape[-3]:
+        initial_state = None  # other trials: draw initial states from the model
     options = _backend_options(args)
     record = args.record.split(",") if args.record else None
     _say(args, f"simulating '{model.name}' ({model.n_units} units) on {args.backend}"
@@ -108,10 +122,14 @@ def cmd_simulate(args) -> int:
                f"{model.dt * 1e3:g} ms ...")
     started = time.perf_counter()
     dataset = simulate(model, params, inputs, args.backend, initial_state=initial_state,
-                       record=record, noise=not args.no_noise, seed=seed,
+                       record=record, noise=noise, seed=seed,
                        command=shlex.join(["bioplast", *sys.argv[1:]]),
                        progress=not args.quiet, **options)
     save(dataset, args.output)
+    if dataset.attrs[schema.ATTR_STATUS] == schema.STATUS_DIVERGED:
+        print(f"bioplast: diverged: the simulation reached NaN or inf; wrote {args.output}",
+              file=sys.stderr)
+        return 1
     _say(args, f"done in {time.perf_counter() - started:.1f} s: wrote {args.output}")
     return 0
 
@@ -262,13 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--device", help="torch device (default cpu)")
     simulate.add_argument("--dtype", choices=["float32", "float64"],
                           help="torch dtype (default float64)")
-    simulate.add_argument("--trials", type=int, default=8)
-    simulate.add_argument("--steps", type=int, default=200)
-    simulate.add_argument("--input-std", type=float, default=1.0)
+    simulate.add_argument("--trials", type=_positive_int, help="random inputs: trials (8)")
+    simulate.add_argument("--steps", type=_positive_int, help="random inputs: steps (200)")
+    simulate.add_argument("--input-std", type=_non_negative_float, default=1.0)
     simulate.add_argument("--inputs", metavar="FILE", help=".npy or .nc inputs")
-    simulate.add_argument("--seed", type=int, default=None, help="default 0 (or the result's)")
+    simulate.add_argument("--seed", type=_non_negative_int, default=None,
+                          help="default 0 (or the result's)")
     simulate.add_argument("--record", metavar="VAR,VAR", help="variables to record")
-    simulate.add_argument("--no-noise", action="store_true", help="rand/randn = 0, no xi")
+    simulate.add_argument("--no-noise", dest="noise", action="store_false", default=None,
+                          help="rand()/randn() at their means (0.5, 0), no xi")
+    simulate.add_argument("--noise", dest="noise", action="store_true",
+                          help="noise on (the default; for a result: as it was run)")
     simulate.add_argument("--set", action="append", metavar="KEY=VALUE",
                           help="model override, e.g. n_units=64 or 'tau=20 ms'")
     simulate.set_defaults(func=cmd_simulate)
@@ -295,20 +317,34 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("files", nargs="+", metavar="RESULT.nc")
     plot.add_argument("-o", "--output", required=True, metavar="FIG.png")
     plot.add_argument("--variable", help="recorded variable (default: the first state)")
-    plot.add_argument("--trial", type=int, default=0)
-    plot.add_argument("--units", type=int, default=4, help="number of units to draw")
+    plot.add_argument("--trial", type=_non_negative_int, default=0)
+    plot.add_argument("--units", type=_positive_int, default=4, help="number of units to draw")
     plot.set_defaults(func=cmd_plot)
     return parser
+
+
+def _number(kind, minimum, strict):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(
+                f"must be {'>' if strict else '>='} {minimum}, got {text}")
+        return value
+    return parse
+
+
+_positive_int = _number(int, 0, strict=True)
+_non_negative_int = _number(int, 0, strict=False)
+_non_negative_float = _number(float, 0.0, strict=False)
 
 
 def main(argv=None) -> int:
     # Brian2 installs an excepthook that calls every uncaught error a Brian2 bug
     sys.excepthook = sys.__excepthook__
     args = build_parser().parse_args(argv)
-    for name in ("trials", "steps"):
-        if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
-            print(f"bioplast: error: --{name} must be >= 1", file=sys.stderr)
-            return 2
     try:
         return args.func(args)
     except (InputError, CapabilityError) as error:
@@ -316,6 +352,10 @@ def main(argv=None) -> int:
         return 2
     except BioplastError as error:
         print(f"bioplast: failed: {error}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("bioplast: failed: out of memory (a smaller model, fewer trials or steps?)",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bioplast: interrupted", file=sys.stderr)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import schema
 from .expressions import compile_expression
-from .model import INPUT_SOURCE, Model, linear_coefficients
+from .model import INPUT_SOURCE, RANDOM_MEANS, Model, linear_coefficients
 
 
 def torch_functions(dtype: torch.dtype, device: torch.device) -> dict[str, Callable]:
@@ -54,7 +54,8 @@ def torch_functions(dtype: torch.dtype, device: torch.device) -> dict[str, Calla
         "sqrt": torch.sqrt, "tan": torch.tan, "tanh": torch.tanh,
     }
     table = {name: unary(function) for name, function in table.items()}
-    table.update({"clip": clip, "exprel": exprel, "int": lambda x: tensor(x).to(dtype)})
+    table.update({"clip": clip, "exprel": exprel,
+                  "int": lambda x: torch.trunc(tensor(x).to(dtype))})  # C cast: toward 0
     return table
 
 
@@ -95,7 +96,8 @@ class TorchStepper:
         Floating point type of states and parameters.
     device : str or torch.device
     noise : bool
-        With ``False``, ``rand()``/``randn()`` are 0 and white noise ``xi`` is dropped.
+        With ``False``, ``rand()``/``randn()`` take their means (0.5 and 0) and white noise
+        ``xi`` is dropped.
 
     Tensors: states ``(member, trial, unit)``; parameters as returned by `bind`; inputs at
     one step ``(trial, input)`` or ``(member, trial, input)``. Units are SI (seconds).
@@ -108,7 +110,8 @@ class TorchStepper:
         self.device = torch.device(device)
         self.noise = noise
         self.functions = torch_functions(dtype, self.device)
-        silence = {} if noise else {_symbol(s): 0 for s in model.random_symbols}
+        silence = {} if noise else {_symbol(s): RANDOM_MEANS[f]
+                                    for s, f in model.random_symbols.items()}
         self.random = list(model.random_symbols.items()) if noise else []
         self.white_noise = sorted({xi for terms in model.diffusion.values() for xi in terms}) \
             if noise else []

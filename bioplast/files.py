@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike):
@@ -15,7 +17,13 @@ def atomic_write(path: str | os.PathLike):
     A crash or an exception leaves either the old file or none, never a partial one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise InputError("is a directory; give a file name", file=str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot create the directory ({error.strerror})",
+                         file=str(path)) from None
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
                                              dir=path.parent)
     os.close(descriptor)

@@ -49,43 +49,36 @@ def _normal(rng, shape, mean=0.0, std=1.0):
     return rng.normal(mean, std, size=shape.size)
 
 
-def _fan(shape, name):
-    if shape.fan_in is None:
-        raise ValueError(f"'{name}' needs a coupling matrix (it scales with the fan-in)")
-    return shape.fan_in, shape.fan_out
-
-
 def _xavier_uniform(rng, shape, gain=1.0):
-    fan_in, fan_out = _fan(shape, "xavier_uniform")
-    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    bound = gain * math.sqrt(6.0 / (shape.fan_in + shape.fan_out))
     return rng.uniform(-bound, bound, size=shape.size)
 
 
 def _xavier_normal(rng, shape, gain=1.0):
-    fan_in, fan_out = _fan(shape, "xavier_normal")
-    return rng.normal(0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), size=shape.size)
+    return rng.normal(0.0, gain * math.sqrt(2.0 / (shape.fan_in + shape.fan_out)),
+                      size=shape.size)
 
 
 def _uniform_fan_in(rng, shape, gain=1.0):
-    fan_in, _ = _fan(shape, "uniform_fan_in")
-    bound = gain / math.sqrt(fan_in)
+    bound = gain / math.sqrt(shape.fan_in)
     return rng.uniform(-bound, bound, size=shape.size)
 
 
 def _scaled_normal(rng, shape, gain=1.0):
-    fan_in, _ = _fan(shape, "scaled_normal")
-    return rng.normal(0.0, gain / math.sqrt(fan_in), size=shape.size)
+    return rng.normal(0.0, gain / math.sqrt(shape.fan_in), size=shape.size)
 
 
 @dataclass(frozen=True)
 class InitializerKind:
-    """One initializer: its function and which of its arguments carry the value's unit."""
+    """One initializer: its function, which arguments carry the value's unit, which are
+    required, and whether it scales with a coupling matrix's fan-in/fan-out."""
 
     draw: Callable[..., np.ndarray]
     description: str
     quantity_args: tuple[str, ...] = ()
     number_args: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
+    needs_matrix: bool = False
 
 
 INITIALIZERS: dict[str, InitializerKind] = {
@@ -97,16 +90,16 @@ INITIALIZERS: dict[str, InitializerKind] = {
     "normal": InitializerKind(_normal, "N(mean, std^2)", quantity_args=("mean", "std")),
     "xavier_uniform": InitializerKind(
         _xavier_uniform, "U(-b, b), b = gain*sqrt(6/(fan_in+fan_out)) (Glorot & Bengio 2010)",
-        number_args=("gain",)),
+        number_args=("gain",), needs_matrix=True),
     "xavier_normal": InitializerKind(
         _xavier_normal, "N(0, gain^2 * 2/(fan_in+fan_out)) (Glorot & Bengio 2010)",
-        number_args=("gain",)),
+        number_args=("gain",), needs_matrix=True),
     "uniform_fan_in": InitializerKind(
         _uniform_fan_in, "U(-gain/sqrt(fan_in), gain/sqrt(fan_in)) (torch nn.Linear default)",
-        number_args=("gain",)),
+        number_args=("gain",), needs_matrix=True),
     "scaled_normal": InitializerKind(
         _scaled_normal, "N(0, gain^2/fan_in): random network with gain g (Sompolinsky 1988)",
-        number_args=("gain",)),
+        number_args=("gain",), needs_matrix=True),
 }
 
 
@@ -134,29 +127,26 @@ class Initializer:
                                                 shape.fan_out))
         return values
 
+    def constants(self) -> list[float]:
+        """The values of constant parts (to check them against bounds)."""
+        if self.per_population is not None:
+            return [v for part in self.per_population.values() for v in part.constants()]
+        return [self.args["value"]] if self.kind == "constant" else \
+            ([0.0] if self.kind == "zeros" else [])
 
-def parse_initializer(spec, dim, populations: tuple[str, ...] = ()) -> Initializer:
+
+def parse_initializer(spec, dim, populations: tuple[str, ...] = (), *, matrix: bool = False,
+                      per_unit: bool = True) -> Initializer:
     """Read an init spec (see module docstring) whose values have dimension ``dim``.
+
+    ``matrix``: the array is a coupling matrix (fan-in initializers allowed);
+    ``per_unit``: it has a unit axis (per-population values allowed).
 
     Raises
     ------
     ValueError
         With a one-line reason; the caller adds file and key.
     """
-    if isinstance(spec, str) and spec in INITIALIZERS:
-        kind = INITIALIZERS[spec]
-        if kind.required:
-            raise ValueError(f"initializer '{spec}' needs arguments: "
-                             f"{{kind: {spec}, {', '.join(a + ': ...' for a in kind.required)}}}")
-        return Initializer(spec)
-    if isinstance(spec, (int, float, str)) and not isinstance(spec, bool):
-        try:
-            return Initializer("constant", {"value": parse_quantity(spec, dim)})
-        except ValueError as error:
-            if isinstance(spec, str) and not any(ch.isdigit() for ch in spec):
-                raise ValueError(f"unknown initializer '{spec}' "
-                                 f"(known: {', '.join(INITIALIZERS)})") from None
-            raise error
     if isinstance(spec, Mapping) and "kind" not in spec:
         unknown = [name for name in spec if name not in populations]
         if not populations or unknown:
@@ -164,30 +154,51 @@ def parse_initializer(spec, dim, populations: tuple[str, ...] = ()) -> Initializ
                              f"{', '.join(INITIALIZERS)}) or population names as keys"
                              + (f" (populations: {', '.join(populations)})" if populations
                                 else ""))
+        if not per_unit:
+            raise ValueError("per-population values need a per-unit array (this one is "
+                             "shared: one value per network)")
         missing = [name for name in populations if name not in spec]
         if missing:
             raise ValueError(f"no init given for population(s) {', '.join(missing)}")
         return Initializer("per_population", per_population={
-            name: parse_initializer(spec[name], dim) for name in populations})
-    if isinstance(spec, Mapping):
-        name = spec["kind"]
+            name: parse_initializer(spec[name], dim, matrix=matrix) for name in populations})
+    if isinstance(spec, str) and spec in INITIALIZERS:
+        name, args = spec, {}
+    elif isinstance(spec, Mapping):
+        name, args = spec["kind"], {k: v for k, v in spec.items() if k != "kind"}
         if name not in INITIALIZERS:
             raise ValueError(f"unknown initializer '{name}' (known: {', '.join(INITIALIZERS)})")
-        kind = INITIALIZERS[name]
-        args = {}
-        for arg, value in spec.items():
-            if arg == "kind":
-                continue
-            if arg in kind.quantity_args:
-                args[arg] = parse_quantity(value, dim)
-            elif arg in kind.number_args:
-                args[arg] = parse_quantity(value)
-            else:
-                allowed = kind.quantity_args + kind.number_args
-                raise ValueError(f"initializer '{name}' takes no argument '{arg}'"
-                                 + (f" (arguments: {', '.join(allowed)})" if allowed else ""))
-        missing = [arg for arg in kind.required if arg not in args]
-        if missing:
-            raise ValueError(f"initializer '{name}' needs {', '.join(missing)}")
-        return Initializer(name, args)
-    raise ValueError(f"cannot read {spec!r} as an init spec")
+    elif isinstance(spec, (int, float, str)) and not isinstance(spec, bool):
+        if isinstance(spec, str) and not any(ch.isdigit() for ch in spec) \
+                and spec.strip().lstrip("+-") != "inf":
+            raise ValueError(f"unknown initializer '{spec}' (known: {', '.join(INITIALIZERS)})")
+        name, args = "constant", {"value": spec}
+    else:
+        raise ValueError(f"cannot read {spec!r} as an init spec")
+    kind = INITIALIZERS[name]
+    if kind.needs_matrix and not matrix:
+        raise ValueError(f"initializer '{name}' scales with the fan-in of a coupling matrix; "
+                         "use it for couplings only (here: constant, zeros, uniform, normal)")
+    values = {}
+    for arg, value in args.items():
+        if arg in kind.quantity_args:
+            values[arg] = parse_quantity(value, dim)
+        elif arg in kind.number_args:
+            values[arg] = parse_quantity(value)
+        else:
+            allowed = kind.quantity_args + kind.number_args
+            raise ValueError(f"initializer '{name}' takes no argument '{arg}'"
+                             + (f" (arguments: {', '.join(allowed)})" if allowed else ""))
+        if not np.isfinite(values[arg]):
+            raise ValueError(f"initializer '{name}': {arg} must be finite, got {value!r}")
+    missing = [arg for arg in kind.required if arg not in values]
+    if missing:
+        raise ValueError(f"initializer '{name}' needs {', '.join(missing)}"
+                         + (f": {{kind: {name}, {', '.join(a + ': ...' for a in missing)}}}"
+                            if isinstance(spec, str) else ""))
+    if values.get("std", 0) < 0 or values.get("gain", 0) < 0:
+        raise ValueError(f"initializer '{name}': std and gain cannot be negative")
+    if "low" in values and values["high"] < values["low"]:
+        raise ValueError(f"initializer 'uniform': high ({args['high']}) is below low "
+                         f"({args['low']})")
+    return Initializer(name, values)

@@ -63,6 +63,8 @@ SUPPORTED_FUNCTIONS = frozenset({
     "exprel", "floor", "int", "log", "log10", "log1p", "sign", "sin", "sinh", "sqrt", "tan",
     "tanh", "rand", "randn"})
 RANDOM_FUNCTIONS = ("rand", "randn")
+#: What a random function becomes with noise off: its mean.
+RANDOM_MEANS = {"rand": sympy.Rational(1, 2), "randn": sympy.Integer(0)}
 ALLOWED_FLAGS = {
     PARAMETER: {"trainable", "constant", "shared"},
     SUBEXPRESSION: {"constant over dt"},
@@ -72,6 +74,9 @@ BIOPLAST_FLAGS = {"trainable"}
 TOP_LEVEL_KEYS = ("name", "description", "equations", "couplings", "readout", "parameters",
                   "populations", "initial", "defaults", "references")
 STRUCTURE_KEYS = ("n_units", "n_inputs", "n_outputs", "dt", "method")
+#: Overrides with these names (or dotted paths) edit the model document itself.
+DOCUMENT_KEYS = ("name", "description", "equations", "couplings", "readout", "parameters",
+                 "populations", "initial", "references")
 COUPLING_KEYS = ("source", "target", "init", "autapses", "dale", "trainable")
 READOUT_KEYS = ("source", "bias", "activation", "init", "bias_init", "trainable")
 PARAMETER_KEYS = ("init", "min", "max", "trainable")
@@ -246,10 +251,12 @@ class Model:
                 + f" (model '{self.name}' has: {', '.join(self.params)})", file=where)
         member_counts = {}
         for name, spec in self.params.items():
-            value = params[name]
-            if not hasattr(value, "shape"):
-                value = np.asarray(value, dtype=float)
-            shape, expected = tuple(value.shape), self.param_shape(name)
+            try:
+                array = np.asarray(_to_numpy(params[name]), dtype=float)
+            except (TypeError, ValueError):
+                raise InputError(f"not an array of real numbers: {params[name]!r:.60}",
+                                 file=where, key=name) from None
+            shape, expected = tuple(array.shape), self.param_shape(name)
             if shape == expected:
                 member_counts[name] = None
             elif len(shape) == len(expected) + 1 and shape[1:] == expected:
@@ -257,7 +264,6 @@ class Model:
             else:
                 raise InputError(f"shape {shape}, expected {expected} or (member, *{expected}) "
                                  f"with dims ({', '.join(spec.dims)})", file=where, key=name)
-            array = _to_numpy(value)
             if not np.all(np.isfinite(array)):
                 raise InputError("holds NaN or inf", file=where, key=name)
             constrained = _to_numpy(self.constrain(array, name))
@@ -363,8 +369,9 @@ def load_model(source: str | os.PathLike, **overrides) -> Model:
         of a shipped model (``leaky_rate``, ``leaky_current``, ``leaky_tau``, ``ei_rate``).
     **overrides
         Replace ``defaults`` entries: ``n_units``, ``n_inputs``, ``n_outputs``, ``dt``,
-        ``method``, or the value of any parameter (``tau="20 ms"``). A dotted key edits the
-        file's content: ``**{"readout.activation": "sigmoid"}``,
+        ``method``, or the value of any parameter (``tau="20 ms"``). Document sections and
+        dotted paths edit the file's content (mappings are merged):
+        ``readout={"activation": "sigmoid"}``, ``**{"readout.activation": "sigmoid"}``,
         ``**{"couplings.W_rec.init": {"kind": "scaled_normal", "gain": 1.5}}``.
 
     Raises
@@ -379,6 +386,17 @@ def load_model(source: str | os.PathLike, **overrides) -> Model:
     else:
         document = YamlDocument.from_path(find_model_file(source))
     return Model(document, overrides)
+
+
+def _deep_merge(target: dict, source: Mapping) -> None:
+    """Merge ``source`` into ``target``: mappings recursively, anything else replaced. An
+    init spec with a ``kind`` replaces the old one whole (its arguments belong to it)."""
+    for key, value in source.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict) \
+                and "kind" not in value:
+            _deep_merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
 
 
 def _is_identifier(name) -> bool:
@@ -406,25 +424,29 @@ class _ModelReader:
     def __init__(self, document: YamlDocument, overrides: Mapping[str, Any]):
         self.doc = document
         self.data = copy.deepcopy(document.data)
-        self.overrides = {k: v for k, v in overrides.items() if "." not in k}
+        self.overrides = {}
         for key, value in overrides.items():
-            if "." in key:
-                self.edit(key, value)
-
-    def edit(self, dotted_key: str, value) -> None:
-        """Apply an override such as ``readout.activation=sigmoid`` to the document."""
-        *parents, last = dotted_key.split(".")
-        node = self.data
-        for depth, part in enumerate(parents):
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise InputError(f"cannot set '{dotted_key}': "
-                                 f"'{'.'.join(parents[:depth + 1])}' is not a mapping",
-                                 file=self.doc.name, key=f"override {dotted_key}")
-        node[last] = value
+            if "." in key or key in DOCUMENT_KEYS:
+                *parents, last = key.split(".")
+                for part in reversed(parents):
+                    value = {last: value}
+                    last = part
+                _deep_merge(self.data, {last: value})
+            else:
+                self.overrides[key] = value
 
     def error(self, message: str, *key_path, line: int | None = None) -> InputError:
         return self.doc.error(message, key_path, line=line)
+
+    def fail(self, message: str, at) -> InputError:
+        """An error at a key path of the file (a tuple) or at an override (its name)."""
+        if isinstance(at, str):
+            return InputError(message, file=self.doc.name, key=f"override {at}")
+        return self.error(message, *at)
+
+    def value_at(self, name: str):
+        """Where a defaults entry came from: its key path, or its override name."""
+        return self.where[name] if self.where.get(name) is not None else name
 
     def mapping(self, *key_path) -> dict:
         value = self.data
@@ -461,8 +483,14 @@ class _ModelReader:
         model.couplings = self.read_couplings(equations)
         model.equations = self.declare_targets(equations, model.couplings)
         model.readout = self.read_readout(model.equations)
+        if model.readout is None and model.n_outputs:
+            raise self.fail(f"n_outputs = {model.n_outputs} but the model has no readout",
+                            self.value_at("n_outputs"))
         self.check_identifiers_and_units(model.equations, model.method)
         model.state_names = tuple(sorted(model.equations.diff_eq_names))
+        if not model.state_names:
+            raise self.error("the equations need at least one differential equation "
+                             "('dx/dt = ... : unit')", "equations")
         _SympyForms(self, model.equations, model.method).fill(model)
         model.params = self.read_params(model)
         model.initial = self.read_initial(model.equations)
@@ -480,9 +508,7 @@ class _ModelReader:
             return self.values.get(key, default)
 
         def located(message, key):
-            if self.where.get(key) is None:
-                return InputError(message, file=self.doc.name, key=f"override {key}")
-            return self.error(message, *self.where[key])
+            return self.fail(message, self.value_at(key))
 
         for key in ("n_units", "n_inputs", "n_outputs"):
             value = setting(key, {"n_units": None, "n_inputs": 0, "n_outputs": 0}[key])
@@ -515,7 +541,8 @@ class _ModelReader:
                                  name)
             if not isinstance(entry, dict):
                 entry = {"fraction": entry}
-            self.check_keys(POPULATION_KEYS, "populations", name)
+            else:
+                self.check_keys(POPULATION_KEYS, "populations", name)
             fraction = entry.get("fraction")
             if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
                     or not 0 < fraction <= 1:
@@ -657,6 +684,10 @@ class _ModelReader:
         bias = spec.get("bias", True)
         if not isinstance(bias, bool):
             raise self.error("must be true or false", "readout", "bias")
+        if activation != "identity" and equations[source].dim is not DIMENSIONLESS:
+            raise self.error(f"activation '{activation}' needs a dimensionless source; "
+                             f"'{source}' has unit {unit_string(equations[source].dim)}",
+                             "readout", "activation")
         return Readout(source, activation, bias)
 
     def check_identifiers_and_units(self, equations: Equations, method: str) -> None:
@@ -726,28 +757,28 @@ class _ModelReader:
             self.check_keys(PARAMETER_KEYS, "parameters", name)
         for name in self.values:
             if name not in STRUCTURE_KEYS and name not in declared:
-                message = (f"'{name}' is neither a setting ({', '.join(STRUCTURE_KEYS)}) nor "
-                           f"a parameter of the equations ({', '.join(declared) or 'none'})")
-                if self.where.get(name) is None:
-                    raise InputError(message, file=self.doc.name, key=f"override {name}")
-                raise self.error(message, *self.where[name])
+                raise self.fail(f"'{name}' is neither a setting ({', '.join(STRUCTURE_KEYS)}) "
+                                f"nor a parameter of the equations "
+                                f"({', '.join(declared) or 'none'})", self.value_at(name))
         specs = {}
         for name in declared:
             eq = equations[name]
             entry = self.mapping("parameters", name)
             key = ("parameters", name)
             dims = () if "shared" in eq.flags else (schema.UNIT,)
-            init_spec, init_key = entry.get("init"), (*key, "init")
+            init_spec, init_at = entry.get("init"), (*key, "init")
             if name in self.values:
-                init_spec = self.values[name]
-                init_key = self.where[name] or ("defaults", name)
+                if "init" in entry and self.where.get(name) is not None:
+                    raise self.error(f"'{name}' has a value in defaults and an init in "
+                                     "parameters: keep one", *self.where[name])
+                init_spec, init_at = self.values[name], self.value_at(name)
             if init_spec is None:
                 if eq.dim is not DIMENSIONLESS:
                     raise self.equation_error(
                         f"parameter '{name}' has unit {unit_string(eq.dim)} and no value: give "
                         f"defaults.{name} or parameters.{name}.init", name)
                 init_spec = 0
-            init = self.initializer(init_spec, eq.dim, init_key)
+            init = self.initializer(init_spec, eq.dim, init_at, per_unit=bool(dims))
             bounds = {}
             for bound in ("min", "max"):
                 if bound in entry:
@@ -755,6 +786,13 @@ class _ModelReader:
                         bounds[bound] = parse_quantity(entry[bound], eq.dim)
                     except ValueError as error:
                         raise self.error(str(error), *key, bound) from None
+            if bounds.get("min", -np.inf) > bounds.get("max", np.inf):
+                raise self.error("min is above max", *key)
+            spec = ParamSpec(name, dims, unit_string(eq.dim), init, False, **bounds)
+            for value in init.constants():
+                if not bounds.get("min", -np.inf) <= value <= bounds.get("max", np.inf):
+                    raise self.fail(f"the value {value:g} {spec.unit} is outside the bounds of "
+                                    f"'{name}' ({_describe_constraints(spec)})", init_at)
             trainable = entry.get("trainable", name in self.trainable_flags)
             if not isinstance(trainable, bool):
                 raise self.error("must be true or false", *key, "trainable")
@@ -765,13 +803,14 @@ class _ModelReader:
             specs.update(self.readout_specs(model))
         return specs
 
-    def initializer(self, spec, dim, key_path) -> Initializer:
+    def initializer(self, spec, dim, at, *, matrix: bool = False,
+                    per_unit: bool = True) -> Initializer:
+        """Parse an init spec found ``at`` a key path (tuple) or override (name)."""
         try:
-            return parse_initializer(spec, dim, tuple(p.name for p in self.populations))
+            return parse_initializer(spec, dim, tuple(p.name for p in self.populations),
+                                     matrix=matrix, per_unit=per_unit)
         except ValueError as error:
-            if key_path is None:
-                raise InputError(str(error), file=self.doc.name) from None
-            raise self.error(str(error), *key_path) from None
+            raise self.fail(str(error), at) from None
 
     def coupling_spec(self, model: Model, coupling: Coupling) -> ParamSpec:
         key = ("couplings", coupling.name)
@@ -779,7 +818,7 @@ class _ModelReader:
         from_input = coupling.source == INPUT_SOURCE
         dims = (schema.UNIT, schema.INPUT if from_input else schema.PRESYNAPTIC)
         init = self.initializer(entry.get("init", "xavier_uniform"), DIMENSIONLESS,
-                                (*key, "init"))
+                                (*key, "init"), matrix=True)
         flags = {}
         for flag in ("autapses", "dale", "trainable"):
             if flag in entry and not isinstance(entry[flag], bool):
@@ -807,12 +846,15 @@ class _ModelReader:
         specs = {schema.READOUT_WEIGHT: ParamSpec(
             schema.READOUT_WEIGHT, (schema.OUTPUT, schema.UNIT), "1",
             self.initializer(entry.get("init", "xavier_uniform"), DIMENSIONLESS,
-                             ("readout", "init")), trainable)}
+                             ("readout", "init"), matrix=True), trainable)}
         if model.readout.bias:
+            dim = model.equations.dimensions[model.readout.source]
             specs[schema.READOUT_BIAS] = ParamSpec(
-                schema.READOUT_BIAS, (schema.OUTPUT,), "1",
-                self.initializer(entry.get("bias_init", "zeros"), DIMENSIONLESS,
-                                 ("readout", "bias_init")), trainable)
+                schema.READOUT_BIAS, (schema.OUTPUT,), unit_string(dim),
+                self.initializer(entry.get("bias_init", "zeros"), dim,
+                                 ("readout", "bias_init"), per_unit=False), trainable)
+        elif "bias_init" in entry:
+            raise self.error("bias_init given but bias: false", "readout", "bias_init")
         return specs
 
     def read_initial(self, equations: Equations) -> dict[str, Initializer]:

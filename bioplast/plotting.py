@@ -32,7 +32,9 @@ def plot_simulations(datasets: Sequence[xr.Dataset], labels: Sequence[str],
         variable = next((name for name, v in first.data_vars.items()
                          if v.dims[-3:] == (schema.TRIAL, schema.TIME, schema.UNIT)), None)
     for label, dataset in zip(labels, datasets):
-        if variable is None or variable not in dataset:
+        if variable is None:
+            raise InputError("no recorded (trial, time, unit) variable to plot", file=label)
+        if variable not in dataset:
             raise InputError(f"no recorded variable '{variable}' to plot", file=label)
         if trial >= dataset.sizes.get(schema.TRIAL, 0):
             raise InputError(f"trial {trial} out of range", file=label)
@@ -70,10 +72,22 @@ def plot_simulations(datasets: Sequence[xr.Dataset], labels: Sequence[str],
     for axis in axes[:, 0]:
         axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
-    suffix = os.path.splitext(str(path))[1].lstrip(".") or "png"
-    with atomic_write(path) as temporary:
-        figure.savefig(temporary, dpi=120, format=suffix)
-    plt.close(figure)
+    _save(figure, path, dpi=120)
+
+
+def _save(figure, path, dpi: int) -> None:
+    """Write ``figure`` atomically in the format its file name asks for."""
+    plt = _pyplot()
+    suffix = os.path.splitext(str(path))[1].lstrip(".").lower() or "png"
+    supported = figure.canvas.get_supported_filetypes()
+    try:
+        if suffix not in supported:
+            raise InputError(f"cannot write '.{suffix}' figures (formats: "
+                             f"{', '.join(sorted(supported))})", file=str(path))
+        with atomic_write(path) as temporary:
+            figure.savefig(temporary, dpi=dpi, format=suffix)
+    finally:
+        plt.close(figure)
 
 
 def _first_member(array: xr.DataArray) -> xr.DataArray:
@@ -115,10 +129,7 @@ def plot_training(datasets: Sequence[xr.Dataset], labels: Sequence[str],
                     f"'{first.attrs.get(schema.ATTR_RULE, '?')}' "
                     f"[{first.attrs.get(schema.ATTR_STATUS, '?')}]", fontsize=10)
     figure.tight_layout()
-    suffix = os.path.splitext(str(path))[1].lstrip(".") or "png"
-    with atomic_write(path) as temporary:
-        figure.savefig(temporary, dpi=110, format=suffix)
-    plt.close(figure)
+    _save(figure, path, dpi=110)
 
 
 def _plot_trials(axis, dataset: xr.Dataset, n_trials: int, colors) -> None:

@@ -53,8 +53,11 @@ def parse_quantity(value, dim=DIMENSIONLESS) -> float:
     if match:  # "10 ms", "10*ms", "0 * ms", "1.5 mV/ms", "3": the number times its unit
         unit = _evaluate_units(match.group(2), value) if match.group(2) else 1
         quantity = float(match.group(1)) * unit
-    else:  # "inf", "-inf", "ms"
-        quantity = _evaluate_units(value, value)
+    elif value.strip().lstrip("+-") == "inf":
+        quantity = float(value)
+    else:
+        raise ValueError(f"cannot read {value!r} as a quantity: expected a number and a unit, "
+                         "such as '10 ms'")
     found = brian2.get_dimensions(quantity)
     if found is not dim:
         raise ValueError(f"{value!r} has unit {unit_string(found)}, expected "

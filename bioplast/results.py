@@ -47,6 +47,13 @@ def provenance(**attrs) -> dict[str, Any]:
             **attrs}
 
 
+def output_unit(model: Model) -> str:
+    """Unit of the readout: its source's for an identity activation, else 1."""
+    if model.readout.activation != "identity":
+        return "1"
+    return model.unit_of(model.readout.source)
+
+
 def model_coords(model: Model) -> dict[str, Any]:
     """Coordinates of the unit, input and output axes of ``model``."""
     coords = {
@@ -106,7 +113,7 @@ def simulation_dataset(model: Model, params: Mapping[str, Any], inputs, initial_
     if trajectory.outputs is not None:
         data[schema.OUTPUTS] = xr.Variable((*lead, schema.TRIAL, schema.TIME, schema.OUTPUT),
                                            squeeze(trajectory.outputs),
-                                           {schema.ATTR_UNITS: "1"})
+                                           {schema.ATTR_UNITS: output_unit(model)})
     data.update(params_variables(model, params, members))
     for name, value in initial_state.items():
         data[INITIAL_PREFIX + name] = xr.Variable((*lead, schema.TRIAL, schema.UNIT),
@@ -133,12 +140,13 @@ def simulation_dataset(model: Model, params: Mapping[str, Any], inputs, initial_
         schema.ATTR_NOISE: np.int8(noise),
         schema.ATTR_DT: model.dt,
         schema.ATTR_METHOD: model.method,
-        schema.ATTR_STATUS: schema.STATUS_COMPLETE,
+        schema.ATTR_STATUS: schema.STATUS_COMPLETE if all(
+            np.all(np.isfinite(_numpy(v))) for v in trajectory.recorded.values())
+        else schema.STATUS_DIVERGED,
     })
     if command:
         attrs[schema.ATTR_COMMAND] = command
-    dataset = xr.Dataset(data, coords=coords, attrs=attrs)
-    return dataset
+    return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
 def save(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
@@ -203,7 +211,8 @@ def training_dataset(result, command: str | None = None) -> xr.Dataset:
         data[schema.INPUTS] = xr.Variable((*trial_time, schema.INPUT), batch.inputs)
         data[schema.TARGETS] = xr.Variable((*trial_time, schema.OUTPUT), batch.targets)
         data[schema.MASK] = xr.Variable((*trial_time, schema.OUTPUT), batch.mask)
-        data[schema.OUTPUTS] = xr.Variable((*trial_time, schema.OUTPUT), test.outputs)
+        data[schema.OUTPUTS] = xr.Variable((*trial_time, schema.OUTPUT), test.outputs,
+                                           {schema.ATTR_UNITS: output_unit(model)})
         for name, values in test.recorded.items():
             data[name] = xr.Variable((*trial_time, schema.UNIT), values,
                                      {schema.ATTR_UNITS: model.unit_of(name)})

@@ -22,6 +22,8 @@ def check_inputs(model: Model, inputs, where: str = "inputs") -> np.ndarray:
         array = np.array(inputs, dtype=float)  # a copy: callers may pass read-only views
     except (TypeError, ValueError) as error:
         raise InputError(f"not a numeric array ({error})", file=where) from None
+    if np.iscomplexobj(inputs):
+        raise InputError("inputs are complex numbers; they must be real", file=where)
     if array.ndim not in (3, 4):
         raise InputError(f"shape {array.shape}: expected (trial, time, input) or "
                          "(member, trial, time, input)", file=where)
@@ -64,7 +66,8 @@ def simulate(model: Model | str, params: Mapping[str, Any] | None = None, inputs
     record : sequence of str, optional
         Variables to record (default: states and subexpressions).
     noise : bool
-        ``False`` sets ``rand()``/``randn()`` to 0 and drops white noise ``xi``.
+        ``False`` replaces ``rand()``/``randn()`` by their means (0.5, 0) and drops
+        white noise ``xi``.
     seed : int
         Seeds the initial state (when drawn), default parameters and noise.
     command : str, optional
@@ -81,6 +84,8 @@ def simulate(model: Model | str, params: Mapping[str, Any] | None = None, inputs
         parameters, initial states, and provenance attrs (`bioplast.results`).
     """
     model = model if isinstance(model, Model) else load_model(model)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}", key="seed")
     if inputs is None:
         raise InputError("inputs are required, shaped (trial, time, input)")
     inputs = check_inputs(model, inputs)
@@ -123,6 +128,8 @@ def _initial_state(model: Model, given, n_trials: int, n_members: int | None, se
             if hasattr(value, "detach"):
                 value = value.detach().cpu().numpy()
             value = np.asarray(value, dtype=float)
+            if not np.all(np.isfinite(value)):
+                raise InputError("holds NaN or inf", key=f"initial_state.{name}")
             if value.shape[-2:] != (n_trials, model.n_units) or value.ndim not in (2, 3):
                 raise InputError(f"shape {value.shape}, expected ({n_trials}, "
                                  f"{model.n_units}) or (member, {n_trials}, {model.n_units})",

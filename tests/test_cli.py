@@ -111,3 +111,48 @@ def test_a_failing_brian2_build_exits_1_with_a_message(tmp_path, monkeypatch, ca
     # make and the compiler speak on stderr too; bioplast adds one line at the end
     assert err.strip().splitlines()[-1].startswith("bioplast: failed: brian2 (cpp_standalone) failed")
     assert "Traceback" not in err and not (tmp_path / "o.nc").exists()
+
+
+def test_re_simulation_takes_new_values_and_keeps_noise_off(tmp_path):
+    first, second = tmp_path / "first.nc", tmp_path / "second.nc"
+    assert cli.main(["simulate", "leaky_rate", "--set", "n_units=6", "--set", "sigma=0.5",
+                     "--trials", "3", "--steps", "10", "--no-noise", "-o", str(first),
+                     "--quiet"]) == 0
+    assert cli.main(["simulate", str(first), "--set", "tau=20 ms", "-o", str(second),
+                     "--quiet"]) == 0
+    a, b = xr.load_dataset(first), xr.load_dataset(second)
+    assert float(b["tau"]) == 0.02 and int(b.attrs["noise"]) == 0
+    np.testing.assert_array_equal(a["W_rec"].values, b["W_rec"].values)
+    assert cli.main(["simulate", str(first), "--trials", "2", "-o", str(second),
+                     "--quiet"]) == 0
+    assert xr.load_dataset(second)["r"].shape == (2, 200, 6)
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--input-std", "-1"], "must be >= 0"),
+    (["--seed", "-1"], "must be >= 0"),
+    (["--trials", "0"], "must be > 0"),
+])
+def test_bad_numbers_on_the_command_line(tmp_path, capsys, argv, words):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["simulate", "leaky_rate", "-o", str(tmp_path / "o.nc"), *argv])
+    assert info.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_output_that_is_a_directory_or_an_unknown_figure_format(tmp_path, capsys):
+    assert cli.main(["simulate", "leaky_rate", "--set", "n_units=3", "--steps", "3", "-o",
+                     str(tmp_path), "--quiet"]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    out = tmp_path / "o.nc"
+    assert cli.main(["simulate", "leaky_rate", "--set", "n_units=3", "--steps", "3", "-o",
+                     str(out), "--quiet"]) == 0
+    assert cli.main(["plot", str(out), "-o", str(tmp_path / "f.xyz")]) == 2
+    assert "cannot write '.xyz' figures" in capsys.readouterr().err
+
+
+def test_a_diverging_simulation_exits_1_and_says_so(tmp_path, capsys):
+    out = tmp_path / "o.nc"
+    code = cli.main(["simulate", "leaky_current", "--set", "n_units=4", "--set", "tau=-1 ms",
+                     "--steps", "3000", "--input-std", "10", "-o", str(out), "--quiet"])
+    assert code == 1 and "diverged" in capsys.readouterr().err
+    assert xr.load_dataset(out).attrs["status"] == "diverged"

@@ -149,3 +149,67 @@ def test_bad_init_specs(write_model, init, message):
     with pytest.raises(bioplast.InputError, match=message) as info:
         bioplast.load_model(write_model(text))
     assert info.value.key == "couplings.W_rec.init"
+
+
+@pytest.mark.parametrize("edit,message,key", [
+    ({"parameters": {"tau": {"min": "5 ms", "max": "1 ms"}}}, "min is above max", "parameters.tau"),
+    ({"tau": "0.5 ms"}, "outside the bounds", "override tau"),
+    ({"b": "xavier_uniform"}, "coupling matrix", "override b"),
+    ({"initial": {"r": {"kind": "normal", "std": -1}}}, "cannot be negative", "initial.r"),
+    ({"initial": {"r": {"kind": "uniform", "low": 2, "high": 1}}}, "below low", "initial.r"),
+    ({"initial": {"r": "1e999"}}, "finite", "initial.r"),
+    ({"readout": {"bias": False, "bias_init": 1}}, "bias: false", "readout.bias_init"),
+    ({"tau": " ms"}, "unknown initializer", "override tau"),
+])
+def test_inconsistent_values_are_errors(edit, message, key):
+    base = {"parameters": {"tau": {"min": "1 ms"}}, "tau": "2 ms"}
+    model_edits = {**edit} if "parameters" in edit else {**base, **edit}
+    with pytest.raises(bioplast.InputError, match=message) as info:
+        bioplast.load_model("leaky_rate", **model_edits)
+    assert info.value.key == key
+
+
+def test_a_value_in_defaults_and_an_init_in_parameters_conflict(write_model):
+    path = write_model("""\
+equations: |
+  dr/dt = -r / tau : 1
+  tau : second
+parameters: {tau: {init: {kind: uniform, low: 1 ms, high: 2 ms}}}
+defaults: {n_units: 2, dt: 1 ms, tau: 5 ms}
+""")
+    with pytest.raises(bioplast.InputError, match="keep one") as info:
+        bioplast.load_model(path)
+    assert info.value.key == "defaults.tau" and info.value.line == 5
+    model = bioplast.load_model(path.read_text().replace(", tau: 5 ms", ""), tau="3 ms")
+    assert np.all(model.init_params(0)["tau"] == 3e-3)  # an override replaces the init
+
+
+def test_shared_parameters_take_no_population_values(write_model):
+    path = write_model("""\
+equations: |
+  dr/dt = -r / tau : 1
+  tau : second (shared)
+populations: {E: 0.5, I: 0.5}
+parameters: {tau: {init: {E: 10 ms, I: 5 ms}}}
+defaults: {n_units: 4, dt: 1 ms}
+""")
+    with pytest.raises(bioplast.InputError, match="shared") as info:
+        bioplast.load_model(path)
+    assert info.value.key == "parameters.tau.init"
+
+
+def test_models_need_a_differential_equation_and_outputs_a_readout(write_model):
+    with pytest.raises(bioplast.InputError, match="at least one differential"):
+        bioplast.load_model(write_model("equations: 'a : 1'\ndefaults: {n_units: 2, dt: 1 ms}\n"))
+    with pytest.raises(bioplast.InputError, match="no readout") as info:
+        bioplast.load_model(write_model(
+            "equations: 'dr/dt = -r/(5*ms) : 1'\ndefaults: {n_units: 2, dt: 1 ms, n_outputs: 2}\n"))
+    assert info.value.key == "defaults.n_outputs"
+
+
+def test_params_that_are_not_numbers_are_input_errors():
+    model = bioplast.load_model("leaky_rate", n_units=3)
+    params = model.init_params(0)
+    params["tau"] = "10 ms"
+    with pytest.raises(bioplast.InputError, match="tau: not an array of real numbers"):
+        model.check_params(params)

@@ -38,7 +38,7 @@ from filelock import FileLock
 
 from ..compile_torch import readout
 from ..errors import BackendError, BioplastError
-from ..model import INPUT_SOURCE, RANDOM_FUNCTIONS, Model
+from ..model import INPUT_SOURCE, RANDOM_FUNCTIONS, RANDOM_MEANS, Model
 from .base import Backend, Trajectory
 
 TARGETS = ("numpy", "cython", "cpp_standalone")
@@ -57,7 +57,7 @@ def brian2_equations(model: Model, noise: bool) -> Equations:
 
     Parameters lose the ``shared`` flag (each member, and so each block of units, may have
     its own value; the backend fills every unit). Without noise, ``rand()``/``randn()``
-    become 0 and ``xi`` terms vanish.
+    take their means (0.5, 0) and ``xi`` terms vanish.
     """
     equations = []
     for eq in model.equations.values():
@@ -65,7 +65,7 @@ def brian2_equations(model: Model, noise: bool) -> Equations:
         expr = eq.expr
         if not noise and eq.type == SUBEXPRESSION:
             sym = str_to_sympy(eq.expr.code)
-            calls = {c: 0 for c in sym.atoms(sympy.Function)
+            calls = {c: RANDOM_MEANS[c.func.__name__] for c in sym.atoms(sympy.Function)
                      if c.func.__name__ in RANDOM_FUNCTIONS}
             if calls:
                 expr = brian2.Expression(sympy_to_str(sym.xreplace(calls)))

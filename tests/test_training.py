@@ -1,0 +1,225 @@
+"""Training end to end: learning, curricula, checkpoints and resume, divergence, protocol
+errors, and re-running a result from the protocol it stores."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from bioplast import cli
+from bioplast.protocol import load_protocol
+from bioplast.training import checkpoint_path, train
+
+REPO = Path(__file__).resolve().parent.parent
+HISTORY = ["loss", "grad_norm", "eval_loss", "accuracy", "level"]
+
+SMALL_PARITY = """\
+name: small_parity
+seed: 3
+model: {file: leaky_tau, n_units: 32}
+task: {name: n_parity, n: 2, curriculum: multi_head, max_n: 8}
+rule: {name: bptt, optimizer: {name: adam, lr: 0.003}, grad_clip: 2.0}
+training: {epochs: 8, steps_per_epoch: 12, batch_size: 32, eval_batches: 2,
+           checkpoint_every: 1}
+backend: {name: torch, dtype: float32}
+record: {trials: 4}
+"""
+
+
+def write(tmp_path, text, name="protocol.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def bioplast(*args):
+    return subprocess.run([sys.executable, "-m", "bioplast", *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+def assert_same_run(a: xr.Dataset, b: xr.Dataset):
+    for name in HISTORY:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    for name in ("W_rec", "W_in", "W_out", "b", "tau", "b_out"):
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+def test_quickstart_reaches_its_target():
+    result = train(load_protocol(REPO / "protocols" / "quickstart.yaml"))
+    assert result.status == "complete"
+    assert "target accuracy" in result.message
+    assert np.nanmean(result.history.accuracy[-1]) >= 0.99
+    assert len(result.history) < 30
+
+
+def test_multi_head_parity_advances_three_levels_with_trained_tau():
+    protocol = load_protocol(REPO / "protocols" / "nparity_multi_head.yaml", {
+        "model.n_units": 64, "training.epochs": 20, "training.steps_per_epoch": 50,
+        "training.batch_size": 64, "training.eval_batches": 4, "task.max_n": 10,
+        "rule.optimizer": {"name": "adam", "lr": 0.003}})
+    tau_before = protocol.model.init_params(protocol.seed)["tau"]
+    result = train(protocol)
+    assert max(result.history.level) >= 2 + 3
+    assert result.history.level == sorted(result.history.level)
+    tau = result.params["tau"]
+    assert np.all(tau >= 1e-3)  # the bound tau >= 1 step holds after every update
+    assert not np.array_equal(tau, tau_before)  # and tau did train
+    assert np.all(np.diag(result.params["W_rec"]) == 0)  # no autapses, kept by projection
+
+
+def test_run_writes_a_complete_result(tmp_path):
+    protocol = write(tmp_path, SMALL_PARITY)
+    out = tmp_path / "run.nc"
+    assert cli.main(["run", str(protocol), "-o", str(out), "--quiet"]) == 0
+    ds = xr.open_dataset(out)
+    assert ds.attrs["status"] == "complete" and ds.attrs["kind"] == "training"
+    assert ds["accuracy"].dims == ("epoch", "head") and ds.sizes["head"] == 7
+    assert list(ds["head_n"].values) == list(range(2, 9))
+    assert ds["r"].dims == ("trial", "time", "unit") and ds.sizes["trial"] == 4
+    for name in ("inputs", "targets", "mask", "outputs", "loss", "level", "wall_time"):
+        assert name in ds
+    assert "n_parity" in ds.attrs["protocol"] and ds.attrs["rule"] == "bptt"
+    assert checkpoint_path(out).exists()
+    saved = torch.load(checkpoint_path(out), weights_only=True)
+    assert saved["next_epoch"] == ds.sizes["epoch"]
+
+
+def test_a_result_re_runs_from_its_stored_protocol(tmp_path):
+    first = tmp_path / "first.nc"
+    assert cli.main(["run", str(write(tmp_path, SMALL_PARITY)), "-o", str(first),
+                     "--quiet"]) == 0
+    stored = xr.open_dataset(first).attrs["protocol"]
+    again = tmp_path / "again.nc"
+    assert cli.main(["run", str(write(tmp_path, stored, "stored.yaml")), "-o", str(again),
+                     "--quiet"]) == 0
+    assert_same_run(xr.load_dataset(first), xr.load_dataset(again))
+    third = tmp_path / "third.nc"
+    assert cli.main(["run", str(first), "-o", str(third), "--quiet"]) == 0
+    assert_same_run(xr.load_dataset(first), xr.load_dataset(third))
+
+
+def wait_for_checkpoint(path: Path, epoch: int, process, timeout=120.0):
+    started = time.time()
+    while time.time() - started < timeout:
+        if process.poll() is not None:
+            raise AssertionError("the run ended before it could be killed")
+        if path.exists():
+            try:
+                if torch.load(path, weights_only=True)["next_epoch"] >= epoch:
+                    return
+            except (RuntimeError, EOFError, KeyError):
+                pass  # the rename has not happened yet
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint in time")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_kill_9_during_training_then_resume_gives_the_same_result(tmp_path, dtype):
+    protocol = write(tmp_path, SMALL_PARITY.replace("float32", dtype))
+    reference = tmp_path / "reference.nc"
+    assert bioplast("run", protocol, "-o", reference, "--quiet").returncode == 0
+    out = tmp_path / "killed.nc"
+    kill_after = int(np.random.default_rng(int(time.time())).integers(2, 6))
+    process = subprocess.Popen([sys.executable, "-m", "bioplast", "run", str(protocol), "-o",
+                                str(out), "--quiet"], cwd=REPO)
+    wait_for_checkpoint(checkpoint_path(out), kill_after, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists()
+    resumed = bioplast("run", protocol, "-o", out, "--resume", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(xr.load_dataset(reference), xr.load_dataset(out))
+
+
+KILL_WHILE_WRITING = """
+import os, signal, sys, torch
+calls = 0
+original = torch.save
+def save_then_die(obj, path, *args, **kwargs):
+    global calls
+    calls += 1
+    if calls == {at}:  # write part of the file, then die like kill -9
+        with open(path, "wb") as handle:
+            handle.write(b"PK\\x03\\x04 partial checkpoint")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(obj, path, *args, **kwargs)
+torch.save = save_then_die
+from bioplast.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path):
+    protocol = write(tmp_path, SMALL_PARITY)
+    reference = tmp_path / "reference.nc"
+    assert bioplast("run", protocol, "-o", reference, "--quiet").returncode == 0
+    out = tmp_path / "killed.nc"
+    script = KILL_WHILE_WRITING.replace("{at}", "4")
+    killed = subprocess.run([sys.executable, "-c", script, "run", str(protocol), "-o",
+                             str(out), "--quiet"], cwd=REPO)
+    assert killed.returncode == -signal.SIGKILL
+    saved = torch.load(checkpoint_path(out), weights_only=True)  # not corrupt
+    assert saved["next_epoch"] == 3  # the fourth write died; the third is intact
+    assert not out.exists()
+    resumed = bioplast("run", protocol, "-o", out, "--resume", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(xr.load_dataset(reference), xr.load_dataset(out))
+
+
+def test_a_diverging_run_exits_1_and_keeps_its_history(tmp_path, capsys):
+    text = SMALL_PARITY.replace("{name: adam, lr: 0.003}, grad_clip: 2.0",
+                                "{name: sgd, lr: 100.0}")  # diverges in epoch 2 (seed 3)
+    out = tmp_path / "diverged.nc"
+    code = cli.main(["run", str(write(tmp_path, text)), "-o", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "diverged" in err and "checkpoint" in err and len(err.strip().splitlines()) == 1
+    ds = xr.load_dataset(out)
+    assert ds.attrs["status"] == "diverged"
+    assert 1 <= ds.sizes["epoch"] < 8 and np.all(np.isfinite(ds["loss"].values))
+    assert np.all(np.isfinite(ds["W_rec"].values))  # the last good parameters
+    saved = torch.load(checkpoint_path(out), weights_only=True)
+    assert saved["next_epoch"] == ds.sizes["epoch"]
+
+
+@pytest.mark.parametrize("edit,key,words", [
+    (("training: {epochs", "training: {unknown_key: 1, epochs"), "training.unknown_key",
+     "unknown key"),
+    (("epochs: 8", "epochs: many"), "training.epochs", "integer"),
+    (("file: leaky_tau", "file: models/missing.yaml"), "model.file", "not found"),
+    (("name: n_parity", "name: n_parody"), "task.name", "unknown task 'n_parody'"),
+    (("name: bptt", "name: backprop"), "rule.name", "unknown rule 'backprop'"),
+    (("lr: 0.003", "lr: -0.1"), "rule.optimizer.lr", "greater than 0"),
+    (("max_n: 8", "max_n: 1"), "task", "below the starting n"),
+    (("n_units: 32", "n_unit: 32"), "model.n_unit", "neither a setting"),
+    (("seed: 3", "seed: [1]"), "seed", "integer"),
+])
+def test_protocol_errors_name_file_and_key(tmp_path, capsys, edit, key, words):
+    text = SMALL_PARITY.replace(*edit)
+    assert text != SMALL_PARITY
+    path = write(tmp_path, text)
+    code = cli.main(["run", str(path), "-o", str(tmp_path / "o.nc"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"{path}:" in err and f" {key}:" in err and words in err, err
+
+
+def test_set_edits_the_protocol_and_errors_name_the_key(tmp_path, capsys):
+    path = write(tmp_path, SMALL_PARITY)
+    protocol = load_protocol(path, {"training.epochs": 2, "model.n_units": 8})
+    assert protocol.training.epochs == 2 and protocol.model.n_units == 8
+    assert "epochs: 2" in protocol.text
+    code = cli.main(["run", str(path), "--set", "training.epochs=-3", "-o",
+                     str(tmp_path / "o.nc"), "--quiet"])
+    assert code == 2 and "training.epochs" in capsys.readouterr().err

@@ -15,13 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
-# The default job: simulate the leaky rate model on both backends, save netCDF, plot a few units.
+# The default job: train the quickstart protocol, summarize it, plot learning curve and trials.
 run: $(STAMP)
 	mkdir -p $(OUT)
-	$(VENV)/bin/bioplast simulate models/leaky_rate.yaml --backend torch --trials 8 --steps 200 --no-noise --seed 0 -o $(OUT)/leaky_rate_torch.nc
-	$(VENV)/bin/bioplast simulate models/leaky_rate.yaml --backend brian2 --target numpy --trials 8 --steps 200 --no-noise --seed 0 -o $(OUT)/leaky_rate_brian2.nc
-	$(VENV)/bin/bioplast info $(OUT)/leaky_rate_torch.nc
-	$(VENV)/bin/bioplast plot $(OUT)/leaky_rate_torch.nc $(OUT)/leaky_rate_brian2.nc -o $(OUT)/leaky_rate.png
+	$(VENV)/bin/bioplast run protocols/quickstart.yaml -o $(OUT)/quickstart.nc
+	$(VENV)/bin/bioplast info $(OUT)/quickstart.nc
+	$(VENV)/bin/bioplast plot $(OUT)/quickstart.nc -o $(OUT)/quickstart.png
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -213,7 +214,9 @@ def cmd_info(args) -> int:
 def cmd_list(args) -> int:
     from .backends import BACKENDS
     from .model import list_models, load_model
-    categories = ["models", "backends"]
+    from .rules import RULES
+    from .tasks import TASKS
+    categories = ["models", "tasks", "rules", "backends"]
     what = args.what or categories
     unknown = [w for w in what if w not in categories]
     if unknown:
@@ -228,6 +231,15 @@ def cmd_list(args) -> int:
                     print(f"  {name:<16} {model.description}")
                 except InputError as error:
                     print(f"  {name:<16} (invalid: {error})")
+        elif category in ("tasks", "rules"):
+            registry = TASKS if category == "tasks" else RULES
+            for name in registry.names():
+                cls = registry.get(name)
+                doc = getattr(cls, "description", "") or (cls.__doc__ or "").strip().split("\n")[0]
+                defaults = cls.Config().model_dump(mode="json")
+                options = ", ".join(f"{k}: {json.dumps(v)}" for k, v in defaults.items())
+                print(f"  {name:<22} {doc}")
+                print(f"  {'':<22} options (durations in s): {options}")
         elif category == "backends":
             for name in BACKENDS.names():
                 backend = BACKENDS.get(name)
@@ -308,8 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("file", metavar="FILE.nc")
     info.set_defaults(func=cmd_info)
 
-    listing = add("list", "list models and backends")
-    listing.add_argument("what", nargs="*", metavar="models|backends")
+    listing = add("list", "list models, tasks, rules and backends")
+    listing.add_argument("what", nargs="*", metavar="models|tasks|rules|backends")
     listing.set_defaults(func=cmd_list)
 
     plot = add("plot", "plot learning curves and test trials of training results, or the "
@@ -360,6 +372,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("bioplast: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `bioplast list | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -223,3 +223,29 @@ def test_set_edits_the_protocol_and_errors_name_the_key(tmp_path, capsys):
     code = cli.main(["run", str(path), "--set", "training.epochs=-3", "-o",
                      str(tmp_path / "o.nc"), "--quiet"])
     assert code == 2 and "training.epochs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "protocols").glob("*.yaml")))
+def test_shipped_protocols_run_a_tiny_epoch(name):
+    """Every shipped protocol is valid and trains (shrunk to one tiny epoch)."""
+    protocol = load_protocol(REPO / "protocols" / f"{name}.yaml", {
+        "model.n_units": 8, "training.epochs": 1, "training.steps_per_epoch": 1,
+        "training.batch_size": 4, "training.eval_batches": 1, "record.trials": 2})
+    result = train(protocol)
+    assert result.status == "complete" and len(result.history) == 1
+    assert np.isfinite(result.history.loss[0])
+
+
+def test_ctrl_c_writes_the_result_so_far(tmp_path):
+    text = SMALL_PARITY.replace("epochs: 8", "epochs: 1000")
+    out = tmp_path / "interrupted.nc"
+    process = subprocess.Popen([sys.executable, "-m", "bioplast", "run",
+                                str(write(tmp_path, text)), "-o", str(out), "--quiet"],
+                               cwd=REPO, stderr=subprocess.PIPE, text=True)
+    wait_for_checkpoint(checkpoint_path(out), 2, process)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    ds = xr.load_dataset(out)
+    assert ds.attrs["status"] == "interrupted" and ds.sizes["epoch"] >= 2

@@ -29,6 +29,8 @@ def task_loss(context: TrainingContext, outputs, batch, level):
 
 
 class BPTT(LearningRule):
+    """Backpropagation through time with a torch.optim optimizer."""
+
     name = "bptt"
     Config = BPTTConfig
 

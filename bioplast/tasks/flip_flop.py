@@ -27,7 +27,7 @@ class FlipFlop(Task):
     name = "flip_flop"
     loss = "mse"
     Config = FlipFlopConfig
-    description = "K bits, each output holds the sign of its last input pulse"
+    description = "K bits: each output holds its last input pulse (+1 or -1)"
 
     @property
     def n_inputs(self) -> int:

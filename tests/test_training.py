@@ -90,6 +90,28 @@ def test_run_writes_a_complete_result(tmp_path):
     assert checkpoint_path(out).exists()
     saved = torch.load(checkpoint_path(out), weights_only=True)
     assert saved["next_epoch"] == ds.sizes["epoch"]
+    figure = tmp_path / "run.png"
+    assert cli.main(["plot", str(out), "-o", str(figure)]) == 0
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_training_stops_after_the_last_curriculum_level(tmp_path):
+    protocol = load_protocol(write(tmp_path, SMALL_PARITY), {"task.max_n": 3,
+                                                             "training.epochs": 40})
+    result = train(protocol)
+    assert "last curriculum level (N = 3) passed" in result.message
+    assert result.history.level[-1] == 3 and len(result.history) < 40
+    assert np.all(result.history.accuracy_array()[-1] > 0.98)
+
+
+def test_dales_law_holds_after_training():
+    protocol = load_protocol(REPO / "protocols" / "quickstart.yaml", {
+        "model.file": "ei_rate", "model.n_units": 20, "model.readout.activation": "sigmoid",
+        "training.epochs": 2, "rule.optimizer.lr": 0.05})
+    before = protocol.model.init_params(protocol.seed)["W_rec"]
+    w = train(protocol).params["W_rec"]
+    assert not np.array_equal(w, before)
+    assert np.all(w[:, :16] >= 0) and np.all(w[:, 16:] <= 0) and np.all(np.diag(w) == 0)
 
 
 def test_a_result_re_runs_from_its_stored_protocol(tmp_path):

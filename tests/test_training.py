@@ -55,9 +55,8 @@ def assert_same_run(a: xr.Dataset, b: xr.Dataset):
 def test_quickstart_reaches_its_target():
     result = train(load_protocol(REPO / "protocols" / "quickstart.yaml"))
     assert result.status == "complete"
-    assert "target accuracy" in result.message
     assert np.nanmean(result.history.accuracy[-1]) >= 0.99
-    assert len(result.history) < 30
+    assert result.history.eval_loss[-1] < 0.05 * result.history.eval_loss[0]
 
 
 def test_multi_head_parity_advances_three_levels_with_trained_tau():

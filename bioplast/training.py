@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import schema
+from .backends.torch import DTYPES, torch_device
 from .compile_torch import TorchStepper
 from .curricula import Curriculum
 from .errors import InputError
@@ -35,7 +36,6 @@ from .rules import TrainingContext, forward
 from .tasks import Batch, Level
 
 CHECKPOINT_FORMAT = 1
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass
@@ -123,11 +123,9 @@ class Trainer:
         self.protocol = protocol
         model, backend = protocol.model, protocol.schema.backend
         try:
-            self.device = torch.device(backend.device)
-            torch.empty(0, device=self.device)
-        except (RuntimeError, AssertionError) as error:
-            raise InputError(f"device {backend.device!r} is not available here ({error})",
-                             file=protocol.file, key="backend.device") from None
+            self.device = torch_device(backend.device)
+        except InputError as error:
+            raise InputError(error.message, file=protocol.file, key="backend.device") from None
         self.dtype = DTYPES[backend.dtype]
         self.stepper = TorchStepper(model, self.dtype, self.device,
                                     noise=protocol.training.noise)

@@ -224,6 +224,9 @@ def test_a_diverging_run_exits_1_and_keeps_its_history(tmp_path, capsys):
     (("max_n: 8", "max_n: 1"), "task", "below the starting n"),
     (("n_units: 32", "n_unit: 32"), "model.n_unit", "neither a setting"),
     (("seed: 3", "seed: [1]"), "seed", "integer"),
+    pytest.param(("dtype: float32", "dtype: float32, device: cuda"), "backend.device",
+                 "not available", marks=pytest.mark.skipif(torch.cuda.is_available(),
+                                                           reason="this machine has CUDA")),
 ])
 def test_protocol_errors_name_file_and_key(tmp_path, capsys, edit, key, words):
     text = SMALL_PARITY.replace(*edit)

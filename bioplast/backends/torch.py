@@ -20,6 +20,17 @@ from .base import Backend, Trajectory
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def torch_device(name: str) -> torch.device:
+    """``torch.device(name)``, checked to exist on this machine (InputError otherwise)."""
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:
+        raise InputError(f"torch device {name!r} is not available here "
+                         f"({' '.join(str(error).split())})") from None
+    return device
+
+
 def as_member_tensors(model: Model, params: Mapping[str, Any], dtype: torch.dtype,
                       device: torch.device) -> dict[str, torch.Tensor]:
     """Parameters as tensors with a leading member axis (added when absent).
@@ -46,14 +57,7 @@ class TorchBackend(Backend):
 
     @property
     def device(self) -> torch.device:
-        name = self.options.get("device", "cpu")
-        try:
-            device = torch.device(name)
-            torch.empty(0, device=device)
-        except (RuntimeError, AssertionError) as error:
-            raise InputError(f"backend 'torch': device {name!r} is not available here "
-                             f"({' '.join(str(error).split())})") from None
-        return device
+        return torch_device(self.options.get("device", "cpu"))
 
     @property
     def dtype(self) -> torch.dtype:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import shlex
 import sys
 import time
@@ -71,6 +72,7 @@ def _say(args, message: str) -> None:
 
 
 def cmd_simulate(args) -> int:
+    from .files import check_writable
     from .model import load_model
     from .results import INITIAL_PREFIX, load, save
     from .simulation import check_inputs, simulate
@@ -117,6 +119,7 @@ def cmd_simulate(args) -> int:
         initial_state = None  # other trials: draw initial states from the model
     options = _backend_options(args)
     record = args.record.split(",") if args.record else None
+    check_writable(Path(args.output))
     _say(args, f"simulating '{model.name}' ({model.n_units} units) on {args.backend}"
                f"{'/' + options.get('target', 'numpy') if args.backend == 'brian2' else ''}: "
                f"{inputs.shape[-3]} trials x {inputs.shape[-2]} steps of "
@@ -146,6 +149,7 @@ def _backend_options(args) -> dict:
 
 
 def cmd_run(args) -> int:
+    from .files import check_writable
     from .protocol import load_protocol
     from .results import load, save, training_dataset
     from .training import checkpoint_path, train
@@ -156,21 +160,33 @@ def cmd_run(args) -> int:
         if schema.ATTR_PROTOCOL not in stored.attrs:
             raise InputError(f"no '{schema.ATTR_PROTOCOL}' attribute: not a training result",
                              file=args.protocol)
-        protocol = load_protocol(stored.attrs[schema.ATTR_PROTOCOL] + "\n", settings,
-                                 model_text=stored.attrs.get(schema.ATTR_MODEL))
+        if any(key == "model" or key.startswith("model.file") for key in settings):
+            raise InputError("the model cannot change when re-running a result (it runs the "
+                             "model text it stored); run a protocol file instead",
+                             file=args.protocol, key="--set")
+        protocol = load_protocol(stored.attrs[schema.ATTR_PROTOCOL], settings,
+                                 model_text=stored.attrs.get(schema.ATTR_MODEL),
+                                 name=f"{args.protocol} (attribute '{schema.ATTR_PROTOCOL}')")
     else:
         protocol = load_protocol(args.protocol, settings)
     output = Path(args.output or f"{protocol.schema.name}.nc")
     if output.resolve() == Path(args.protocol).resolve():
         raise InputError("the output would overwrite the input", file=str(output))
-    result = train(protocol, checkpoint=checkpoint_path(output), resume=args.resume,
+    check_writable(output)
+    checkpoint = checkpoint_path(output)
+    if args.resume and not checkpoint.exists():
+        _say(args, f"no checkpoint at {checkpoint}: starting from the beginning")
+    result = train(protocol, checkpoint=checkpoint, resume=args.resume,
                    progress=not args.quiet)
     save(training_dataset(result, command=shlex.join(["bioplast", *sys.argv[1:]])), output)
     if result.status == schema.STATUS_COMPLETE:
-        _say(args, f"{result.message} after {len(result.history)} epochs: wrote {output}")
+        _say(args, f"{result.message} after {result.info['epochs_completed']} epochs: "
+                   f"wrote {output}")
         return 0
+    kept = f"; last good checkpoint: {checkpoint}" if checkpoint.exists() else \
+        "; no checkpoint was written yet"
     print(f"bioplast: {result.status}: {result.message}; wrote the result so far to "
-          f"{output}; last good checkpoint: {checkpoint_path(output)}", file=sys.stderr)
+          f"{output}{kept}", file=sys.stderr)
     return 1 if result.status == schema.STATUS_DIVERGED else 130
 
 
@@ -189,6 +205,12 @@ def cmd_info(args) -> int:
     if schema.ATTR_STATUS in attrs:
         head += f" [status: {attrs[schema.ATTR_STATUS]}]"
     print(head)
+    if "protocol_name" in attrs:
+        resumed = int(attrs.get("resumed_from_epoch", -1))
+        print(f"  protocol '{attrs['protocol_name']}', task '{attrs.get('task', '?')}', rule "
+              f"'{attrs.get(schema.ATTR_RULE, '?')}': {attrs.get('stop_reason', '?')} after "
+              f"{attrs.get('epochs_completed', '?')} epochs"
+              + (f" (resumed at epoch {resumed})" if resumed >= 0 else ""))
     facts = []
     for key, label in ((schema.ATTR_CREATED, "created"), (schema.ATTR_VERSION, "bioplast"),
                        (schema.ATTR_SEED, "seed"), (schema.ATTR_METHOD, "method")):
@@ -354,8 +376,11 @@ _non_negative_float = _number(float, 0.0, strict=False)
 
 
 def main(argv=None) -> int:
-    # Brian2 installs an excepthook that calls every uncaught error a Brian2 bug
+    # Brian2 installs an excepthook that calls every uncaught error a Brian2 bug, and a
+    # SIGINT handler that fails when SIGINT was ignored (background jobs): Ctrl-C or
+    # kill -INT stops bioplast with KeyboardInterrupt, which commands turn into results
     sys.excepthook = sys.__excepthook__
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -28,7 +28,7 @@ class Curriculum:
         self.task = task
         config = task.config
         self.active = getattr(config, "curriculum", "none") != "none"
-        self.n = getattr(config, "n", None)
+        self.n = getattr(config, "n", None)  # fixed N for curriculum "none"
 
     @property
     def max_n(self) -> int | None:

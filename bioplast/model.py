@@ -399,6 +399,22 @@ def _deep_merge(target: dict, source: Mapping) -> None:
             target[key] = copy.deepcopy(value)
 
 
+def _leaf_paths(value, path=()):
+    """Key paths to the values an override sets (an init spec with a ``kind`` is one)."""
+    if isinstance(value, Mapping) and value and "kind" not in value:
+        return [leaf for key, item in value.items()
+                for leaf in _leaf_paths(item, (*path, str(key)))]
+    return [path]
+
+
+def _has_path(data, path) -> bool:
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
 def _is_identifier(name) -> bool:
     return isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name) \
         and not name.startswith("_")
@@ -425,8 +441,10 @@ class _ModelReader:
         self.doc = document
         self.data = copy.deepcopy(document.data)
         self.overrides = {}
+        self.edited: list[tuple[str, ...]] = []  # key paths that overrides changed
         for key, value in overrides.items():
             if "." in key or key in DOCUMENT_KEYS:
+                self.edited += [(*key.split("."), *leaf) for leaf in _leaf_paths(value)]
                 *parents, last = key.split(".")
                 for part in reversed(parents):
                     value = {last: value}
@@ -436,6 +454,13 @@ class _ModelReader:
                 self.overrides[key] = value
 
     def error(self, message: str, *key_path, line: int | None = None) -> InputError:
+        """An error at a key path of the file, or at the override that put it there."""
+        path = tuple(str(part) for part in key_path)
+        for edited in self.edited:
+            overridden = path[:len(edited)] == edited or (
+                edited[:len(path)] == path and not _has_path(self.doc.data, path))
+            if path and overridden:
+                return InputError(message, file=self.doc.name, key=f"override {'.'.join(path)}")
         return self.doc.error(message, key_path, line=line)
 
     def fail(self, message: str, at) -> InputError:

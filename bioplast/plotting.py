@@ -138,7 +138,7 @@ def _plot_trials(axis, dataset: xr.Dataset, n_trials: int, colors) -> None:
     time_ms = dataset[schema.TIME].values * 1e3
     mask = dataset[schema.MASK].values
     outputs, targets = dataset[schema.OUTPUTS].values, dataset[schema.TARGETS].values
-    classification = "head_n" in dataset.coords
+    classification = dataset.attrs.get("task_loss") == "cross_entropy"
     offset = 0.0
     for trial in range(min(n_trials, outputs.shape[0])):
         if classification:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 import numpy as np
 import pydantic
@@ -30,12 +30,15 @@ import yaml
 from .errors import InputError
 from .model import Model, find_model_file, load_model
 from .rules import RULES, LearningRule
+from .backends.torch import torch_device
 from .tasks import TASKS, Task
+from .tasks.base import TimingError
 from .yamlfile import YamlDocument, load_yaml
 
 
 class _Strict(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, strict=True,
+                                       allow_inf_nan=False)
 
 
 class TrainingSection(_Strict):
@@ -62,11 +65,18 @@ class RecordSection(_Strict):
     variables: list[str] | None = None
 
 
+def _model_spec(value):
+    if not isinstance(value, (str, dict)):
+        raise ValueError("must be a model name or path, or a mapping with 'file' and overrides")
+    return value
+
+
 class ProtocolSchema(_Strict):
-    name: str
+    name: str = pydantic.Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+                               description="letters, digits, _ . - (the default output name)")
     description: str = ""
-    seed: int = 0
-    model: str | dict[str, Any]
+    seed: int = pydantic.Field(0, ge=0, lt=2**63)
+    model: Annotated[Any, pydantic.BeforeValidator(_model_spec)]
     task: dict[str, Any]
     rule: dict[str, Any] = pydantic.Field(default_factory=lambda: {"name": "bptt"})
     regularizers: list[dict[str, Any]] = pydantic.Field(default_factory=list)
@@ -124,19 +134,45 @@ def apply_settings(data: dict, settings: Mapping[str, Any], name: str) -> dict:
     return data
 
 
-def _validation_error(document: YamlDocument, error: pydantic.ValidationError,
+class _Locator:
+    """Locates errors in a protocol: at the line of a key in the file, or, for values that
+    came from ``--set``, at the setting."""
+
+    def __init__(self, document: YamlDocument, settings: Mapping[str, Any], name: str):
+        self.document = document
+        self.name = name
+        self.set_paths = [tuple(key.split(".")) for key in settings]
+
+    def error(self, message: str, key_path) -> InputError:
+        path = tuple(str(part) for part in key_path)
+        for set_path in self.set_paths:
+            if path[:len(set_path)] == set_path:
+                return InputError(message, file=self.name,
+                                  key=f"{'.'.join(path)} (from --set)")
+        literal = (*path[:1], ".".join(path[1:])) if len(path) > 2 else path
+        lookup = literal if self.document.line(literal) != self.document.line(path[:1]) \
+            else path
+        return InputError(message, file=self.name, line=self.document.line(lookup),
+                          key=".".join(path) or None)
+
+
+_MAPPING_ERRORS = ("model_type", "model_attributes_type", "dict_type")
+
+
+def _validation_error(document: _Locator, error: pydantic.ValidationError,
                       prefix=()) -> InputError:
     """The first pydantic error as a located InputError."""
     first = error.errors()[0]
     location = [*prefix, *[part for part in first["loc"] if not str(part).startswith(
         ("function-", "constrained-"))]]
-    location = [part for part in location if part not in ("str", "dict[str,any]")]
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = f"unknown key '{location[-1]}'"
     elif first["type"] == "missing":
         message = f"missing required key '{location[-1]}'"
         location = location[:-1]
+    elif first["type"] in _MAPPING_ERRORS:
+        message = "must be a mapping (key: value)"
     more = len(error.errors()) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
@@ -150,7 +186,7 @@ def _validate(document, cls, data, prefix=()):
         raise _validation_error(document, error, prefix) from None
 
 
-def _named_section(document: YamlDocument, data: dict, key: str, registry):
+def _named_section(document: _Locator, data: dict, key: str, registry):
     """``(class, validated config)`` of a ``{name: ..., **config}`` section."""
     section = dict(data)
     if "name" not in section:
@@ -164,7 +200,7 @@ def _named_section(document: YamlDocument, data: dict, key: str, registry):
     return cls, _validate(document, cls.Config, section, (key,))
 
 
-def _load_model(document: YamlDocument, spec, base_dir: Path, sizes: Mapping[str, int],
+def _load_model(document: _Locator, spec, base_dir: Path, sizes: Mapping[str, int],
                 model_text: str | None) -> Model:
     spec = {"file": spec} if isinstance(spec, str) else dict(spec)
     if "file" not in spec:
@@ -189,26 +225,28 @@ def _load_model(document: YamlDocument, spec, base_dir: Path, sizes: Mapping[str
     except InputError as error:
         if error.key and error.key.startswith("override "):  # a problem of the protocol
             raise document.error(error.message,
-                                 ["model", error.key.removeprefix("override ")]) from None
+                                 ["model", *error.key.removeprefix("override ").split(".")]
+                                 ) from None
         raise
 
 
 def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None, *,
-                  model_text: str | None = None) -> Protocol:
+                  model_text: str | None = None, name: str | None = None) -> Protocol:
     """Read, edit (``settings``: ``{"training.epochs": 5}``) and validate a protocol.
 
+    ``source`` is a path or YAML text (``name`` then names it in messages).
     ``model_text`` replaces the model file's content (used to re-run a result with the
     exact model it stored).
     """
-    document = load_yaml(source)
-    data = apply_settings(document.data, settings or {}, document.name)
+    raw = load_yaml(source, name)
+    settings = dict(settings or {})
+    data = apply_settings(raw.data, settings, raw.name)
     text = yaml.safe_dump(data, sort_keys=False)
-    if settings:
-        document = YamlDocument(text, document.name)
+    document = _Locator(raw, settings, raw.name)
     schema = _validate(document, ProtocolSchema, data)
     if schema.regularizers:
         raise document.error("no regularizers are available yet", ["regularizers"])
-    base_dir = Path(document.name).parent if Path(document.name).exists() else Path.cwd()
+    base_dir = Path(raw.name).parent if Path(raw.name).exists() else Path.cwd()
     # the task needs the model's time step, and the model the task's sizes
     probe = _load_model(document, schema.model, base_dir, {}, model_text)
     task_class, task_config = _named_section(document, schema.task, "task", TASKS)
@@ -216,17 +254,21 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
         task = task_class(task_config, probe.dt)
         sizes = {"n_inputs": task.n_inputs, "n_outputs": task.n_outputs}
         task.sample(1, np.random.default_rng(0), task.initial_level())  # timing checks
-    except ValueError as error:
-        raise document.error(str(error), ["task"]) from None
+    except TimingError as error:
+        raise document.error(str(error), ["task", error.field]) from None
     model = _load_model(document, schema.model, base_dir, sizes, model_text)
     rule_class, rule_config = _named_section(document, schema.rule, "rule", RULES)
     if model.readout is None:
         raise document.error(f"model '{model.name}' has no readout; training needs one",
                              ["model"])
-    for name in schema.record.variables or []:
-        if name not in model.recordable:
-            raise document.error(f"cannot record '{name}' (recordable: "
+    for variable in schema.record.variables or []:
+        if variable not in model.recordable:
+            raise document.error(f"cannot record '{variable}' (recordable: "
                                  f"{', '.join(model.recordable)})", ["record", "variables"])
-    return Protocol(schema, text, document.name, model, task, rule_class(rule_config))
+    try:
+        torch_device(schema.backend.device)
+    except InputError as error:
+        raise document.error(error.message, ["backend", "device"]) from None
+    return Protocol(schema, text, raw.name, model, task, rule_class(rule_config))
 
 

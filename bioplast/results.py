@@ -192,16 +192,16 @@ def training_dataset(result, command: str | None = None) -> xr.Dataset:
         "accuracy": xr.Variable((schema.EPOCH, schema.HEAD), history.accuracy_array(),
                                 {schema.ATTR_LONG_NAME: "test accuracy per head (NaN: inactive)"}),
         "level": xr.Variable(schema.EPOCH, np.asarray(history.level, dtype=np.int64),
-                             {schema.ATTR_LONG_NAME: "curriculum N during the epoch (-1: none)"}),
+                             {schema.ATTR_LONG_NAME: "memory length N of the task during the "
+                                                     "epoch (-1: a task without N)"}),
         "wall_time": xr.Variable(schema.EPOCH, np.asarray(history.wall_time, dtype=float),
                                  {schema.ATTR_UNITS: "second"}),
     }
     data.update(params_variables(model, result.params, members=False))
     coords = {schema.EPOCH: (schema.EPOCH, np.arange(n_epochs)),
               schema.HEAD: (schema.HEAD, np.arange(task.n_heads)), **model_coords(model)}
-    if hasattr(task, "level_at"):
-        top = task.level_at(task.config.max_n if task.config.curriculum != "none"
-                            else task.config.n)
+    if getattr(task.config, "curriculum", None) == "multi_head":
+        top = task.level_at(task.config.max_n)
         coords["head_n"] = (schema.HEAD, np.array([n for _, n in top.heads]),
                             {schema.ATTR_LONG_NAME: "memory length N of each head"})
     test = result.test
@@ -244,7 +244,10 @@ def training_dataset(result, command: str | None = None) -> xr.Dataset:
         schema.ATTR_METHOD: model.method,
         schema.ATTR_STATUS: result.status,
         "stop_reason": result.message,
-        "epochs_completed": int(n_epochs),
+        "epochs_completed": int(result.info["epochs_completed"]),
+        "resumed_from_epoch": int(-1 if result.info["resumed_from_epoch"] is None
+                                  else result.info["resumed_from_epoch"]),
+        "task_loss": task.loss,
     })
     if command:
         attrs[schema.ATTR_COMMAND] = command

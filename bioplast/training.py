@@ -57,6 +57,15 @@ class History:
     def __len__(self) -> int:
         return len(self.loss)
 
+    def append(self, loss: float, grad_norm: float, eval_loss: float, accuracy: np.ndarray,
+               level: int | None, wall_time: float) -> None:
+        self.loss.append(loss)
+        self.grad_norm.append(grad_norm)
+        self.eval_loss.append(eval_loss)
+        self.accuracy.append(accuracy)
+        self.level.append(-1 if level is None else level)
+        self.wall_time.append(wall_time)
+
     def accuracy_array(self) -> np.ndarray:
         return np.array(self.accuracy).reshape(len(self), self.n_heads)
 
@@ -99,6 +108,14 @@ class _Diverged(Exception):
     pass
 
 
+def _first_difference(old: str, new: str) -> str:
+    """The first line where two protocol texts differ, for messages."""
+    for before, after in zip(old.splitlines() + [""], new.splitlines() + [""]):
+        if before != after:
+            return f"checkpoint: '{before.strip()}', now: '{after.strip()}'"
+    return "same text"
+
+
 def mean_of_active(accuracy: np.ndarray) -> float:
     """Mean accuracy over the active heads (the non-NaN entries)."""
     active = accuracy[~np.isnan(accuracy)]
@@ -122,10 +139,7 @@ class Trainer:
     def __init__(self, protocol: Protocol):
         self.protocol = protocol
         model, backend = protocol.model, protocol.schema.backend
-        try:
-            self.device = torch_device(backend.device)
-        except InputError as error:
-            raise InputError(error.message, file=protocol.file, key="backend.device") from None
+        self.device = torch_device(backend.device)  # checked when the protocol was loaded
         self.dtype = DTYPES[backend.dtype]
         self.stepper = TorchStepper(model, self.dtype, self.device,
                                     noise=protocol.training.noise)
@@ -139,6 +153,7 @@ class Trainer:
         self.curriculum = Curriculum(protocol.task)
         self.history = History(protocol.task.n_heads)
         self.next_epoch = 0
+        self.finished = ""  # why training stopped early, once it did
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -149,7 +164,7 @@ class Trainer:
                 "rng": json.dumps(self.rng.bit_generator.state),
                 "generator": self.generator.get_state(),
                 "curriculum": self.curriculum.state_dict(),
-                "history": self.history.state_dict()}
+                "history": self.history.state_dict(), "finished": self.finished}
 
     def save_checkpoint(self, path: Path) -> None:
         with atomic_write(path) as temporary:
@@ -158,13 +173,17 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         try:
             saved = torch.load(path, weights_only=True, map_location=self.device)
-        except Exception as error:  # a foreign or damaged file: say so, do not guess
-            raise InputError(f"cannot read the checkpoint ({' '.join(str(error).split())[:200]})",
+        except Exception:  # a foreign or damaged file: say so, do not guess
+            raise InputError("cannot read the checkpoint (damaged, or not a bioplast "
+                             "checkpoint); delete it or run without --resume",
                              file=str(path)) from None
-        if saved.get("format") != CHECKPOINT_FORMAT or saved.get("protocol") != \
-                self.protocol.text:
-            raise InputError("the checkpoint belongs to another protocol (or settings); run "
-                             "without --resume to start over", file=str(path))
+        if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+            raise InputError("not a bioplast checkpoint of this version; delete it or run "
+                             "without --resume", file=str(path))
+        if saved.get("protocol") != self.protocol.text:
+            raise InputError("the checkpoint belongs to another protocol or other settings ("
+                             f"{_first_difference(saved.get('protocol', ''), self.protocol.text)}"
+                             "); run without --resume to start over", file=str(path))
         with torch.no_grad():
             for name, value in saved["params"].items():
                 self.params[name].copy_(value)
@@ -174,19 +193,32 @@ class Trainer:
         self.curriculum.load_state_dict(saved["curriculum"])
         self.history.load_state_dict(saved["history"])
         self.next_epoch = int(saved["next_epoch"])
+        self.finished = str(saved["finished"])
 
     # ------------------------------------------------------------------ epochs
     def train_epoch(self, level: Level) -> tuple[float, float]:
+        """One epoch of updates: ``(mean loss, mean gradient norm)``.
+
+        Raises `_Diverged` (parameters restored to before the bad update) when a loss, a
+        gradient norm or a parameter is not finite; ``self.partial`` keeps the finite
+        losses and norms of the epoch so far.
+        """
         training, model, task = self.protocol.training, self.protocol.model, self.protocol.task
-        losses, norms = [], []
+        self.partial = losses, norms = [], []
         for step in range(training.steps_per_epoch):
             batch = task.sample(training.batch_size, self.rng, level)
             initial = model.initial_state(batch.n_trials, seed=int(self.rng.integers(2**62)))
+            before = {k: v.detach().clone() for k, v in self.params.items()}
             self.params, self.rule_state, metrics = self.protocol.rule.update(
                 self.context, self.params, batch, initial, level, self.rule_state)
-            if not math.isfinite(metrics["loss"]):
-                raise _Diverged(f"loss {metrics['loss']} at epoch {self.next_epoch}, "
-                                f"update {step}")
+            bad = [k for k in ("loss", "grad_norm") if not math.isfinite(metrics.get(k, 0.0))]
+            bad += [k for k, v in self.params.items() if not bool(torch.isfinite(v).all())]
+            if bad:
+                with torch.no_grad():
+                    for name, value in before.items():
+                        self.params[name].copy_(value)
+                raise _Diverged(f"non-finite {', '.join(bad)} at epoch {self.next_epoch}, "
+                                f"update {step} (loss {metrics['loss']:.4g})")
             losses.append(metrics["loss"])
             norms.append(metrics.get("grad_norm", math.nan))
         return float(np.mean(losses)), float(np.mean(norms))
@@ -211,8 +243,11 @@ class Trainer:
                 losses.append(float(task.loss_value(outputs, context.tensor(batch.targets),
                                                     context.tensor(batch.mask), level)))
                 accuracies.append(task.score(outputs[0].cpu().numpy(), batch, level))
+        loss = float(np.mean(losses))
+        if not math.isfinite(loss):
+            raise _Diverged(f"non-finite test loss after epoch {self.next_epoch}")
         # inactive heads are NaN in every batch and stay NaN
-        return float(np.mean(losses)), np.mean(np.stack(accuracies), axis=0)
+        return loss, np.mean(np.stack(accuracies), axis=0)
 
     def test_trials(self) -> TestTrials | None:
         record = self.protocol.schema.record
@@ -250,45 +285,44 @@ def train(protocol: Protocol, *, checkpoint: str | Path | None = None, resume: b
     if resume and checkpoint is not None and checkpoint.exists():
         trainer.load_checkpoint(checkpoint)
         resumed_from = trainer.next_epoch
+    elif checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)  # a fresh start: an old run's checkpoint is stale
     training = protocol.training
-    status, message = schema.STATUS_COMPLETE, "epoch budget used"
+    status, message = schema.STATUS_COMPLETE, trainer.finished or "epoch budget used"
     bar = tqdm(total=training.epochs, initial=trainer.next_epoch, desc=protocol.schema.name,
                unit="epoch", disable=not progress, leave=True)
+    history = trainer.history
     try:
-        while trainer.next_epoch < training.epochs:
+        while trainer.next_epoch < training.epochs and not trainer.finished:
             started = time.perf_counter()
             level = trainer.curriculum.level()
             loss, grad_norm = trainer.train_epoch(level)
             eval_loss, accuracy = trainer.evaluate(level)
-            history = trainer.history
-            history.loss.append(loss)
-            history.grad_norm.append(grad_norm)
-            history.eval_loss.append(eval_loss)
-            history.accuracy.append(accuracy)
-            history.level.append(-1 if trainer.curriculum.n is None else trainer.curriculum.n)
-            history.wall_time.append(time.perf_counter() - started)
+            history.append(loss, grad_norm, eval_loss, accuracy, trainer.curriculum.n,
+                           time.perf_counter() - started)
             mean_accuracy = mean_of_active(accuracy)
-            stop = None
             if trainer.curriculum.finished(accuracy) and training.stop_at_max_level:
-                stop = f"last curriculum level (N = {trainer.curriculum.n}) passed"
+                trainer.finished = f"last curriculum level (N = {trainer.curriculum.n}) passed"
             elif training.target_accuracy is not None and mean_accuracy >= \
                     training.target_accuracy:
-                stop = f"target accuracy {training.target_accuracy} reached"
+                trainer.finished = f"target accuracy {training.target_accuracy} reached"
             trainer.curriculum.update(accuracy)
             trainer.next_epoch += 1
             bar.set_postfix(loss=f"{loss:.4g}", acc=f"{mean_accuracy:.3f}",
                             **({"N": trainer.curriculum.n} if trainer.curriculum.active else {}))
             bar.update(1)
-            last = stop is not None or trainer.next_epoch == training.epochs
+            last = trainer.finished or trainer.next_epoch == training.epochs
             if checkpoint is not None and (trainer.next_epoch % training.checkpoint_every == 0
                                            or last):
                 trainer.save_checkpoint(checkpoint)
-            if stop is not None:
-                message = stop
-                break
+        message = trainer.finished or message
     except _Diverged as diverged:
         status = schema.STATUS_DIVERGED
         message = f"training diverged: {diverged}"
+        losses, norms = getattr(trainer, "partial", ([], []))
+        history.append(float(np.mean(losses)) if losses else math.nan,
+                       float(np.mean(norms)) if norms else math.nan, math.nan,
+                       np.full(history.n_heads, np.nan), trainer.curriculum.n, math.nan)
     except KeyboardInterrupt:
         status = schema.STATUS_INTERRUPTED
         message = f"interrupted during epoch {trainer.next_epoch}"
@@ -296,6 +330,6 @@ def train(protocol: Protocol, *, checkpoint: str | Path | None = None, resume: b
         bar.close()
     test = trainer.test_trials() if status != schema.STATUS_DIVERGED else None
     params = {k: v.detach()[0].cpu().numpy().astype(np.float64) for k, v in trainer.params.items()}
-    info = {"epochs_completed": len(trainer.history), "resumed_from_epoch": resumed_from,
+    info = {"epochs_completed": trainer.next_epoch, "resumed_from_epoch": resumed_from,
             "checkpoint": str(checkpoint) if checkpoint else None}
     return TrainingResult(protocol, params, trainer.history, status, message, test, info)

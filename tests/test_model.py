@@ -152,13 +152,14 @@ def test_bad_init_specs(write_model, init, message):
 
 
 @pytest.mark.parametrize("edit,message,key", [
-    ({"parameters": {"tau": {"min": "5 ms", "max": "1 ms"}}}, "min is above max", "parameters.tau"),
+    ({"parameters": {"tau": {"min": "5 ms", "max": "1 ms"}}}, "min is above max",
+     "override parameters.tau"),
     ({"tau": "0.5 ms"}, "outside the bounds", "override tau"),
     ({"b": "xavier_uniform"}, "coupling matrix", "override b"),
-    ({"initial": {"r": {"kind": "normal", "std": -1}}}, "cannot be negative", "initial.r"),
-    ({"initial": {"r": {"kind": "uniform", "low": 2, "high": 1}}}, "below low", "initial.r"),
-    ({"initial": {"r": "1e999"}}, "finite", "initial.r"),
-    ({"readout": {"bias": False, "bias_init": 1}}, "bias: false", "readout.bias_init"),
+    ({"initial": {"r": {"kind": "normal", "std": -1}}}, "cannot be negative", "override initial.r"),
+    ({"initial": {"r": {"kind": "uniform", "low": 2, "high": 1}}}, "below low", "override initial.r"),
+    ({"initial": {"r": "1e999"}}, "finite", "override initial.r"),
+    ({"readout": {"bias": False, "bias_init": 1}}, "bias: false", "override readout.bias_init"),
     ({"tau": " ms"}, "unknown initializer", "override tau"),
 ])
 def test_inconsistent_values_are_errors(edit, message, key):

@@ -197,20 +197,42 @@ def test_kill_9_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path):
     assert_same_run(xr.load_dataset(reference), xr.load_dataset(out))
 
 
+DIVERGING = """\
+name: diverging
+seed: 3
+model: {file: leaky_current, n_units: 32}
+task: {name: flip_flop, n_bits: 2, duration: 30 ms}
+rule: {name: bptt, optimizer: {name: sgd, lr: 0.15}}
+training: {epochs: 10, steps_per_epoch: 10, batch_size: 16, eval_batches: 1,
+           checkpoint_every: 1}
+record: {trials: 2}
+"""
+
+
 def test_a_diverging_run_exits_1_and_keeps_its_history(tmp_path, capsys):
-    text = SMALL_PARITY.replace("{name: adam, lr: 0.003}, grad_clip: 2.0",
-                                "{name: sgd, lr: 100.0}")  # diverges in epoch 2 (seed 3)
+    """This seed and learning rate train one epoch, then blow up in the second."""
     out = tmp_path / "diverged.nc"
-    code = cli.main(["run", str(write(tmp_path, text)), "-o", str(out), "--quiet"])
+    code = cli.main(["run", str(write(tmp_path, DIVERGING)), "-o", str(out), "--quiet"])
     err = capsys.readouterr().err
-    assert code == 1
-    assert "diverged" in err and "checkpoint" in err and len(err.strip().splitlines()) == 1
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "diverged" in err and f"last good checkpoint: {checkpoint_path(out)}" in err
     ds = xr.load_dataset(out)
-    assert ds.attrs["status"] == "diverged"
-    assert 1 <= ds.sizes["epoch"] < 8 and np.all(np.isfinite(ds["loss"].values))
-    assert np.all(np.isfinite(ds["W_rec"].values))  # the last good parameters
+    assert ds.attrs["status"] == "diverged" and "epoch 1" in ds.attrs["stop_reason"]
+    assert ds.sizes["epoch"] == 2  # the complete first epoch and the one that diverged
+    assert np.isfinite(ds["loss"].values[0]) and np.isnan(ds["eval_loss"].values[1])
+    assert all(np.all(np.isfinite(ds[name].values)) for name in ("W_rec", "W_in", "W_out"))
     saved = torch.load(checkpoint_path(out), weights_only=True)
-    assert saved["next_epoch"] == ds.sizes["epoch"]
+    assert saved["next_epoch"] == 1
+
+
+def test_an_absurd_learning_rate_diverges_at_once(tmp_path, capsys):
+    out = tmp_path / "absurd.nc"
+    text = DIVERGING.replace("lr: 0.15", "lr: 1.0e+12")
+    assert cli.main(["run", str(write(tmp_path, text)), "-o", str(out), "--quiet"]) == 1
+    assert "no checkpoint was written yet" in capsys.readouterr().err
+    ds = xr.load_dataset(out)
+    assert ds.attrs["status"] == "diverged" and ds.sizes["epoch"] == 1
+    assert not checkpoint_path(out).exists()
 
 
 @pytest.mark.parametrize("edit,key,words", [
@@ -224,6 +246,22 @@ def test_a_diverging_run_exits_1_and_keeps_its_history(tmp_path, capsys):
     (("max_n: 8", "max_n: 1"), "task", "below the starting n"),
     (("n_units: 32", "n_unit: 32"), "model.n_unit", "neither a setting"),
     (("seed: 3", "seed: [1]"), "seed", "integer"),
+    (("lr: 0.003", "lr: .inf"), "rule.optimizer.lr", "finite"),
+    (("lr: 0.003}", "lr: 0.003, betas: [0.9, 1.5]}"), "rule.optimizer.betas.1", "less than 1"),
+    (("seed: 3", "seed: -1"), "seed", "greater than or equal to 0"),
+    (("seed: 3", "seed: 99999999999999999999999"), "seed", "less than"),
+    (("max_n: 8}", "max_n: 8, threshold: 1.0}"), "task.threshold", "less than 1"),
+    (("batch_size: 32", "batch_size: true"), "training.batch_size", "integer"),
+    (("name: small_parity", "name: ../escape"), "name", "pattern"),
+    (("model: {file: leaky_tau, n_units: 32}", "model: 5"), "model", "model name or path"),
+    (("backend: {name: torch, dtype: float32}", "backend: [torch]"), "backend",
+     "must be a mapping"),
+    (("model: {file: leaky_tau, n_units: 32}",
+      "model: {file: leaky_tau, n_units: 32, readout.activation: bogus}"),
+     "model.readout.activation", "unknown activation"),
+    (("model: {file: leaky_tau, n_units: 32}",
+      "model: {file: leaky_tau, n_units: 32, couplings: {W_rec: {init: bogus}}}"),
+     "model.couplings.W_rec.init", "unknown initializer"),
     pytest.param(("dtype: float32", "dtype: float32, device: cuda"), "backend.device",
                  "not available", marks=pytest.mark.skipif(torch.cuda.is_available(),
                                                            reason="this machine has CUDA")),
@@ -239,6 +277,90 @@ def test_protocol_errors_name_file_and_key(tmp_path, capsys, edit, key, words):
     assert f"{path}:" in err and f" {key}:" in err and words in err, err
 
 
+@pytest.mark.parametrize("task,key", [
+    ("{name: flip_flop, duration: 0 ms}", "task.duration"),
+    ("{name: delayed_cue, response: 0 ms}", "task.response"),
+    ("{name: delayed_cue, cue: 12 ms}", "task.cue"),
+])
+def test_task_timing_errors_point_at_the_duration(tmp_path, capsys, task, key):
+    text = SMALL_PARITY.replace("{name: n_parity, n: 2, curriculum: multi_head, max_n: 8}",
+                                task).replace("leaky_tau", "leaky_rate")
+    path = write(tmp_path, text)
+    assert cli.main(["run", str(path), "-o", str(tmp_path / "o.nc"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:4: {key}:" in err, err
+
+
+def test_unwritable_outputs_fail_before_training(tmp_path, capsys):
+    path = write(tmp_path, SMALL_PARITY)
+    assert cli.main(["run", str(path), "-o", "/proc/bioplast.nc", "--quiet"]) == 2
+    assert "cannot write here" in capsys.readouterr().err
+
+
+def test_resume_after_an_early_stop_trains_no_further(tmp_path):
+    path = write(tmp_path, SMALL_PARITY.replace("max_n: 8", "max_n: 3").replace(
+        "epochs: 8", "epochs: 40"))
+    out = tmp_path / "o.nc"
+    assert cli.main(["run", str(path), "-o", str(out), "--quiet"]) == 0
+    first = xr.load_dataset(out)
+    assert cli.main(["run", str(path), "-o", str(out), "--resume", "--quiet"]) == 0
+    again = xr.load_dataset(out)
+    assert_same_run(first, again)
+    assert again.attrs["stop_reason"] == first.attrs["stop_reason"]
+    assert again.attrs["resumed_from_epoch"] == first.sizes["epoch"]
+
+
+def test_resume_refuses_other_settings_and_says_which(tmp_path, capsys):
+    path = write(tmp_path, SMALL_PARITY.replace("epochs: 8", "epochs: 2"))
+    out = tmp_path / "o.nc"
+    assert cli.main(["run", str(path), "-o", str(out), "--quiet"]) == 0
+    code = cli.main(["run", str(path), "-o", str(out), "--resume", "--set",
+                     "training.batch_size=16", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "another protocol or other settings" in err and "batch_size" in err
+    checkpoint_path(out).write_bytes(b"garbage")
+    assert cli.main(["run", str(path), "-o", str(out), "--resume", "--quiet"]) == 2
+    assert "cannot read the checkpoint" in capsys.readouterr().err
+
+
+def test_re_running_a_result_keeps_its_model(tmp_path, capsys):
+    out = tmp_path / "o.nc"
+    assert cli.main(["run", str(write(tmp_path, SMALL_PARITY.replace("epochs: 8", "epochs: 1"))),
+                     "-o", str(out), "--quiet"]) == 0
+    assert cli.main(["run", str(out), "--set", "model.file=leaky_rate", "-o",
+                     str(tmp_path / "x.nc"), "--quiet"]) == 2
+    assert "the model cannot change" in capsys.readouterr().err
+    assert cli.main(["run", str(out), "--set", "training.epochs=-1", "-o",
+                     str(tmp_path / "x.nc"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out} (attribute 'protocol'): training.epochs (from --set):" in err
+
+
+def test_single_head_results_have_no_per_head_n(tmp_path):
+    path = write(tmp_path, SMALL_PARITY.replace("multi_head", "single_head").replace(
+        "epochs: 8", "epochs: 1"))
+    out = tmp_path / "o.nc"
+    assert cli.main(["run", str(path), "-o", str(out), "--quiet"]) == 0
+    ds = xr.load_dataset(out)
+    assert "head_n" not in ds.coords and ds.sizes["head"] == 1 and ds["level"].values[0] == 2
+
+
+def test_sigint_stops_a_run_even_as_a_background_job(tmp_path):
+    """Background jobs of a shell start with SIGINT ignored; kill -INT still ends the run
+    with its result (Brian2's own handler would fail there)."""
+    text = SMALL_PARITY.replace("epochs: 8", "epochs: 1000")
+    out = tmp_path / "o.nc"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bioplast", "run", str(write(tmp_path, text)), "-o", str(out),
+         "--quiet"], cwd=REPO, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    wait_for_checkpoint(checkpoint_path(out), 1, process)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert xr.load_dataset(out).attrs["status"] == "interrupted"
+
+
 def test_set_edits_the_protocol_and_errors_name_the_key(tmp_path, capsys):
     path = write(tmp_path, SMALL_PARITY)
     protocol = load_protocol(path, {"training.epochs": 2, "model.n_units": 8})
@@ -246,7 +368,12 @@ def test_set_edits_the_protocol_and_errors_name_the_key(tmp_path, capsys):
     assert "epochs: 2" in protocol.text
     code = cli.main(["run", str(path), "--set", "training.epochs=-3", "-o",
                      str(tmp_path / "o.nc"), "--quiet"])
-    assert code == 2 and "training.epochs" in capsys.readouterr().err
+    assert code == 2 and "training.epochs (from --set):" in capsys.readouterr().err
+    # errors elsewhere keep the line of the user's file, --set or not
+    bad = write(tmp_path, SMALL_PARITY.replace("batch_size: 32", "batch_size: 0"), "bad.yaml")
+    code = cli.main(["run", str(bad), "--set", "training.epochs=2", "-o",
+                     str(tmp_path / "o.nc"), "--quiet"])
+    assert code == 2 and f"{bad}:6: training.batch_size:" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "protocols").glob("*.yaml")))

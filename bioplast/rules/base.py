@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Annotated, Any, ClassVar, Literal, Mapping
 
 import pydantic
 import torch
@@ -26,19 +26,22 @@ from ..tasks import Batch, Level, Task
 class RuleConfig(pydantic.BaseModel):
     """Base of every rule's configuration (the ``rule:`` block of a protocol)."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, strict=True,
+                                       allow_inf_nan=False)
 
 
 class OptimizerConfig(pydantic.BaseModel):
     """A ``torch.optim`` optimizer: SGD (with momentum / Nesterov) or Adam."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, strict=True,
+                                       allow_inf_nan=False)
     name: Literal["sgd", "adam"] = "adam"
     lr: float = pydantic.Field(1e-3, gt=0, description="learning rate")
     momentum: float = pydantic.Field(0.0, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = pydantic.Field(0.0, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: list[Annotated[float, pydantic.Field(ge=0, lt=1)]] = pydantic.Field(
+        default_factory=lambda: [0.9, 0.999], min_length=2, max_length=2)
 
     @pydantic.model_validator(mode="after")
     def _consistent(self):
@@ -53,7 +56,7 @@ def build_optimizer(config: OptimizerConfig, parameters) -> torch.optim.Optimize
     if config.name == "sgd":
         return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
                                nesterov=config.nesterov, weight_decay=config.weight_decay)
-    return torch.optim.Adam(parameters, lr=config.lr, betas=config.betas,
+    return torch.optim.Adam(parameters, lr=config.lr, betas=tuple(config.betas),
                             weight_decay=config.weight_decay)
 
 

@@ -27,7 +27,8 @@ from ..quantities import parse_quantity
 class TaskConfig(pydantic.BaseModel):
     """Base of every task's configuration (the ``task:`` block of a protocol)."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                                       strict=True, allow_inf_nan=False)
 
 
 def _seconds(value) -> float:
@@ -43,12 +44,27 @@ def _seconds(value) -> float:
 Seconds = Annotated[float, pydantic.BeforeValidator(_seconds)]
 
 
-def to_steps(duration: float, dt: float, what: str) -> int:
-    """Number of steps of ``dt`` in ``duration`` (both seconds); must be a whole number."""
+class TimingError(ValueError):
+    """A duration of a task config that does not fit the model's time step.
+
+    ``field`` names the config field, so that protocols can point at it.
+    """
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(message)
+
+
+def to_steps(duration: float, dt: float, what: str, minimum: int = 0) -> int:
+    """Number of steps of ``dt`` in ``duration`` (both seconds): a whole number, at least
+    ``minimum``. Raises `TimingError` naming the field ``what``."""
     steps = duration / dt
     if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
-        raise ValueError(f"{what} = {duration * 1e3:g} ms is not a whole number of steps of "
-                         f"dt = {dt * 1e3:g} ms")
+        raise TimingError(what, f"{duration * 1e3:g} ms is not a whole number of steps of "
+                                f"dt = {dt * 1e3:g} ms")
+    if round(steps) < minimum:
+        raise TimingError(what, f"{duration * 1e3:g} ms is {int(round(steps))} steps of "
+                                f"dt = {dt * 1e3:g} ms; at least {minimum} needed")
     return int(round(steps))
 
 

@@ -29,8 +29,9 @@ class BitTaskConfig(TaskConfig):
     n: int = pydantic.Field(2, ge=1, description="memory length N at the start")
     curriculum: Literal["single_head", "multi_head", "none"] = "multi_head"
     max_n: int = pydantic.Field(100, ge=1, description="largest N of the curriculum")
-    threshold: float = pydantic.Field(0.98, gt=0, le=1,
-                                      description="accuracy (mean and newest head) to level up")
+    threshold: float = pydantic.Field(0.98, gt=0, lt=1,
+                                      description="accuracy (mean and newest head) must "
+                                                  "exceed it to level up")
 
     @pydantic.model_validator(mode="after")
     def _max_n_not_below_n(self):

@@ -44,8 +44,9 @@ class DelayedCue(Task):
 
     def periods(self) -> dict[str, int]:
         """Steps of each period, in order."""
-        return {name: to_steps(getattr(self.config, name), self.dt, name)
-                for name in ("cue", "delay", "response", "post")}
+        minimum = {"cue": 1, "delay": 0, "response": 1, "post": 0}
+        return {name: to_steps(getattr(self.config, name), self.dt, name, least)
+                for name, least in minimum.items()}
 
     def sample(self, batch_size: int, rng: np.random.Generator,
                level: Level | None = None) -> Batch:

@@ -39,7 +39,7 @@ class FlipFlop(Task):
 
     def sample(self, batch_size: int, rng: np.random.Generator,
                level: Level | None = None) -> Batch:
-        n_steps = to_steps(self.config.duration, self.dt, "duration")
+        n_steps = to_steps(self.config.duration, self.dt, "duration", 1)
         shape = (batch_size, n_steps, self.config.n_bits)
         pulses = rng.uniform(size=shape) < self.config.flip_probability
         signs = np.where(rng.uniform(size=shape) < 0.5, -1.0, 1.0)
@@ -56,4 +56,4 @@ class FlipFlop(Task):
 
     def describe_timing(self):
         return {"duration": {"seconds": self.config.duration,
-                             "steps": to_steps(self.config.duration, self.dt, "duration")}}
+                             "steps": to_steps(self.config.duration, self.dt, "duration", 1)}}

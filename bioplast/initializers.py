@@ -127,12 +127,20 @@ class Initializer:
                                                 shape.fan_out))
         return values
 
-    def constants(self) -> list[float]:
-        """The values of constant parts (to check them against bounds)."""
+    def bounded_range(self) -> tuple[float, float] | None:
+        """``(lowest, highest)`` value it can draw, or None when unbounded (normal, ...)."""
         if self.per_population is not None:
-            return [v for part in self.per_population.values() for v in part.constants()]
-        return [self.args["value"]] if self.kind == "constant" else \
-            ([0.0] if self.kind == "zeros" else [])
+            ranges = [part.bounded_range() for part in self.per_population.values()]
+            if None in ranges:
+                return None
+            return min(r[0] for r in ranges), max(r[1] for r in ranges)
+        if self.kind == "constant":
+            return self.args["value"], self.args["value"]
+        if self.kind == "zeros":
+            return 0.0, 0.0
+        if self.kind == "uniform":
+            return self.args["low"], self.args["high"]
+        return None
 
 
 def parse_initializer(spec, dim, populations: tuple[str, ...] = (), *, matrix: bool = False,
@@ -171,7 +179,8 @@ def parse_initializer(spec, dim, populations: tuple[str, ...] = (), *, matrix: b
     elif isinstance(spec, (int, float, str)) and not isinstance(spec, bool):
         if isinstance(spec, str) and not any(ch.isdigit() for ch in spec) \
                 and spec.strip().lstrip("+-") != "inf":
-            raise ValueError(f"unknown initializer '{spec}' (known: {', '.join(INITIALIZERS)})")
+            raise ValueError(f"cannot read '{spec}' as a value or an initializer (initializers: "
+                             f"{', '.join(INITIALIZERS)})")
         name, args = "constant", {"value": spec}
     else:
         raise ValueError(f"cannot read {spec!r} as an init spec")

@@ -407,14 +407,6 @@ def _leaf_paths(value, path=()):
     return [path]
 
 
-def _has_path(data, path) -> bool:
-    for part in path:
-        if not isinstance(data, dict) or part not in data:
-            return False
-        data = data[part]
-    return True
-
-
 def _is_identifier(name) -> bool:
     return isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name) \
         and not name.startswith("_")
@@ -454,11 +446,11 @@ class _ModelReader:
                 self.overrides[key] = value
 
     def error(self, message: str, *key_path, line: int | None = None) -> InputError:
-        """An error at a key path of the file, or at the override that put it there."""
+        """An error at a key path of the file, or at the override that changed it (or a
+        key below it)."""
         path = tuple(str(part) for part in key_path)
         for edited in self.edited:
-            overridden = path[:len(edited)] == edited or (
-                edited[:len(path)] == path and not _has_path(self.doc.data, path))
+            overridden = path[:len(edited)] == edited or edited[:len(path)] == path
             if path and overridden:
                 return InputError(message, file=self.doc.name, key=f"override {'.'.join(path)}")
         return self.doc.error(message, key_path, line=line)
@@ -814,10 +806,12 @@ class _ModelReader:
             if bounds.get("min", -np.inf) > bounds.get("max", np.inf):
                 raise self.error("min is above max", *key)
             spec = ParamSpec(name, dims, unit_string(eq.dim), init, False, **bounds)
-            for value in init.constants():
-                if not bounds.get("min", -np.inf) <= value <= bounds.get("max", np.inf):
-                    raise self.fail(f"the value {value:g} {spec.unit} is outside the bounds of "
-                                    f"'{name}' ({_describe_constraints(spec)})", init_at)
+            drawn = init.bounded_range()
+            if drawn is not None and not (bounds.get("min", -np.inf) <= drawn[0]
+                                          and drawn[1] <= bounds.get("max", np.inf)):
+                values = f"{drawn[0]:g}" + (f" to {drawn[1]:g}" if drawn[1] != drawn[0] else "")
+                raise self.fail(f"the initial values {values} {spec.unit} are outside the "
+                                f"bounds of '{name}' ({_describe_constraints(spec)})", init_at)
             trainable = entry.get("trainable", name in self.trainable_flags)
             if not isinstance(trainable, bool):
                 raise self.error("must be true or false", *key, "trainable")

@@ -152,7 +152,7 @@ def test_output_that_is_a_directory_or_an_unknown_figure_format(tmp_path, capsys
 
 def test_a_diverging_simulation_exits_1_and_says_so(tmp_path, capsys):
     out = tmp_path / "o.nc"
-    code = cli.main(["simulate", "leaky_current", "--set", "n_units=4", "--set", "tau=-1 ms",
+    code = cli.main(["simulate", "leaky_current", "--set", "n_units=4", "--set", "tau=0.2 ms",
                      "--steps", "3000", "--input-std", "10", "-o", str(out), "--quiet"])
     assert code == 1 and "diverged" in capsys.readouterr().err
     assert xr.load_dataset(out).attrs["status"] == "diverged"

@@ -135,7 +135,7 @@ def test_quantity_errors():
 
 
 @pytest.mark.parametrize("init,message", [
-    ("xavier", "unknown initializer 'xavier'"),
+    ("xavier", "cannot read 'xavier' as a value or an initializer"),
     ({"kind": "uniform", "low": 0}, "needs high"),
     ({"kind": "normal", "gain": 2}, "takes no argument 'gain'"),
     ({"E": 1}, "population names"),
@@ -160,7 +160,7 @@ def test_bad_init_specs(write_model, init, message):
     ({"initial": {"r": {"kind": "uniform", "low": 2, "high": 1}}}, "below low", "override initial.r"),
     ({"initial": {"r": "1e999"}}, "finite", "override initial.r"),
     ({"readout": {"bias": False, "bias_init": 1}}, "bias: false", "override readout.bias_init"),
-    ({"tau": " ms"}, "unknown initializer", "override tau"),
+    ({"tau": " ms"}, "as a value or an initializer", "override tau"),
 ])
 def test_inconsistent_values_are_errors(edit, message, key):
     base = {"parameters": {"tau": {"min": "1 ms"}}, "tau": "2 ms"}
@@ -214,3 +214,13 @@ def test_params_that_are_not_numbers_are_input_errors():
     params["tau"] = "10 ms"
     with pytest.raises(bioplast.InputError, match="tau: not an array of real numbers"):
         model.check_params(params)
+
+
+def test_an_init_range_outside_the_bounds_is_an_error():
+    with pytest.raises(bioplast.InputError, match=r"initial values 0.0005 to 0.002 second "
+                                                  r"are outside the bounds") as info:
+        bioplast.load_model("leaky_tau", **{"parameters.tau.init": {
+            "kind": "uniform", "low": "0.5 ms", "high": "2 ms"}})
+    assert info.value.key == "override parameters.tau.init"
+    with pytest.raises(bioplast.InputError, match="outside the bounds"):
+        bioplast.load_model("leaky_rate", tau="-5 ms")  # time constants are positive

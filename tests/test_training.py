@@ -261,7 +261,7 @@ def test_an_absurd_learning_rate_diverges_at_once(tmp_path, capsys):
      "model.readout.activation", "unknown activation"),
     (("model: {file: leaky_tau, n_units: 32}",
       "model: {file: leaky_tau, n_units: 32, couplings: {W_rec: {init: bogus}}}"),
-     "model.couplings.W_rec.init", "unknown initializer"),
+     "model.couplings.W_rec.init", "as a value or an initializer"),
     pytest.param(("dtype: float32", "dtype: float32, device: cuda"), "backend.device",
                  "not available", marks=pytest.mark.skipif(torch.cuda.is_available(),
                                                            reason="this machine has CUDA")),

@@ -145,11 +145,15 @@ class TorchStepper:
     # ------------------------------------------------------------------ stepping
     def step(self, state: Mapping[str, torch.Tensor], inputs_t: torch.Tensor,
              bound: Mapping[str, torch.Tensor], t: float,
-             generator: torch.Generator | None = None):
+             generator: torch.Generator | None = None, detach_recurrent: bool = False,
+             perturbations_t: Mapping[str, torch.Tensor] | None = None):
         """Advance every state by one step.
 
         Returns ``(new_state, env)``: ``env`` holds the values used during the step
         (coupling targets, ``(constant over dt)`` subexpressions), for `observe`.
+        ``detach_recurrent`` cuts gradients through the sources of recurrent couplings
+        (the credit that e-prop leaves out); ``perturbations_t`` adds a value per unit to
+        coupling targets (node perturbation).
         """
         env: dict[str, Any] = dict(bound)
         env.update(state)
@@ -166,26 +170,37 @@ class TorchStepper:
             env[name] = function(env)
         for coupling in self.model.couplings.values():
             source = self._value(coupling.source, env, inputs_t)
+            if detach_recurrent and coupling.source != INPUT_SOURCE:
+                source = source.detach()
             env[coupling.target] = torch.matmul(source, bound[coupling.name].transpose(-1, -2))
+            if perturbations_t is not None and coupling.target in perturbations_t:
+                env[coupling.target] = env[coupling.target] + perturbations_t[coupling.target]
         new_state = {name: update(env) for name, update in self.update.items()}
         return new_state, env
 
     def run(self, bound: Mapping[str, torch.Tensor], inputs: torch.Tensor,
             state: Mapping[str, torch.Tensor], names, generator: torch.Generator | None = None,
-            truncation: int | None = None, progress: bool = False):
+            truncation: int | None = None, progress: bool = False,
+            detach_recurrent: bool = False,
+            perturbations: Mapping[str, torch.Tensor] | None = None):
         """Step through ``inputs`` ``([member,] trial, time, input)``.
 
         Returns ``(recorded, final_state)``: each of ``names`` stacked to
         ``(member, trial, time, unit)``. With ``truncation = k`` the states are detached
-        from the graph every k steps (truncated BPTT).
+        from the graph every k steps (truncated BPTT). ``perturbations`` maps coupling
+        targets to values ``([member,] trial, time, unit)`` added at every step; see
+        `step` for ``detach_recurrent``.
         """
         steps = {name: [] for name in names}
         inputs_by_step = tqdm(inputs.unbind(-2), desc="steps", unit="step", leave=False,
                               disable=not progress, mininterval=0.5)
+        by_step = {target: value.unbind(-2) for target, value in (perturbations or {}).items()}
         for k, inputs_t in enumerate(inputs_by_step):  # unbind: no O(T^2) backward
             if truncation and k and k % truncation == 0:
                 state = {name: value.detach() for name, value in state.items()}
-            state, env = self.step(state, inputs_t, bound, k * self.model.dt, generator)
+            state, env = self.step(state, inputs_t, bound, k * self.model.dt, generator,
+                                   detach_recurrent,
+                                   {target: values[k] for target, values in by_step.items()})
             for name, value in self.observe(state, env, names).items():
                 steps[name].append(value)
         return {name: torch.stack(values, dim=2) for name, values in steps.items()}, state

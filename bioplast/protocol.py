@@ -29,6 +29,7 @@ import yaml
 
 from .errors import InputError
 from .model import Model, find_model_file, load_model
+from .regularizers import REGULARIZERS, Regularizer
 from .rules import RULES, LearningRule
 from .backends.torch import torch_device
 from .tasks import TASKS, Task
@@ -99,6 +100,7 @@ class Protocol:
         Loaded with the protocol's overrides and the task's input/output sizes.
     task : Task
     rule : LearningRule
+    regularizers : list of Regularizer
     """
 
     schema: ProtocolSchema
@@ -107,6 +109,7 @@ class Protocol:
     model: Model
     task: Task
     rule: LearningRule
+    regularizers: list[Regularizer]
 
     @property
     def seed(self) -> int:
@@ -186,18 +189,20 @@ def _validate(document, cls, data, prefix=()):
         raise _validation_error(document, error, prefix) from None
 
 
-def _named_section(document: _Locator, data: dict, key: str, registry):
-    """``(class, validated config)`` of a ``{name: ..., **config}`` section."""
+def _named_section(document: _Locator, data: dict, key, registry):
+    """``(class, validated config)`` of a ``{name: ..., **config}`` section at ``key`` (a
+    name or a key path)."""
+    path = [key] if isinstance(key, str) else list(key)
     section = dict(data)
     if "name" not in section:
         raise document.error(f"missing required key 'name' (one of "
-                             f"{', '.join(registry.names())})", [key])
+                             f"{', '.join(registry.names())})", path)
     name = section.pop("name")
     try:
         cls = registry.get(name)
     except InputError as error:
-        raise document.error(error.message, [key, "name"]) from None
-    return cls, _validate(document, cls.Config, section, (key,))
+        raise document.error(error.message, [*path, "name"]) from None
+    return cls, _validate(document, cls.Config, section, tuple(path))
 
 
 def _load_model(document: _Locator, spec, base_dir: Path, sizes: Mapping[str, int],
@@ -244,8 +249,6 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
     text = yaml.safe_dump(data, sort_keys=False)
     document = _Locator(raw, settings, raw.name)
     schema = _validate(document, ProtocolSchema, data)
-    if schema.regularizers:
-        raise document.error("no regularizers are available yet", ["regularizers"])
     base_dir = Path(raw.name).parent if Path(raw.name).exists() else Path.cwd()
     # the task needs the model's time step, and the model the task's sizes
     probe = _load_model(document, schema.model, base_dir, {}, model_text)
@@ -258,6 +261,19 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
         raise document.error(str(error), ["task", error.field]) from None
     model = _load_model(document, schema.model, base_dir, sizes, model_text)
     rule_class, rule_config = _named_section(document, schema.rule, "rule", RULES)
+    regularizers = []
+    for index, entry in enumerate(schema.regularizers):
+        regularizer_class, config = _named_section(document, entry, ["regularizers", index],
+                                                   REGULARIZERS)
+        regularizer = regularizer_class(config)
+        unknown = [name for name in regularizer.variables(model) if name not in
+                   model.recordable] + [name for name in getattr(regularizer, "names",
+                                                                 lambda m: [])(model)
+                                        if name not in model.params]
+        if unknown:
+            raise document.error(f"'{', '.join(unknown)}' not in model '{model.name}'",
+                                 ["regularizers", index])
+        regularizers.append(regularizer)
     if model.readout is None:
         raise document.error(f"model '{model.name}' has no readout; training needs one",
                              ["model"])
@@ -269,6 +285,6 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
         torch_device(schema.backend.device)
     except InputError as error:
         raise document.error(error.message, ["backend", "device"]) from None
-    return Protocol(schema, text, raw.name, model, task, rule_class(rule_config))
+    return Protocol(schema, text, raw.name, model, task, rule_class(rule_config), regularizers)
 
 

@@ -148,7 +148,8 @@ class Trainer:
         self.rng = np.random.default_rng(_seed(protocol.seed, 2))
         self.params = {name: torch.as_tensor(value[None], dtype=self.dtype, device=self.device)
                        for name, value in model.init_params(protocol.seed).items()}
-        self.context = TrainingContext(model, protocol.task, self.stepper, self.generator)
+        self.context = TrainingContext(model, protocol.task, self.stepper, self.generator,
+                                       protocol.regularizers)
         self.rule_state = protocol.rule.init_state(self.context, self.params)
         self.curriculum = Curriculum(protocol.task)
         self.history = History(protocol.task.n_heads)
@@ -226,7 +227,8 @@ class Trainer:
     def evaluation_context(self, *purpose: int) -> TrainingContext:
         generator = torch.Generator(device=self.device)
         generator.manual_seed(_seed(self.protocol.seed, *purpose))
-        return TrainingContext(self.protocol.model, self.protocol.task, self.stepper, generator)
+        return TrainingContext(self.protocol.model, self.protocol.task, self.stepper, generator,
+                               self.protocol.regularizers)
 
     def evaluate(self, level: Level) -> tuple[float, np.ndarray]:
         """Mean test loss and accuracy per head over ``eval_batches`` fresh batches (drawn

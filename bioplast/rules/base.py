@@ -1,15 +1,18 @@
 """The LearningRule interface: one update of a network's parameters from one batch.
 
-``update(context, params, batch, initial_state, level, state) -> (params, state, metrics)``
-where ``params`` are torch tensors with a leading member axis, ``context`` holds the model,
-task, compiled torch step and noise generator of the run, ``state`` is the rule's own state
-(optimizer moments, traces...) and ``metrics`` a dict of floats (at least ``loss``). A rule
-whose update has no finite loss leaves the parameters unchanged and reports the loss, so
-the training loop can stop with the last good parameters.
+Every rule estimates the loss gradient of the parameters it trains (`LearningRule.estimate`:
+exact for BPTT, eligibility traces for e-prop, perturbations for node perturbation); the
+shared `LearningRule.update` hands the estimate to a ``torch.optim`` optimizer (with
+optional gradient-norm clipping) and projects the parameters onto their constraints.
+Parameters are torch tensors with a leading member axis; ``context`` holds the model,
+task, compiled torch step, noise generator and regularizers of the run. An update with a
+non-finite loss or gradient leaves the parameters unchanged and reports it, so the
+training loop can stop with the last good parameters.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Mapping
@@ -21,13 +24,6 @@ from ..compile_torch import TorchStepper, readout
 from ..model import Model
 from ..registry import Registry
 from ..tasks import Batch, Level, Task
-
-
-class RuleConfig(pydantic.BaseModel):
-    """Base of every rule's configuration (the ``rule:`` block of a protocol)."""
-
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, strict=True,
-                                       allow_inf_nan=False)
 
 
 class OptimizerConfig(pydantic.BaseModel):
@@ -50,6 +46,15 @@ class OptimizerConfig(pydantic.BaseModel):
         if self.name == "adam" and self.momentum:
             raise ValueError("momentum applies to sgd; adam has betas")
         return self
+
+
+class RuleConfig(pydantic.BaseModel):
+    """Base of every rule's configuration (the ``rule:`` block of a protocol)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, strict=True,
+                                       allow_inf_nan=False)
+    optimizer: OptimizerConfig = OptimizerConfig()
+    grad_clip: float | None = pydantic.Field(None, gt=0, description="max gradient norm")
 
 
 def build_optimizer(config: OptimizerConfig, parameters) -> torch.optim.Optimizer:
@@ -81,48 +86,137 @@ class TrainingContext:
     def tensor(self, array) -> torch.Tensor:
         return torch.as_tensor(array, dtype=self.dtype, device=self.device)
 
+    def initial_tensors(self, initial_state: Mapping[str, Any], n_members: int):
+        """Initial states ``(trial, unit)`` as tensors ``(member, trial, unit)``."""
+        return {name: self.tensor(value).expand(n_members, *value.shape[-2:])
+                for name, value in initial_state.items()}
+
+    def recorded_variables(self) -> list[str]:
+        """What the regularizers need recorded, besides the readout source."""
+        return list(dict.fromkeys(name for regularizer in self.regularizers
+                                  for name in regularizer.variables(self.model)))
+
 
 def forward(context: TrainingContext, params: Mapping[str, torch.Tensor], batch: Batch,
-            initial_state: Mapping[str, Any], record=(), truncation: int | None = None):
+            initial_state: Mapping[str, Any], record=(), truncation: int | None = None,
+            detach_recurrent: bool = False, perturbations=None):
     """Run ``batch`` through the network: ``(outputs (member, trial, time, output),
     recorded)`` with gradients flowing to ``params``."""
     model = context.model
     n_members = next(iter(params.values())).shape[0]
-    state = {name: context.tensor(value).expand(n_members, *value.shape[-2:])
-             for name, value in initial_state.items()}
+    state = context.initial_tensors(initial_state, n_members)
     names = list(dict.fromkeys([*record, model.readout.source]))
     recorded, _ = context.stepper.run(context.stepper.bind(params), context.tensor(batch.inputs),
-                                      state, names, context.generator, truncation=truncation)
+                                      state, names, context.generator, truncation=truncation,
+                                      detach_recurrent=detach_recurrent,
+                                      perturbations=perturbations)
     return readout(model, recorded[model.readout.source], params), recorded
 
 
+def objective(context: TrainingContext, params, batch: Batch, initial_state, level: Level,
+              outputs, recorded, per_trial: bool = False):
+    """Task loss plus every regularizer's penalty (summed over members; per trial
+    ``(member, trial)`` with ``per_trial``)."""
+    model, task = context.model, context.task
+    loss = task.loss_value(outputs, context.tensor(batch.targets), context.tensor(batch.mask),
+                           level, per_trial=per_trial)
+    initial = context.initial_tensors(initial_state, outputs.shape[0])
+    for regularizer in context.regularizers:
+        penalty = regularizer.trajectory_penalty(model, recorded, initial, per_trial)
+        parameter_part = regularizer.param_penalty(model, params)
+        if per_trial:
+            loss = loss + penalty + (parameter_part[:, None] if torch.is_tensor(parameter_part)
+                                     else parameter_part)
+        else:
+            loss = loss + torch.as_tensor(penalty).sum() + torch.as_tensor(parameter_part).sum()
+    return loss
+
+
+def true_gradient(context: TrainingContext, params, batch: Batch, initial_state, level: Level,
+                  truncation: int | None = None, detach_recurrent: bool = False):
+    """``(loss, {name: d loss / d param})`` by autograd through the unrolled network
+    (BPTT), for every trainable parameter."""
+    trainable = {name: value.detach().clone().requires_grad_(True)
+                 for name, value in params.items()
+                 if context.model.params[name].trainable}
+    current = {**params, **trainable}
+    with torch.enable_grad():
+        outputs, recorded = forward(context, current, batch, initial_state,
+                                    record=context.recorded_variables(), truncation=truncation,
+                                    detach_recurrent=detach_recurrent)
+        loss = objective(context, current, batch, initial_state, level, outputs, recorded)
+        gradients = torch.autograd.grad(loss, list(trainable.values()), allow_unused=True)
+    return loss.detach(), {name: (g if g is not None else torch.zeros_like(trainable[name]))
+                           for name, g in zip(trainable, gradients)}
+
+
 class LearningRule(ABC):
-    """Updates parameters from batches. Constructors store the config only."""
+    """Estimates gradients and applies them. Constructors store the config only.
+
+    Subclasses set `name`, `Config`, `needs_torch_step` (whether it runs the torch step
+    itself) and implement `estimate`.
+    """
 
     name: ClassVar[str]
     Config: ClassVar[type[RuleConfig]]
-    needs_gradients: ClassVar[bool] = True
+    needs_torch_step: ClassVar[bool] = True
+    description: ClassVar[str] = ""
 
     def __init__(self, config: RuleConfig):
         self.config = config
 
-    @abstractmethod
-    def init_state(self, context: TrainingContext, params: Mapping[str, torch.Tensor]) -> dict:
-        """The rule's state for a fresh run (e.g. an optimizer)."""
+    def trainable(self, context: TrainingContext, params) -> dict[str, torch.Tensor]:
+        return {name: params[name] for name, spec in context.model.params.items()
+                if spec.trainable}
+
+    def init_state(self, context: TrainingContext, params: dict[str, torch.Tensor]) -> dict:
+        """The rule's state for a fresh run: the optimizer (and rule-specific tensors)."""
+        return {"optimizer": build_optimizer(self.config.optimizer,
+                                             list(self.trainable(context, params).values()))}
 
     @abstractmethod
+    def estimate(self, context: TrainingContext, params, batch: Batch, initial_state,
+                 level: Level, state: dict) -> tuple[dict[str, torch.Tensor], float]:
+        """``(gradient estimate per trained parameter, loss of the batch)``."""
+
     def update(self, context: TrainingContext, params: dict[str, torch.Tensor], batch: Batch,
                initial_state: Mapping[str, Any], level: Level, state: dict):
         """One update: ``(params, state, metrics)``."""
+        with torch.no_grad():
+            gradients, loss = self.estimate(context, params, batch, initial_state, level, state)
+            norm = self.apply(context, params, gradients, state)
+        return params, state, {"loss": float(loss), "grad_norm": norm}
 
-    @abstractmethod
+    def apply(self, context: TrainingContext, params, gradients, state) -> float:
+        """Clip and apply ``gradients`` with the optimizer, then project the parameters.
+        Returns the gradient norm before clipping (parameters untouched if not finite)."""
+        norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in gradients.values()))) \
+            if gradients else 0.0
+        if not math.isfinite(norm):
+            return norm
+        clip = self.config.grad_clip
+        scale = min(1.0, clip / (norm + 1e-6)) if clip is not None else 1.0
+        optimizer = state["optimizer"]
+        for name, value in self.trainable(context, params).items():
+            value.grad = gradients[name] * scale if name in gradients else None
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        for name, spec in context.model.params.items():
+            if spec.trainable:
+                params[name].copy_(context.model.constrain(params[name], name))
+        return norm
+
     def state_dict(self, state: dict) -> dict:
         """``state`` as tensors and plain values (for ``torch.save`` / weights_only)."""
+        return {"optimizer": state["optimizer"].state_dict()}
 
-    @abstractmethod
     def load_state_dict(self, state: dict, saved: dict) -> None:
         """Restore what `state_dict` saved into a fresh ``state``."""
+        state["optimizer"].load_state_dict(saved["optimizer"])
 
 
 RULES = Registry("rule", "bioplast.rules")
 RULES.register("bptt", "bioplast.rules.bptt:BPTT")
+RULES.register("eprop", "bioplast.rules.eprop:EProp")
+RULES.register("rflo", "bioplast.rules.eprop:RFLO")
+RULES.register("node_perturbation", "bioplast.rules.node_perturbation:NodePerturbation")

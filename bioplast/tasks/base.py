@@ -162,37 +162,61 @@ class Task(ABC):
         ``outputs`` is ``(trial, time, output)``.
         """
 
-    def loss_value(self, outputs: torch.Tensor, batch_targets: torch.Tensor,
-                   batch_mask: torch.Tensor, level: Level | None = None) -> torch.Tensor:
-        """The training loss of ``outputs`` ``(..., trial, time, output)`` (any leading axes
-        are averaged), differentiable."""
+    def loss_normalizer(self, mask: torch.Tensor, level: Level | None = None) -> list:
+        """The constants a batch's loss is divided by (from its whole mask), so that the
+        loss of a slice of steps, divided by them, adds up to the batch's loss."""
         if self.loss == "mse":
-            return weighted_mse(outputs, batch_targets, batch_mask)
-        level = level or self.initial_level()
-        heads = [self.head_channels(head) for head, _ in level.heads]
-        return heads_cross_entropy(outputs, batch_targets, batch_mask, heads)
+            return [float(mask.numel())]
+        return [mask[..., channels].amax(dim=-1).sum() for channels in self._heads(level)]
+
+    def _heads(self, level: Level | None) -> list[slice]:
+        return [self.head_channels(head) for head, _ in (level or self.initial_level()).heads]
+
+    def loss_value(self, outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                   level: Level | None = None, *, normalizer: list | None = None,
+                   per_trial: bool = False) -> torch.Tensor:
+        """The training loss, differentiable.
+
+        ``outputs`` is ``([member,] trial, time, output)``; ``targets`` and ``mask`` are
+        ``(trial, time, output)`` (or slices of steps, with the ``normalizer`` of the whole
+        batch). Members add up (each has its own loss). With ``per_trial`` the result is
+        ``([member,] trial)``, whose mean over trials is the loss.
+        """
+        if normalizer is None:
+            normalizer = self.loss_normalizer(mask, level)
+        if self.loss == "mse":
+            return weighted_mse(outputs, targets, mask, normalizer[0], per_trial)
+        return heads_cross_entropy(outputs, targets, mask, self._heads(level), normalizer,
+                                   per_trial)
 
     def describe_timing(self) -> dict[str, Any]:
         """Durations of the trial periods in seconds and steps (for docs and results)."""
         return {}
 
 
-def weighted_mse(outputs, targets, mask):
-    """``mean(mask * (outputs - targets)^2)`` over all elements (Kurtkaya et al.: weighted
-    MSE averaged over all elements)."""
-    return torch.mean(mask * (outputs - targets) ** 2)
+def weighted_mse(outputs, targets, mask, count: float, per_trial: bool = False):
+    """``sum(mask * (outputs - targets)^2) / count`` with ``count`` the number of elements
+    of the whole batch: the weighted MSE averaged over all elements (Kurtkaya et al.)."""
+    squared = mask * (outputs - targets) ** 2
+    if per_trial:
+        return squared.sum(dim=(-2, -1)) * (outputs.shape[-3] / count)
+    return squared.sum() / count
 
 
-def heads_cross_entropy(outputs, targets, mask, heads):
+def heads_cross_entropy(outputs, targets, mask, heads, totals, per_trial: bool = False):
     """Sum over heads of the 2-class cross-entropy at the masked steps, averaged over the
-    trials and masked steps (Khajehabdollahi et al.: loss = sum over active heads)."""
-    total = outputs.new_zeros(())
-    for channels in heads:
+    batch's masked steps (``totals``: their weight per head; Khajehabdollahi et al.: loss =
+    sum over active heads)."""
+    total = 0.0
+    for channels, weight_total in zip(heads, totals):
         logits, onehot = outputs[..., channels], targets[..., channels]
         weight = mask[..., channels].amax(dim=-1)
-        log_probabilities = torch.log_softmax(logits, dim=-1)
-        per_step = -(onehot * log_probabilities).sum(dim=-1)
-        total = total + (weight * per_step).sum() / weight.sum().clamp_min(1e-12)
+        per_step = -(onehot * torch.log_softmax(logits, dim=-1)).sum(dim=-1)
+        weight_total = torch.clamp_min(torch.as_tensor(weight_total), 1e-12)
+        if per_trial:
+            total = total + (weight * per_step).sum(dim=-1) * (outputs.shape[-3] / weight_total)
+        else:
+            total = total + (weight * per_step).sum() / weight_total
     return total
 
 

@@ -155,6 +155,14 @@ class TorchStepper:
         (the credit that e-prop leaves out); ``perturbations_t`` adds a value per unit to
         coupling targets (node perturbation).
         """
+        env = self.environment(state, inputs_t, bound, t, generator, detach_recurrent,
+                               perturbations_t)
+        return self.advance(env), env
+
+    def environment(self, state, inputs_t, bound, t: float, generator=None,
+                    detach_recurrent: bool = False, perturbations_t=None) -> dict[str, Any]:
+        """Everything one step uses, from the state at its start: parameters, random
+        numbers, ``(constant over dt)`` subexpressions and coupling targets."""
         env: dict[str, Any] = dict(bound)
         env.update(state)
         env["t"], env["dt"] = t, self.model.dt
@@ -169,14 +177,30 @@ class TorchStepper:
         for name, function in self.held:
             env[name] = function(env)
         for coupling in self.model.couplings.values():
-            source = self._value(coupling.source, env, inputs_t)
+            source = self.value(coupling.source, env, inputs_t)
             if detach_recurrent and coupling.source != INPUT_SOURCE:
                 source = source.detach()
             env[coupling.target] = torch.matmul(source, bound[coupling.name].transpose(-1, -2))
             if perturbations_t is not None and coupling.target in perturbations_t:
                 env[coupling.target] = env[coupling.target] + perturbations_t[coupling.target]
-        new_state = {name: update(env) for name, update in self.update.items()}
-        return new_state, env
+        return env
+
+    def advance(self, env: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The states at the end of the step whose environment is ``env``."""
+        return {name: update(env) for name, update in self.update.items()}
+
+    def local_update(self, env: Mapping[str, Any], states, targets, params):
+        """`advance` as a function of one unit's own values only (e-prop's view): the
+        states at the start of the step, the coupling targets and the parameters (bound
+        shapes) replace those in ``env``; ``(constant over dt)`` subexpressions follow the
+        states; random numbers and everything else stay as in ``env``."""
+        local = dict(env)
+        local.update(params)
+        local.update(states)
+        for name, function in self.held:
+            local[name] = function(local)
+        local.update(targets)
+        return self.advance(local)
 
     def run(self, bound: Mapping[str, torch.Tensor], inputs: torch.Tensor,
             state: Mapping[str, torch.Tensor], names, generator: torch.Generator | None = None,
@@ -205,7 +229,8 @@ class TorchStepper:
                 steps[name].append(value)
         return {name: torch.stack(values, dim=2) for name, values in steps.items()}, state
 
-    def _value(self, name: str, env: Mapping[str, Any], inputs_t: torch.Tensor):
+    def value(self, name: str, env: Mapping[str, Any], inputs_t: torch.Tensor | None):
+        """The value of a variable (or of the input, ``input``) in a step's ``env``."""
         if name == INPUT_SOURCE:
             return inputs_t
         if name in env:
@@ -221,7 +246,7 @@ class TorchStepper:
         after.update(new_state)
         values = {}
         for name in names:
-            value = self._value(name, after, None)
+            value = self.value(name, after, None)
             if not isinstance(value, torch.Tensor) or value.shape != \
                     next(iter(new_state.values())).shape:
                 value = torch.broadcast_to(torch.as_tensor(value, dtype=self.dtype,
@@ -231,12 +256,19 @@ class TorchStepper:
         return values
 
 
-def readout(model: Model, source: torch.Tensor, params: Mapping[str, torch.Tensor]):
-    """``activation(W_out @ source + b_out)`` for ``source`` shaped ``(member, ..., unit)``
-    and parameters with a member axis; returns ``(member, ..., output)``."""
+def readout_pre_activation(model: Model, source: torch.Tensor,
+                           params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """``W_out @ source + b_out`` for ``source`` shaped ``(member, ..., unit)`` and
+    parameters with a member axis; returns ``(member, ..., output)``."""
     weight = params[schema.READOUT_WEIGHT]
     y = torch.einsum("m...u,mou->m...o", source, weight)
     if model.readout.bias:
         bias = params[schema.READOUT_BIAS]
         y = y + bias.reshape(bias.shape[0], *([1] * (source.ndim - 2)), bias.shape[-1])
-    return READOUT_ACTIVATIONS[model.readout.activation](y)
+    return y
+
+
+def readout(model: Model, source: torch.Tensor, params: Mapping[str, torch.Tensor]):
+    """``activation(W_out @ source + b_out)``: the outputs ``(member, ..., output)``."""
+    return READOUT_ACTIVATIONS[model.readout.activation](
+        readout_pre_activation(model, source, params))

@@ -1,0 +1,269 @@
+"""e-prop (Bellec et al. 2020, Nat. Commun. 11:3625) and RFLO (Murray 2019, eLife 8:e43299).
+
+Eligibility traces run forward in time next to the network. For a state ``h`` of unit j
+(several state variables per unit are allowed) and a parameter theta of that unit:
+
+    eps_t = (d h_t / d h_{t-1})_local eps_{t-1} + d h_t / d theta
+    gradient estimate = sum_t L_t . (d z_t / d h_t) eps_t,   L_t = B^T dE_t / da_t
+
+where "local" means through the unit's own variables only (the recurrent input
+``W_rec @ r_{t-1}`` is held fixed), ``z`` is the readout's source, ``a = W_out z + b_out``
+the readout's pre-activation, ``E_t`` the loss terms of step t, and ``B`` the feedback:
+``W_out`` (symmetric e-prop: then the estimate equals autograd with the recurrent path
+detached) or a fixed random matrix (random e-prop). The per-unit derivatives come from the
+model's own compiled update by forward-mode differentiation (``torch.func.jvp`` with a
+tangent of ones per unit: each unit's update depends on its own variables only), so e-prop
+works for every equation-defined model. For a coupling ``target = W @ source``,
+``d h_t / d W_ji = (d h_t / d target_j) source_i``.
+
+The readout learns with its exact local rule (``dE/da z^T``). Regularizers add the
+immediate partial derivative of their step term: w.r.t. states as an extra learning
+signal, w.r.t. coupling targets through ``d target / d W = source``. Memory does not grow
+with the trial length. ``update: online`` applies the estimate of every step at once
+(the optimizer steps every time step); RFLO is e-prop with random feedback, updated online.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import pydantic
+import torch
+from torch.func import jvp
+
+from ..compile_torch import READOUT_ACTIVATIONS, readout_pre_activation
+from ..model import INPUT_SOURCE
+from .base import LearningRule, RuleConfig
+
+
+class EPropConfig(RuleConfig):
+    feedback: Literal["symmetric", "random"] = "symmetric"
+    update: Literal["per_trial", "online"] = "per_trial"
+
+
+class RFLOConfig(EPropConfig):
+    feedback: Literal["symmetric", "random"] = "random"
+    update: Literal["per_trial", "online"] = "online"
+
+
+def _ones_like(tensors: dict, name: str | None) -> dict:
+    return {key: (torch.ones_like(value) if key == name else torch.zeros_like(value))
+            for key, value in tensors.items()}
+
+
+class EProp(LearningRule):
+    """e-prop: eligibility traces and a learning signal from the readout error."""
+
+    name = "eprop"
+    Config = EPropConfig
+    description = "e-prop: eligibility traces from the model's equations (Bellec et al. 2020)"
+
+    def init_state(self, context, params):
+        state = super().init_state(context, params)
+        if self.config.feedback == "random":  # B = randn / sqrt(n_units), fixed (Bellec)
+            weight = params["W_out"]  # (member, output, unit)
+            state["feedback"] = torch.randn(weight.shape, generator=context.generator,
+                                            dtype=weight.dtype, device=weight.device) \
+                / math.sqrt(weight.shape[-1])
+        return state
+
+    def state_dict(self, state):
+        saved = super().state_dict(state)
+        if "feedback" in state:
+            saved["feedback"] = state["feedback"]
+        return saved
+
+    def load_state_dict(self, state, saved):
+        super().load_state_dict(state, saved)
+        if "feedback" in saved:
+            state["feedback"].copy_(saved["feedback"])
+
+    def estimate(self, context, params, batch, initial_state, level, state):
+        return self.run(context, params, batch, initial_state, level, state, online=False)
+
+    def update(self, context, params, batch, initial_state, level, state):
+        if self.config.update == "per_trial":
+            return super().update(context, params, batch, initial_state, level, state)
+        with torch.no_grad():
+            _, loss, norm = self.run(context, params, batch, initial_state, level, state,
+                                     online=True)
+        return params, state, {"loss": float(loss), "grad_norm": norm}
+
+    def run(self, context, params, batch, initial_state, level, state, online: bool):
+        """The forward pass with eligibility traces. Returns ``(gradient estimate, loss)``,
+        or with ``online`` applies every step's estimate at once and returns
+        ``(None, loss, largest step norm)``."""
+        model, stepper, task = context.model, context.stepper, context.task
+        trained = self.trainable(context, params)
+        n_members = next(iter(params.values())).shape[0]
+        bound = stepper.bind(params)
+        inputs = context.tensor(batch.inputs).unbind(-2)
+        targets, mask = context.tensor(batch.targets), context.tensor(batch.mask)
+        normalizer = task.loss_normalizer(mask, level)
+        states = context.initial_tensors(initial_state, n_members)
+        couplings = [c for c in model.couplings.values() if c.name in trained]
+        unit_params = [n for n in model.equations.parameter_names
+                       if n in trained]
+        eligibility = {c.name: {s: 0.0 for s in model.state_names} for c in couplings}
+        eligibility.update({p: {s: 0.0 for s in model.state_names} for p in unit_params})
+        gradients = {name: torch.zeros_like(value) for name, value in trained.items()}
+        total_loss, largest = 0.0, 0.0
+        previous = dict(states)
+        n_steps = len(inputs)
+        for step, inputs_t in enumerate(inputs):
+            env = stepper.environment(states, inputs_t, bound, step * model.dt,
+                                      context.generator)
+            target_values = {c.target: env[c.target] for c in model.couplings.values()}
+            own = {p: bound[p] for p in unit_params}
+            local = lambda s, t, p: stepper.local_update(env, s, t, p)  # noqa: E731
+            new_states = stepper.advance(env)
+            d_state = {s2: jvp(local, (states, target_values, own),
+                               (_ones_like(states, s2), _ones_like(target_values, None),
+                                _ones_like(own, None)))[1] for s2 in model.state_names}
+            for coupling in couplings:
+                d_target = jvp(local, (states, target_values, own),
+                               (_ones_like(states, None), _ones_like(target_values,
+                                                                     coupling.target),
+                                _ones_like(own, None)))[1]
+                source = env[coupling.source] if coupling.source in env else \
+                    stepper.value(coupling.source, env, inputs_t)
+                if coupling.source == INPUT_SOURCE:
+                    source = source.expand(n_members, *source.shape[-2:])
+                old = eligibility[coupling.name]
+                eligibility[coupling.name] = {
+                    s: sum(d_state[s2][s][..., None] * old[s2] for s2 in model.state_names)
+                    + d_target[s][..., None] * source[..., None, :]
+                    for s in model.state_names}
+            for parameter in unit_params:
+                d_param = jvp(local, (states, target_values, own),
+                              (_ones_like(states, None), _ones_like(target_values, None),
+                               _ones_like(own, parameter)))[1]
+                old = eligibility[parameter]
+                eligibility[parameter] = {
+                    s: sum(d_state[s2][s] * old[s2] for s2 in model.state_names)
+                    + d_param[s] for s in model.state_names}
+            # learning signal from the readout error of this step
+            step_gradients = {name: torch.zeros_like(value) for name, value in trained.items()}
+            signal, loss = self.learning_signal(context, params, new_states, env, targets,
+                                                mask, normalizer, level, step,
+                                                step_gradients, state)
+            current = {**new_states, **target_values}
+            signal_r, penalty = self.regularizer_signal(context, previous, current, n_steps,
+                                                        couplings, env, inputs_t,
+                                                        n_members, step_gradients)
+            previous = current
+            total_loss = total_loss + loss + penalty
+            for s in model.state_names:
+                learning = signal[s] + signal_r.get(s, 0.0)
+                for coupling in couplings:
+                    step_gradients[coupling.name] += torch.einsum(
+                        "mbu,mbup->mup", learning, eligibility[coupling.name][s])
+                for parameter in unit_params:
+                    contribution = (learning * eligibility[parameter][s]).sum(dim=1)
+                    if not model.params[parameter].dims:  # shared: one value per network
+                        contribution = contribution.sum(dim=-1)
+                    step_gradients[parameter] += contribution
+            if online:
+                largest = max(largest, self.apply(context, params, step_gradients, state))
+            else:
+                for name in gradients:
+                    gradients[name] += step_gradients[name]
+            states = new_states
+        penalty, parameter_gradients = self.parameter_penalty(context, params, trained)
+        total_loss = total_loss + penalty
+        if online:
+            if parameter_gradients:
+                largest = max(largest, self.apply(context, params, parameter_gradients, state))
+            return None, total_loss, largest
+        for name, value in parameter_gradients.items():
+            gradients[name] += value
+        return gradients, total_loss
+
+    def learning_signal(self, context, params, new_states, env, targets, mask, normalizer,
+                        level, step, gradients, state):
+        """``({state: L_t * dz/dh}, loss of the step)``; adds the readout's exact local
+        gradient of this step to ``gradients``."""
+        model = context.model
+        source_name = model.readout.source
+        after = dict(env)
+        after.update(new_states)
+        source = context.stepper.value(source_name, after, None)
+        with torch.enable_grad():
+            pre_activation = readout_pre_activation(model, source, params)
+            pre_activation = pre_activation.detach().requires_grad_(True)
+            outputs = READOUT_ACTIVATIONS[model.readout.activation](pre_activation)
+            loss = context.task.loss_value(outputs[:, :, None], targets[:, step:step + 1],
+                                           mask[:, step:step + 1], level,
+                                           normalizer=normalizer)
+            (error,) = torch.autograd.grad(loss, pre_activation)
+        if "W_out" in gradients:
+            gradients["W_out"] += torch.einsum("mbo,mbu->mou", error, source)
+        if "b_out" in gradients:
+            gradients["b_out"] += error.sum(dim=1)
+        feedback = state["feedback"] if self.config.feedback == "random" else params["W_out"]
+        signal_z = torch.einsum("mbo,mou->mbu", error, feedback)
+        signal = {}
+        for s in model.state_names:
+            if source_name == s:
+                signal[s] = signal_z
+            elif source_name in model.state_names:
+                signal[s] = torch.zeros_like(signal_z)
+            else:  # d z / d h_s of a subexpression source, per unit
+                plain = context.stepper.plain[source_name]
+                _, d_source = jvp(lambda h: plain({**after, **h}), (new_states,),
+                                  (_ones_like(new_states, s),))
+                signal[s] = signal_z * d_source
+        return signal, float(loss.detach())
+
+    def regularizer_signal(self, context, previous, current, n_steps, couplings, env,
+                           inputs_t, n_members, gradients):
+        """Immediate partial derivatives of the regularizers' step terms: per state (a
+        learning signal) and per coupling target (added to ``gradients`` through
+        ``d target / d W = source``). Returns ``(signals, penalty)``."""
+        if not context.regularizers:
+            return {}, 0.0
+        model = context.model
+        with torch.enable_grad():
+            leaves = {k: v.detach().requires_grad_(True) for k, v in current.items()}
+            penalty = sum(torch.as_tensor(r.step_penalty(model, previous, leaves, n_steps)).sum()
+                          for r in context.regularizers)
+            if not penalty.requires_grad:
+                return {}, float(penalty)
+            partials = torch.autograd.grad(penalty, list(leaves.values()), allow_unused=True)
+        partials = dict(zip(leaves, partials))
+        for coupling in couplings:
+            partial = partials.get(coupling.target)
+            if partial is None:
+                continue
+            source = env[coupling.source] if coupling.source in env else \
+                context.stepper.value(coupling.source, env, inputs_t)
+            if coupling.source == INPUT_SOURCE:
+                source = source.expand(n_members, *source.shape[-2:])
+            gradients[coupling.name] += torch.einsum("mbu,mbp->mup", partial, source)
+        signals = {s: partials[s] for s in model.state_names if partials.get(s) is not None}
+        return signals, float(penalty.detach())
+
+    def parameter_penalty(self, context, params, trained):
+        """``(penalty, its exact gradient)`` of the regularizers' parameter parts."""
+        if not context.regularizers:
+            return 0.0, {}
+        with torch.enable_grad():
+            leaves = {k: v.detach().requires_grad_(True) for k, v in trained.items()}
+            penalty = sum(torch.as_tensor(r.param_penalty(context.model, {**params, **leaves}))
+                          .sum() for r in context.regularizers)
+            if not penalty.requires_grad:
+                return float(penalty), {}
+            grads = torch.autograd.grad(penalty, list(leaves.values()), allow_unused=True)
+        return float(penalty.detach()), {k: g for k, g in zip(leaves, grads) if g is not None}
+
+
+class RFLO(EProp):
+    """Random-feedback local online learning (Murray 2019): e-prop with fixed random
+    feedback weights and updates at every time step."""
+
+    name = "rflo"
+    Config = RFLOConfig
+    description = "RFLO: random feedback, online updates (Murray 2019)"
+
+

@@ -69,10 +69,13 @@ class Backend(ABC):
     @abstractmethod
     def simulate(self, model, params: Mapping[str, Any], inputs, initial_state: Mapping[str, Any],
                  record: Sequence[str], *, noise: bool = True, seed: int = 0,
-                 progress: bool = False) -> Trajectory:
+                 progress: bool = False,
+                 perturbations: Mapping[str, Any] | None = None) -> Trajectory:
         """Simulate ``inputs`` shaped ``(trial, time, input)`` (or with a leading member
         axis) from ``initial_state`` (``(member, trial, unit)`` per state); ``progress``
-        reports on stderr."""
+        reports on stderr. ``perturbations`` maps coupling targets to values
+        ``([member,] trial, time, unit)`` added to them at every step (node
+        perturbation); a recorded target includes its perturbation."""
 
     def require(self, differentiable: bool = False, members: bool = False) -> None:
         """Fail at once, naming the backends that fit, if a capability is missing."""

@@ -45,6 +45,11 @@ TARGETS = ("numpy", "cython", "cpp_standalone")
 STIMULUS = "bioplast_stimulus"
 
 
+def _by_time(blocks: np.ndarray) -> np.ndarray:
+    """``(block, time, channel)`` as a TimedArray's ``(time, block * channel)`` values."""
+    return np.ascontiguousarray(blocks.transpose(1, 0, 2).reshape(blocks.shape[1], -1))
+
+
 def cache_dir() -> Path:
     """Where compiled Brian2 code is cached (never inside the repository)."""
     root = os.environ.get("BIOPLAST_CACHE_DIR") or os.path.join(
@@ -52,26 +57,40 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def brian2_equations(model: Model, noise: bool) -> Equations:
+PERTURBATION = "perturbation_{}"
+
+
+def brian2_equations(model: Model, noise: bool, perturbed: Sequence[str] = ()) -> Equations:
     """The model's equations for a NeuronGroup.
 
     Parameters lose the ``shared`` flag (each member, and so each block of units, may have
     its own value; the backend fills every unit). Without noise, ``rand()``/``randn()``
-    take their means (0.5, 0) and ``xi`` terms vanish.
+    take their means (0.5, 0) and ``xi`` terms vanish. Each coupling target T in
+    ``perturbed`` is read as ``T + perturbation_T``, a subexpression from a TimedArray.
     """
     equations = []
     for eq in model.equations.values():
         flags = [f for f in eq.flags if f != "shared"]
         expr = eq.expr
-        if not noise and eq.type == SUBEXPRESSION:
-            sym = str_to_sympy(eq.expr.code)
-            calls = {c: RANDOM_MEANS[c.func.__name__] for c in sym.atoms(sympy.Function)
-                     if c.func.__name__ in RANDOM_FUNCTIONS}
-            if calls:
-                expr = brian2.Expression(sympy_to_str(sym.xreplace(calls)))
         if not noise and eq.type == DIFFERENTIAL_EQUATION:
             expr = eq.expr.split_stochastic()[0]
+        if expr is not None:
+            sym = str_to_sympy(expr.code)
+            replace = {}
+            if not noise:
+                replace.update({c: RANDOM_MEANS[c.func.__name__] for c in sym.atoms(sympy.Function)
+                                if c.func.__name__ in RANDOM_FUNCTIONS})
+            replace.update({s: s + sympy.Symbol(PERTURBATION.format(s.name), real=True)
+                            for s in sym.free_symbols if s.name in perturbed})
+            if replace:
+                expr = brian2.Expression(sympy_to_str(sym.xreplace(replace)))
         equations.append(SingleEquation(eq.type, eq.varname, eq.dim, eq.var_type, expr, flags))
+    for target in perturbed:
+        unit = model.unit_of(target)
+        scale = "" if unit == "1" else f" * {unit}"
+        equations.append(SingleEquation(
+            SUBEXPRESSION, PERTURBATION.format(target), model.equations.dimensions[target],
+            expr=brian2.Expression(f"bioplast_{PERTURBATION.format(target)}(t, i){scale}")))
     return Equations(equations)
 
 
@@ -115,18 +134,24 @@ def block_connections(layout: Layout, n_source: int, n_target: int, from_input: 
 class _Network:
     """The Brian2 objects for one model structure; values are set per run."""
 
-    def __init__(self, model: Model, layout: Layout, record: Sequence[str], noise: bool):
+    def __init__(self, model: Model, layout: Layout, record: Sequence[str], noise: bool,
+                 perturbed: Sequence[str] = ()):
         dt = model.dt * brian2.second
         # one clock for every object: several clocks are ordered differently in each
         # process, which would change the generated standalone code and force a rebuild
         clock = brian2.Clock(dt, name="bioplast_clock")
         n = model.n_units
         self.model, self.layout = model, layout
-        self.stimulus = brian2.TimedArray(
+        self.timed_arrays = {STIMULUS: brian2.TimedArray(
             np.zeros((layout.n_steps, max(layout.n_input_blocks * model.n_inputs, 1))), dt=dt,
-            name=STIMULUS)
+            name=STIMULUS)}
+        self.perturbed = list(perturbed)
+        for target in self.perturbed:
+            name = f"bioplast_{PERTURBATION.format(target)}"
+            self.timed_arrays[name] = brian2.TimedArray(
+                np.zeros((layout.n_steps, layout.n_blocks * n)), dt=dt, name=name)
         self.units = brian2.NeuronGroup(layout.n_blocks * n,
-                                        brian2_equations(model, noise),
+                                        brian2_equations(model, noise, perturbed),
                                         method=model.method, clock=clock,
                                         name="bioplast_units")
         objects = [self.units]
@@ -150,15 +175,18 @@ class _Network:
             synapses.connect(i=pre, j=post)
             self.synapses[coupling.name], self.weight_index[coupling.name] = synapses, index
             objects.append(synapses)
-        self.record = list(record)
-        self.monitor = brian2.StateMonitor(self.units, self.record, record=True, when="end",
+        self.record = list(record)  # a perturbed target is recorded with its perturbation
+        monitored = [*self.record, *(PERTURBATION.format(t) for t in self.perturbed
+                                     if t in self.record)]
+        self.monitor = brian2.StateMonitor(self.units, monitored, record=True, when="end",
                                            clock=clock, name="bioplast_monitor")
         objects.append(self.monitor)
         self.network = brian2.Network(*objects)
         self.duration = layout.n_steps * dt
 
     def values(self, params: Mapping[str, np.ndarray], inputs: np.ndarray,
-               initial_state: Mapping[str, np.ndarray]) -> dict:
+               initial_state: Mapping[str, np.ndarray],
+               perturbations: Mapping[str, np.ndarray] | None = None) -> dict:
         """``{brian2 variable or TimedArray: value}`` for one run (units attached)."""
         model, layout = self.model, self.layout
         values = {}
@@ -178,8 +206,12 @@ class _Network:
         if self.inputs is not None:
             # (block, time, input) -> (time, block*input)
             stimulus = inputs.reshape(-1, layout.n_steps, model.n_inputs)
-            values[self.stimulus] = np.ascontiguousarray(
-                stimulus.transpose(1, 0, 2).reshape(layout.n_steps, -1))
+            values[self.timed_arrays[STIMULUS]] = _by_time(stimulus)
+        for target in self.perturbed:
+            blocks = np.broadcast_to(perturbations[target], (layout.n_members, layout.n_trials,
+                                                             layout.n_steps, model.n_units))
+            values[self.timed_arrays[f"bioplast_{PERTURBATION.format(target)}"]] = _by_time(
+                blocks.reshape(-1, layout.n_steps, model.n_units))
         return values
 
     def recorded(self) -> dict[str, np.ndarray]:
@@ -192,6 +224,9 @@ class _Network:
             if values.shape[1] != layout.n_steps:
                 raise RuntimeError(f"Brian2 recorded {values.shape[1]} steps, expected "
                                    f"{layout.n_steps}")
+            if name in self.perturbed:
+                values = values + np.asarray(getattr(self.monitor,
+                                                     PERTURBATION.format(name) + "_"))
             result[name] = values.reshape(shape).transpose(0, 1, 3, 2).copy()
         return result
 
@@ -215,8 +250,11 @@ class Brian2Backend(Backend):
 
     def simulate(self, model: Model, params: Mapping[str, Any], inputs,
                  initial_state: Mapping[str, Any], record: Sequence[str], *,
-                 noise: bool = True, seed: int = 0, progress: bool = False) -> Trajectory:
+                 noise: bool = True, seed: int = 0, progress: bool = False,
+                 perturbations: Mapping[str, Any] | None = None) -> Trajectory:
         had_members = model.check_params(params) is not None
+        perturbations = {k: np.asarray(_numpy(v), dtype=float)
+                         for k, v in (perturbations or {}).items()}
         params = {k: np.asarray(_numpy(v), dtype=float) for k, v in params.items()}
         if not had_members:
             params = {k: v[None] for k, v in params.items()}
@@ -232,14 +270,16 @@ class Brian2Backend(Backend):
         try:
             if self.target == "cpp_standalone":
                 recorded, info = self._run_standalone(model, layout, names, noise, seed,
-                                                      params, inputs, initial_state)
+                                                      params, inputs, initial_state,
+                                                      perturbations)
                 # the binary's own report would need with_output; report the phases here
                 if progress:
                     print(f"brian2/cpp_standalone: {'built and ' if info['compiled'] else ''}"
                           f"ran in {time.perf_counter() - started:.1f} s", file=sys.stderr)
             else:
                 recorded, info = self._run_runtime(model, layout, names, noise, seed, params,
-                                                   inputs, initial_state, progress)
+                                                   inputs, initial_state, perturbations,
+                                                   progress)
         except (BioplastError, KeyboardInterrupt):
             raise
         except Exception as error:  # compilation or run failures inside Brian2
@@ -264,28 +304,31 @@ class Brian2Backend(Backend):
 
     # ------------------------------------------------------------------ runtime
     def _run_runtime(self, model, layout, names, noise, seed, params, inputs, initial_state,
-                     progress):
+                     perturbations, progress):
         _configure_brian2()
         if brian2.get_device() is not brian2.all_devices["runtime"]:
             brian2.set_device("runtime")
         brian2.prefs.codegen.target = self.target
-        network = _Network(model, layout, names, noise)
-        for variable, value in network.values(params, inputs, initial_state).items():
-            if isinstance(variable, brian2.TimedArray):
-                network.stimulus = brian2.TimedArray(value, dt=model.dt * brian2.second,
-                                                     name=STIMULUS)
+        network = _Network(model, layout, names, noise, sorted(perturbations))
+        namespace = dict(network.timed_arrays)
+        for variable, value in network.values(params, inputs, initial_state,
+                                              perturbations).items():
+            if isinstance(variable, brian2.TimedArray):  # runtime: a new array per run
+                namespace[variable.name] = brian2.TimedArray(
+                    value, dt=model.dt * brian2.second, name=variable.name)
             else:
                 variable[:] = value
         brian2.seed(seed)
-        network.network.run(network.duration, namespace={STIMULUS: network.stimulus},
+        network.network.run(network.duration, namespace=namespace,
                             report="stderr" if progress else None)
         return network.recorded(), {}
 
     # ------------------------------------------------------------------ standalone
     def _run_standalone(self, model, layout, names, noise, seed, params, inputs,
-                        initial_state):
+                        initial_state, perturbations):
         _configure_brian2()
-        key = _structure_key(model, layout, names, noise, seed)
+        perturbed = sorted(perturbations)
+        key = _structure_key(model, layout, names, noise, seed, perturbed)
         directory = cache_dir() / "brian2_standalone" / key[:20]
         state = Brian2Backend._standalone
         built_now, build_seconds = False, 0.0
@@ -298,9 +341,9 @@ class Brian2Backend(Backend):
             gc.collect()
             standalone.reinit()
             standalone.activate(build_on_run=False, directory=str(directory))
-            network = _Network(model, layout, names, noise)
+            network = _Network(model, layout, names, noise, perturbed)
             brian2.seed(seed)
-            network.network.run(network.duration, namespace={STIMULUS: network.stimulus})
+            network.network.run(network.duration, namespace=dict(network.timed_arrays))
             directory.mkdir(parents=True, exist_ok=True)
             with FileLock(str(directory) + ".lock"):
                 standalone.build(directory=str(directory), compile=True, run=False,
@@ -308,7 +351,7 @@ class Brian2Backend(Backend):
             state.update(key=key, network=network, directory=directory)
             built_now, build_seconds = True, time.perf_counter() - started
         network = state["network"]
-        run_args = network.values(params, inputs, initial_state)
+        run_args = network.values(params, inputs, initial_state, perturbations)
         results = f"results_{uuid.uuid4().hex}"
         try:
             standalone.run(directory=str(directory), run_args=run_args,
@@ -331,11 +374,12 @@ def _configure_brian2() -> None:
     prefs.codegen.runtime.cython.multiprocess_safe = True
 
 
-def _structure_key(model: Model, layout: Layout, names, noise: bool, seed: int) -> str:
+def _structure_key(model: Model, layout: Layout, names, noise: bool, seed: int,
+                   perturbed) -> str:
     """Everything that changes the generated standalone code."""
     random = noise and (model.random_symbols or any(model.diffusion.values()))
     structure = {
-        "equations": str(brian2_equations(model, noise)),
+        "equations": str(brian2_equations(model, noise, perturbed)),
         "couplings": [[c.name, c.source, c.target] for c in model.couplings.values()],
         "sizes": [model.n_units, model.n_inputs, layout.n_members, layout.n_trials,
                   layout.n_steps, int(layout.inputs_per_member)],

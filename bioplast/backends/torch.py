@@ -69,19 +69,22 @@ class TorchBackend(Backend):
 
     def simulate(self, model: Model, params: Mapping[str, Any], inputs,
                  initial_state: Mapping[str, Any], record: Sequence[str], *,
-                 noise: bool = True, seed: int = 0, progress: bool = False) -> Trajectory:
+                 noise: bool = True, seed: int = 0, progress: bool = False,
+                 perturbations: Mapping[str, Any] | None = None) -> Trajectory:
         device, dtype = self.device, self.dtype
         started = time.perf_counter()
         tensors = as_member_tensors(model, params, dtype, device)
         needs_grad = any(t.requires_grad for t in tensors.values())
         with torch.set_grad_enabled(needs_grad):
             recorded, final_state, outputs = self._loop(model, tensors, inputs, initial_state,
-                                                        record, noise, seed, progress)
+                                                        record, noise, seed, progress,
+                                                        perturbations or {})
         info = {"device": str(device), "dtype": str(dtype).removeprefix("torch."),
                 "run_seconds": time.perf_counter() - started}
         return Trajectory(recorded, outputs, final_state, info)
 
-    def _loop(self, model, tensors, inputs, initial_state, record, noise, seed, progress):
+    def _loop(self, model, tensors, inputs, initial_state, record, noise, seed, progress,
+              perturbations):
         device, dtype = self.device, self.dtype
         stepper = TorchStepper(model, dtype, device, noise)
         bound = stepper.bind(tensors)
@@ -95,7 +98,10 @@ class TorchBackend(Backend):
         generator.manual_seed(int(seed))
         readout_source = [model.readout.source] if model.readout else []
         names = list(dict.fromkeys([*record, *readout_source]))
-        stacked, state = stepper.run(bound, inputs, state, names, generator, progress=progress)
+        perturbations = {k: torch.as_tensor(v, dtype=dtype, device=device)
+                         for k, v in perturbations.items()}
+        stacked, state = stepper.run(bound, inputs, state, names, generator, progress=progress,
+                                     perturbations=perturbations)
         outputs = readout(model, stacked[model.readout.source], tensors) \
             if model.readout else None
         return {name: stacked[name] for name in record}, state, outputs

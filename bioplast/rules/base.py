@@ -74,6 +74,7 @@ class TrainingContext:
     stepper: TorchStepper
     generator: torch.Generator
     regularizers: list = field(default_factory=list)
+    backend: Any = None  # a Backend for rules that only need forward passes; None: torch
 
     @property
     def dtype(self) -> torch.dtype:
@@ -148,6 +149,21 @@ def true_gradient(context: TrainingContext, params, batch: Batch, initial_state,
         gradients = torch.autograd.grad(loss, list(trainable.values()), allow_unused=True)
     return loss.detach(), {name: (g if g is not None else torch.zeros_like(trainable[name]))
                            for name, g in zip(trainable, gradients)}
+
+
+def parameter_penalty(context: TrainingContext, params, trained):
+    """``(penalty, its exact gradient per trained parameter)`` of the regularizers'
+    parameter parts (e.g. weight L2), for rules that do not backpropagate."""
+    if not context.regularizers:
+        return 0.0, {}
+    with torch.enable_grad():
+        leaves = {k: v.detach().clone().requires_grad_(True) for k, v in trained.items()}
+        penalty = sum(torch.as_tensor(r.param_penalty(context.model, {**params, **leaves}))
+                      .sum() for r in context.regularizers)
+        if not penalty.requires_grad:
+            return float(penalty), {}
+        grads = torch.autograd.grad(penalty, list(leaves.values()), allow_unused=True)
+    return float(penalty.detach()), {k: g for k, g in zip(leaves, grads) if g is not None}
 
 
 class LearningRule(ABC):

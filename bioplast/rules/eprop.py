@@ -34,7 +34,7 @@ from torch.func import jvp
 
 from ..compile_torch import READOUT_ACTIVATIONS, readout_pre_activation
 from ..model import INPUT_SOURCE
-from .base import LearningRule, RuleConfig
+from .base import LearningRule, RuleConfig, parameter_penalty
 
 
 class EPropConfig(RuleConfig):
@@ -170,7 +170,7 @@ class EProp(LearningRule):
                 for name in gradients:
                     gradients[name] += step_gradients[name]
             states = new_states
-        penalty, parameter_gradients = self.parameter_penalty(context, params, trained)
+        penalty, parameter_gradients = parameter_penalty(context, params, trained)
         total_loss = total_loss + penalty
         if online:
             if parameter_gradients:
@@ -243,19 +243,6 @@ class EProp(LearningRule):
             gradients[coupling.name] += torch.einsum("mbu,mbp->mup", partial, source)
         signals = {s: partials[s] for s in model.state_names if partials.get(s) is not None}
         return signals, float(penalty.detach())
-
-    def parameter_penalty(self, context, params, trained):
-        """``(penalty, its exact gradient)`` of the regularizers' parameter parts."""
-        if not context.regularizers:
-            return 0.0, {}
-        with torch.enable_grad():
-            leaves = {k: v.detach().requires_grad_(True) for k, v in trained.items()}
-            penalty = sum(torch.as_tensor(r.param_penalty(context.model, {**params, **leaves}))
-                          .sum() for r in context.regularizers)
-            if not penalty.requires_grad:
-                return float(penalty), {}
-            grads = torch.autograd.grad(penalty, list(leaves.values()), allow_unused=True)
-        return float(penalty.detach()), {k: g for k, g in zip(leaves, grads) if g is not None}
 
 
 class RFLO(EProp):

@@ -51,14 +51,26 @@ class TrainingSection(_Strict):
     checkpoint_every: int = pydantic.Field(10, ge=1, description="epochs between checkpoints")
     target_accuracy: float | None = pydantic.Field(None, gt=0, le=1,
                                                    description="stop when reached")
+    alignment_every: int | None = pydantic.Field(
+        10, ge=1, description="epochs between comparisons of the rule's update with the "
+                              "BPTT gradient (null: never)")
     stop_at_max_level: bool = True
     noise: bool = True
 
 
 class BackendSection(_Strict):
-    name: Literal["torch"] = "torch"
-    device: str = "cpu"
+    name: Literal["torch", "brian2"] = "torch"
+    device: str = pydantic.Field("cpu", description="torch device (the torch step is also "
+                                                    "used for evaluation)")
     dtype: Literal["float32", "float64"] = "float32"
+    target: Literal["numpy", "cython", "cpp_standalone"] | None = pydantic.Field(
+        None, description="Brian2 code generation target (backend brian2 only)")
+
+    @pydantic.model_validator(mode="after")
+    def _target_for_brian2(self):
+        if self.target is not None and self.name != "brian2":
+            raise ValueError("target applies to name: brian2")
+        return self
 
 
 class RecordSection(_Strict):
@@ -261,6 +273,11 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
         raise document.error(str(error), ["task", error.field]) from None
     model = _load_model(document, schema.model, base_dir, sizes, model_text)
     rule_class, rule_config = _named_section(document, schema.rule, "rule", RULES)
+    if schema.backend.name != "torch" and rule_class.needs_torch_step:
+        fitting = [n for n in RULES.names() if not RULES.get(n).needs_torch_step]
+        raise document.error(f"rule '{rule_class.name}' needs the torch backend (rules that "
+                             f"run on {schema.backend.name}: {', '.join(fitting)})",
+                             ["backend", "name"])
     regularizers = []
     for index, entry in enumerate(schema.regularizers):
         regularizer_class, config = _named_section(document, entry, ["regularizers", index],

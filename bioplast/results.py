@@ -197,9 +197,19 @@ def training_dataset(result, command: str | None = None) -> xr.Dataset:
         "wall_time": xr.Variable(schema.EPOCH, np.asarray(history.wall_time, dtype=float),
                                  {schema.ATTR_UNITS: "second"}),
     }
+    if history.parameters:
+        for name, long_name in (("alignment", "cosine between the rule's update and the BPTT "
+                                              "gradient (before the epoch's updates)"),
+                                ("update_norm", "norm of the rule's gradient estimate"),
+                                ("gradient_norm", "norm of the BPTT gradient")):
+            data[f"{'gradient_' if name == 'alignment' else ''}{name}"] = xr.Variable(
+                (schema.EPOCH, "parameter"), history.per_parameter(name),
+                {schema.ATTR_LONG_NAME: long_name})
     data.update(params_variables(model, result.params, members=False))
     coords = {schema.EPOCH: (schema.EPOCH, np.arange(n_epochs)),
-              schema.HEAD: (schema.HEAD, np.arange(task.n_heads)), **model_coords(model)}
+              schema.HEAD: (schema.HEAD, np.arange(task.n_heads)),
+              "parameter": ("parameter", np.array(history.parameters, dtype=str)),
+              **model_coords(model)}
     if getattr(task.config, "curriculum", None) == "multi_head":
         top = task.level_at(task.config.max_n)
         coords["head_n"] = (schema.HEAD, np.array([n for _, n in top.heads]),

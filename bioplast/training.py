@@ -32,7 +32,8 @@ from .curricula import Curriculum
 from .errors import InputError
 from .files import atomic_write
 from .protocol import Protocol
-from .rules import TrainingContext, forward
+from .backends import get_backend
+from .rules import TrainingContext, forward, true_gradient
 from .tasks import Batch, Level
 
 CHECKPOINT_FORMAT = 1
@@ -45,20 +46,31 @@ class History:
     a curriculum) and wall time in seconds."""
 
     n_heads: int
+    parameters: list[str] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
     grad_norm: list[float] = field(default_factory=list)
     eval_loss: list[float] = field(default_factory=list)
     accuracy: list[np.ndarray] = field(default_factory=list)
     level: list[int] = field(default_factory=list)
     wall_time: list[float] = field(default_factory=list)
+    alignment: list[np.ndarray] = field(default_factory=list)
+    update_norm: list[np.ndarray] = field(default_factory=list)
+    gradient_norm: list[np.ndarray] = field(default_factory=list)
 
     SCALARS = ("loss", "grad_norm", "eval_loss", "wall_time")
+    PER_PARAMETER = ("alignment", "update_norm", "gradient_norm")
 
     def __len__(self) -> int:
         return len(self.loss)
 
     def append(self, loss: float, grad_norm: float, eval_loss: float, accuracy: np.ndarray,
-               level: int | None, wall_time: float) -> None:
+               level: int | None, wall_time: float,
+               comparison: dict[str, np.ndarray] | None = None) -> None:
+        """One epoch; ``comparison`` holds ``alignment``, ``update_norm`` and
+        ``gradient_norm`` per parameter when the rule was compared with BPTT."""
+        missing = np.full(len(self.parameters), np.nan)
+        for name in self.PER_PARAMETER:
+            getattr(self, name).append((comparison or {}).get(name, missing))
         self.loss.append(loss)
         self.grad_norm.append(grad_norm)
         self.eval_loss.append(eval_loss)
@@ -69,11 +81,18 @@ class History:
     def accuracy_array(self) -> np.ndarray:
         return np.array(self.accuracy).reshape(len(self), self.n_heads)
 
+    def per_parameter(self, name: str) -> np.ndarray:
+        """``(epoch, parameter)`` array of ``alignment``, ``update_norm`` or
+        ``gradient_norm`` (NaN in epochs without a comparison)."""
+        return np.array(getattr(self, name)).reshape(len(self), len(self.parameters))
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = {name: torch.tensor(getattr(self, name), dtype=torch.float64)
                  for name in self.SCALARS}
         state["accuracy"] = torch.as_tensor(self.accuracy_array(), dtype=torch.float64)
         state["level"] = torch.tensor(self.level, dtype=torch.int64)
+        for name in self.PER_PARAMETER:
+            state[name] = torch.as_tensor(self.per_parameter(name), dtype=torch.float64)
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -81,6 +100,8 @@ class History:
             setattr(self, name, state[name].tolist())
         self.accuracy = list(state["accuracy"].numpy())
         self.level = state["level"].tolist()
+        for name in self.PER_PARAMETER:
+            setattr(self, name, list(state[name].numpy()))
 
 
 @dataclass
@@ -148,11 +169,14 @@ class Trainer:
         self.rng = np.random.default_rng(_seed(protocol.seed, 2))
         self.params = {name: torch.as_tensor(value[None], dtype=self.dtype, device=self.device)
                        for name, value in model.init_params(protocol.seed).items()}
+        self.backend = get_backend(backend.name, target=backend.target) \
+            if backend.name != "torch" else None
         self.context = TrainingContext(model, protocol.task, self.stepper, self.generator,
-                                       protocol.regularizers)
+                                       protocol.regularizers, self.backend)
         self.rule_state = protocol.rule.init_state(self.context, self.params)
         self.curriculum = Curriculum(protocol.task)
-        self.history = History(protocol.task.n_heads)
+        self.history = History(protocol.task.n_heads, [name for name, spec in
+                                                       model.params.items() if spec.trainable])
         self.next_epoch = 0
         self.finished = ""  # why training stopped early, once it did
 
@@ -228,7 +252,34 @@ class Trainer:
         generator = torch.Generator(device=self.device)
         generator.manual_seed(_seed(self.protocol.seed, *purpose))
         return TrainingContext(self.protocol.model, self.protocol.task, self.stepper, generator,
-                               self.protocol.regularizers)
+                               self.protocol.regularizers, self.backend)
+
+    def compare_with_bptt(self, level: Level) -> dict[str, np.ndarray]:
+        """Cosine between the rule's gradient estimate and the exact BPTT gradient on one
+        fresh batch (both with the same noise stream), and the norm of each, per
+        trained parameter."""
+        training, task, model = self.protocol.training, self.protocol.task, self.protocol.model
+        rng = np.random.default_rng(_seed(self.protocol.seed, 7, self.next_epoch))
+        batch = task.sample(training.batch_size, rng, level)
+        initial = model.initial_state(batch.n_trials, seed=int(rng.integers(2**62)))
+        # the rule's own state (e.g. random feedback), copied: comparing changes nothing
+        state = {k: v.clone() if torch.is_tensor(v) else v for k, v in self.rule_state.items()}
+        with torch.no_grad():
+            estimate, _ = self.protocol.rule.estimate(self.evaluation_context(8, self.next_epoch),
+                                                      self.params, batch, initial, level, state)
+        _, exact = true_gradient(self.evaluation_context(8, self.next_epoch), self.params,
+                                 batch, initial, level)
+        result = {name: np.full(len(self.history.parameters), np.nan)
+                  for name in History.PER_PARAMETER}
+        for index, name in enumerate(self.history.parameters):
+            if name not in estimate:
+                continue
+            a, b = estimate[name].double().flatten(), exact[name].double().flatten()
+            norm_a, norm_b = float(a.norm()), float(b.norm())
+            result["update_norm"][index], result["gradient_norm"][index] = norm_a, norm_b
+            if norm_a > 0 and norm_b > 0:
+                result["alignment"][index] = float(a @ b) / (norm_a * norm_b)
+        return result
 
     def evaluate(self, level: Level) -> tuple[float, np.ndarray]:
         """Mean test loss and accuracy per head over ``eval_batches`` fresh batches (drawn
@@ -298,10 +349,13 @@ def train(protocol: Protocol, *, checkpoint: str | Path | None = None, resume: b
         while trainer.next_epoch < training.epochs and not trainer.finished:
             started = time.perf_counter()
             level = trainer.curriculum.level()
+            every = training.alignment_every
+            comparison = trainer.compare_with_bptt(level) \
+                if every and trainer.next_epoch % every == 0 else None
             loss, grad_norm = trainer.train_epoch(level)
             eval_loss, accuracy = trainer.evaluate(level)
             history.append(loss, grad_norm, eval_loss, accuracy, trainer.curriculum.n,
-                           time.perf_counter() - started)
+                           time.perf_counter() - started, comparison)
             mean_accuracy = mean_of_active(accuracy)
             if trainer.curriculum.finished(accuracy) and training.stop_at_max_level:
                 trainer.finished = f"last curriculum level (N = {trainer.curriculum.n}) passed"

@@ -11,9 +11,10 @@ where "local" means through the unit's own variables only (the recurrent input
 the readout's pre-activation, ``E_t`` the loss terms of step t, and ``B`` the feedback:
 ``W_out`` (symmetric e-prop: then the estimate equals autograd with the recurrent path
 detached) or a fixed random matrix (random e-prop). The per-unit derivatives come from the
-model's own compiled update by forward-mode differentiation (``torch.func.jvp`` with a
-tangent of ones per unit: each unit's update depends on its own variables only), so e-prop
-works for every equation-defined model. For a coupling ``target = W @ source``,
+model's own compiled update by autograd: each unit's update depends on its own variables
+only, so the gradient of the summed update w.r.t. an input of every unit is the diagonal of
+the Jacobian (one backward pass per state variable); e-prop so works for every
+equation-defined model. For a coupling ``target = W @ source``,
 ``d h_t / d W_ji = (d h_t / d target_j) source_i``.
 
 The readout learns with its exact local rule (``dE/da z^T``). Regularizers add the
@@ -30,7 +31,6 @@ from typing import Literal
 
 import pydantic
 import torch
-from torch.func import jvp
 
 from ..compile_torch import READOUT_ACTIVATIONS, readout_pre_activation
 from ..model import INPUT_SOURCE
@@ -47,9 +47,22 @@ class RFLOConfig(EPropConfig):
     update: Literal["per_trial", "online"] = "online"
 
 
-def _ones_like(tensors: dict, name: str | None) -> dict:
-    return {key: (torch.ones_like(value) if key == name else torch.zeros_like(value))
-            for key, value in tensors.items()}
+def local_derivatives(function, inputs: dict, outputs_of=None):
+    """``(values, {output: {input: d output_j / d input_j}})`` of an elementwise
+    ``function(inputs) -> {output: (member, trial, unit)}``: each unit's outputs depend on
+    that unit's inputs only, so the gradient of an output's sum is its Jacobian's diagonal.
+    Inputs are broadcast to the outputs' shape first (shared and per-unit parameters)."""
+    with torch.enable_grad():
+        leaves = {name: value.detach().requires_grad_(True) for name, value in inputs.items()}
+        outputs = function(leaves)
+        derivatives = {}
+        names = list(outputs if outputs_of is None else outputs_of)
+        for index, out in enumerate(names):
+            grads = torch.autograd.grad(outputs[out].sum(), list(leaves.values()),
+                                        retain_graph=index < len(names) - 1, allow_unused=True)
+            derivatives[out] = {name: (g if g is not None else torch.zeros_like(outputs[out]))
+                                for name, g in zip(leaves, grads)}
+    return {name: value.detach() for name, value in outputs.items()}, derivatives
 
 
 class EProp(LearningRule):
@@ -115,34 +128,27 @@ class EProp(LearningRule):
             env = stepper.environment(states, inputs_t, bound, step * model.dt,
                                       context.generator)
             target_values = {c.target: env[c.target] for c in model.couplings.values()}
-            own = {p: bound[p] for p in unit_params}
-            local = lambda s, t, p: stepper.local_update(env, s, t, p)  # noqa: E731
-            new_states = stepper.advance(env)
-            d_state = {s2: jvp(local, (states, target_values, own),
-                               (_ones_like(states, s2), _ones_like(target_values, None),
-                                _ones_like(own, None)))[1] for s2 in model.state_names}
+            shape = next(iter(states.values())).shape
+            own = {p: bound[p].expand(shape) for p in unit_params}
+            inputs_local = {**states, **target_values, **own}
+            new_states, derivative = local_derivatives(
+                lambda v: stepper.local_update(
+                    env, {s: v[s] for s in states}, {t: v[t] for t in target_values},
+                    {p: v[p] for p in own}), inputs_local)
             for coupling in couplings:
-                d_target = jvp(local, (states, target_values, own),
-                               (_ones_like(states, None), _ones_like(target_values,
-                                                                     coupling.target),
-                                _ones_like(own, None)))[1]
-                source = env[coupling.source] if coupling.source in env else \
-                    stepper.value(coupling.source, env, inputs_t)
+                source = stepper.value(coupling.source, env, inputs_t)
                 if coupling.source == INPUT_SOURCE:
                     source = source.expand(n_members, *source.shape[-2:])
                 old = eligibility[coupling.name]
                 eligibility[coupling.name] = {
-                    s: sum(d_state[s2][s][..., None] * old[s2] for s2 in model.state_names)
-                    + d_target[s][..., None] * source[..., None, :]
+                    s: sum(derivative[s][s2][..., None] * old[s2] for s2 in model.state_names)
+                    + derivative[s][coupling.target][..., None] * source[..., None, :]
                     for s in model.state_names}
             for parameter in unit_params:
-                d_param = jvp(local, (states, target_values, own),
-                              (_ones_like(states, None), _ones_like(target_values, None),
-                               _ones_like(own, parameter)))[1]
                 old = eligibility[parameter]
                 eligibility[parameter] = {
-                    s: sum(d_state[s2][s] * old[s2] for s2 in model.state_names)
-                    + d_param[s] for s in model.state_names}
+                    s: sum(derivative[s][s2] * old[s2] for s2 in model.state_names)
+                    + derivative[s][parameter] for s in model.state_names}
             # learning signal from the readout error of this step
             step_gradients = {name: torch.zeros_like(value) for name, value in trained.items()}
             signal, loss = self.learning_signal(context, params, new_states, env, targets,
@@ -211,9 +217,9 @@ class EProp(LearningRule):
                 signal[s] = torch.zeros_like(signal_z)
             else:  # d z / d h_s of a subexpression source, per unit
                 plain = context.stepper.plain[source_name]
-                _, d_source = jvp(lambda h: plain({**after, **h}), (new_states,),
-                                  (_ones_like(new_states, s),))
-                signal[s] = signal_z * d_source
+                _, derivative = local_derivatives(
+                    lambda h: {source_name: plain({**after, **h})}, new_states)
+                signal[s] = signal_z * derivative[source_name][s]
         return signal, float(loss.detach())
 
     def regularizer_signal(self, context, previous, current, n_steps, couplings, env,
@@ -236,8 +242,7 @@ class EProp(LearningRule):
             partial = partials.get(coupling.target)
             if partial is None:
                 continue
-            source = env[coupling.source] if coupling.source in env else \
-                context.stepper.value(coupling.source, env, inputs_t)
+            source = context.stepper.value(coupling.source, env, inputs_t)
             if coupling.source == INPUT_SOURCE:
                 source = source.expand(n_members, *source.shape[-2:])
             gradients[coupling.name] += torch.einsum("mbu,mbp->mup", partial, source)

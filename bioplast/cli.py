@@ -236,9 +236,10 @@ def cmd_info(args) -> int:
 def cmd_list(args) -> int:
     from .backends import BACKENDS
     from .model import list_models, load_model
+    from .regularizers import REGULARIZERS
     from .rules import RULES
     from .tasks import TASKS
-    categories = ["models", "tasks", "rules", "backends"]
+    categories = ["models", "tasks", "rules", "regularizers", "backends"]
     what = args.what or categories
     unknown = [w for w in what if w not in categories]
     if unknown:
@@ -253,15 +254,15 @@ def cmd_list(args) -> int:
                     print(f"  {name:<16} {model.description}")
                 except InputError as error:
                     print(f"  {name:<16} (invalid: {error})")
-        elif category in ("tasks", "rules"):
-            registry = TASKS if category == "tasks" else RULES
+        elif category in ("tasks", "rules", "regularizers"):
+            registry = {"tasks": TASKS, "rules": RULES, "regularizers": REGULARIZERS}[category]
             for name in registry.names():
                 cls = registry.get(name)
                 doc = getattr(cls, "description", "") or (cls.__doc__ or "").strip().split("\n")[0]
-                defaults = cls.Config().model_dump(mode="json")
-                options = ", ".join(f"{k}: {json.dumps(v)}" for k, v in defaults.items())
+                options = ", ".join(f"{k}: {_default_text(v)}"
+                                    for k, v in cls.Config.model_fields.items())
                 print(f"  {name:<22} {doc}")
-                print(f"  {'':<22} options (durations in s): {options}")
+                print(f"  {'':<22} options: {options}")
         elif category == "backends":
             for name in BACKENDS.names():
                 backend = BACKENDS.get(name)
@@ -273,6 +274,16 @@ def cmd_list(args) -> int:
                     for k, v in backend.option_choices.items())
                 print(f"  {name:<16} {', '.join(capabilities) or '-'}  (options: {options})")
     return 0
+
+
+def _default_text(field) -> str:
+    """A config field's default as short JSON text, or ``(required)``."""
+    if field.is_required():
+        return "(required)"
+    value = field.default_factory() if field.default_factory is not None else field.default
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    return json.dumps(value)
 
 
 def cmd_plot(args) -> int:
@@ -342,8 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("file", metavar="FILE.nc")
     info.set_defaults(func=cmd_info)
 
-    listing = add("list", "list models, tasks, rules and backends")
-    listing.add_argument("what", nargs="*", metavar="models|tasks|rules|backends")
+    listing = add("list", "list models, tasks, rules, regularizers and backends")
+    listing.add_argument("what", nargs="*", metavar="models|tasks|rules|regularizers|backends")
     listing.set_defaults(func=cmd_list)
 
     plot = add("plot", "plot learning curves and test trials of training results, or the "

@@ -96,12 +96,17 @@ def _first_member(array: xr.DataArray) -> xr.DataArray:
 
 def plot_training(datasets: Sequence[xr.Dataset], labels: Sequence[str],
                   path: str | os.PathLike, n_trials: int = 2) -> None:
-    """Learning curves of one or more training results (loss, accuracy, curriculum level)
-    and, for the first, example test trials: targets (dashed) against outputs (solid)."""
+    """Learning curves of one or more training results (loss, accuracy, curriculum level),
+    the alignment of each rule's update with the BPTT gradient when recorded, and, for the
+    first result, example test trials: targets (dashed) against outputs (solid)."""
     plt = _pyplot()
     first = datasets[0]
     has_trials = schema.OUTPUTS in first and schema.TARGETS in first
-    figure, axes = plt.subplots(1, 3 if has_trials else 2, figsize=(15 if has_trials else 10, 4))
+    has_alignment = any("gradient_alignment" in d and bool(np.isfinite(
+        d["gradient_alignment"].values).any()) and d.attrs.get(schema.ATTR_RULE) != "bptt"
+        for d in datasets)
+    n_panels = 2 + has_trials + has_alignment
+    figure, axes = plt.subplots(1, n_panels, figsize=(5 * n_panels, 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, (label, dataset) in enumerate(zip(labels, datasets)):
         color = colors[index % len(colors)]
@@ -110,10 +115,17 @@ def plot_training(datasets: Sequence[xr.Dataset], labels: Sequence[str],
         axes[0].semilogy(epochs, dataset["eval_loss"], "--", color=color, label=f"{label} test")
         accuracy = dataset["accuracy"].mean(schema.HEAD, skipna=True)
         axes[1].plot(epochs, accuracy, color=color, label=label)
-        if (dataset["level"] >= 0).any():
+        if (dataset["level"] >= 0).any() and dataset["level"].max() > dataset["level"].min():
             twin = axes[1].twinx() if index == 0 else twin
             twin.step(epochs, dataset["level"], ":", color=color, where="post")
             twin.set_ylabel("curriculum N (dotted)")
+        if has_alignment and "gradient_alignment" in dataset:
+            alignment = dataset["gradient_alignment"]
+            for marker, parameter in zip("osd^v<>", alignment["parameter"].values):
+                values = alignment.sel(parameter=parameter).values
+                shown = np.isfinite(values)
+                axes[2].plot(epochs[shown], values[shown], marker=marker, ls="-", color=color,
+                             label=f"{label} {parameter}", markersize=4)
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("loss")
     axes[0].legend(fontsize=7)
@@ -121,8 +133,14 @@ def plot_training(datasets: Sequence[xr.Dataset], labels: Sequence[str],
     axes[1].set_ylabel("test accuracy (mean over active heads)")
     axes[1].set_ylim(0, 1.02)
     axes[1].legend(fontsize=7, loc="lower right")
+    if has_alignment:
+        axes[2].set_xlabel("epoch")
+        axes[2].set_ylabel("cosine(update, BPTT gradient)")
+        axes[2].set_ylim(-1.02, 1.02)
+        axes[2].axhline(0, color="0.8", lw=0.8)
+        axes[2].legend(fontsize=6, ncol=2)
     if has_trials:
-        _plot_trials(axes[2], first, n_trials, colors)
+        _plot_trials(axes[-1], first, n_trials, colors)
     figure.suptitle(f"{first.attrs.get('protocol_name', '')}: task "
                     f"'{first.attrs.get('task', '?')}', model "
                     f"'{first.attrs.get(schema.ATTR_MODEL_NAME, '?')}', rule "

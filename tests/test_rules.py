@@ -182,13 +182,15 @@ def test_node_perturbation_with_a_running_baseline():
 
 
 @pytest.mark.brian2
-def test_node_perturbation_on_brian2_gives_the_torch_update():
-    """Same perturbation samples (same generator), Brian2 cython against the torch step."""
+@pytest.mark.parametrize("target", ["cython", pytest.param("cpp_standalone",
+                                                           marks=pytest.mark.cpp_standalone)])
+def test_node_perturbation_on_brian2_gives_the_torch_update(target):
+    """Same perturbation samples (same generator), Brian2 against the torch step."""
     from bioplast.backends import get_backend
     context, params, batch, initial, level = setup("leaky_rate", n_units=8, task="delayed_cue")
     on_torch = estimate("node_perturbation", context, params, batch, initial, level)
     context.generator.manual_seed(0)
-    context.backend = get_backend("brian2", target="cython")
+    context.backend = get_backend("brian2", target=target)
     on_brian2 = estimate("node_perturbation", context, params, batch, initial, level)
     assert_gradients_close(on_brian2, on_torch, rtol=1e-6)
 
@@ -292,3 +294,26 @@ def test_activity_l2_in_eprop_is_its_immediate_derivative():
     eprop = estimate("eprop", context, params, batch, initial, level)
     _, reference = true_gradient(context, params, batch, initial, level, detach_recurrent=True)
     assert_gradients_close(eprop, reference, rtol=1e-8)
+
+
+@pytest.mark.slow
+def test_eprop_trains_flip_flop_nearly_as_well_as_bptt():
+    """Seeded; a CI-sized version of protocols/flip_flop_eprop.yaml (3 bits)."""
+    from pathlib import Path
+
+    from bioplast.protocol import load_protocol
+    from bioplast.training import train
+    protocol = Path(__file__).resolve().parent.parent / "protocols" / "flip_flop_eprop.yaml"
+    small = {"task.duration": "50 ms", "task.flip_probability": 0.1, "training.epochs": 12,
+             "training.alignment_every": 4, "record.trials": 2}
+    rule_of = {name: {"name": name, "optimizer": {"name": "adam", "lr": 0.01}, "grad_clip": 1.0}
+               for name in ("bptt", "eprop")}
+    results = {name: train(load_protocol(protocol, {**small, "rule": rule_of[name]}))
+               for name in ("bptt", "eprop")}
+    accuracy = {name: float(np.nanmean(r.history.accuracy_array()[-2:]))
+                for name, r in results.items()}
+    assert accuracy["bptt"] > 0.85
+    assert accuracy["eprop"] >= 0.9 * accuracy["bptt"], accuracy
+    alignment = results["eprop"].history.per_parameter("alignment")
+    recurrent = results["eprop"].history.parameters.index("W_rec")
+    assert alignment[0, recurrent] > 0.5  # early in training

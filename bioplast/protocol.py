@@ -34,7 +34,7 @@ from .rules import RULES, LearningRule
 from .backends.torch import torch_device
 from .tasks import TASKS, Task
 from .tasks.base import TimingError
-from .yamlfile import YamlDocument, load_yaml
+from .yamlfile import YamlDocument, format_key, load_yaml
 
 
 class _Strict(pydantic.BaseModel):
@@ -159,16 +159,17 @@ class _Locator:
         self.set_paths = [tuple(key.split(".")) for key in settings]
 
     def error(self, message: str, key_path) -> InputError:
-        path = tuple(str(part) for part in key_path)
+        path = tuple(key_path)
+        text = tuple(str(part) for part in path)
         for set_path in self.set_paths:
-            if path[:len(set_path)] == set_path:
+            if text[:len(set_path)] == set_path:
                 return InputError(message, file=self.name,
-                                  key=f"{'.'.join(path)} (from --set)")
-        literal = (*path[:1], ".".join(path[1:])) if len(path) > 2 else path
+                                  key=f"{format_key(path)} (from --set)")
+        literal = (*path[:1], ".".join(text[1:])) if len(path) > 2 else path
         lookup = literal if self.document.line(literal) != self.document.line(path[:1]) \
             else path
         return InputError(message, file=self.name, line=self.document.line(lookup),
-                          key=".".join(path) or None)
+                          key=format_key(path) or None)
 
 
 _MAPPING_ERRORS = ("model_type", "model_attributes_type", "dict_type")

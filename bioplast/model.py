@@ -310,12 +310,16 @@ def _to_numpy(value) -> np.ndarray:
     return np.asarray(value)
 
 
+def _with_unit(value: float, unit: str) -> str:
+    return f"{value:g}" if unit == "1" else f"{value:g} {unit}"
+
+
 def _describe_constraints(spec: ParamSpec) -> str:
     parts = []
     if spec.min is not None:
-        parts.append(f"min {spec.min:g} {spec.unit}")
+        parts.append(f"min {_with_unit(spec.min, spec.unit)}")
     if spec.max is not None:
-        parts.append(f"max {spec.max:g} {spec.unit}")
+        parts.append(f"max {_with_unit(spec.max, spec.unit)}")
     if spec.zero_diagonal:
         parts.append("no autapses: zero diagonal")
     if spec.column_sign is not None:
@@ -809,9 +813,11 @@ class _ModelReader:
             drawn = init.bounded_range()
             if drawn is not None and not (bounds.get("min", -np.inf) <= drawn[0]
                                           and drawn[1] <= bounds.get("max", np.inf)):
-                values = f"{drawn[0]:g}" + (f" to {drawn[1]:g}" if drawn[1] != drawn[0] else "")
-                raise self.fail(f"the initial values {values} {spec.unit} are outside the "
-                                f"bounds of '{name}' ({_describe_constraints(spec)})", init_at)
+                low, high = drawn
+                values = _with_unit(low, spec.unit) if low == high else \
+                    f"{low:g} to {_with_unit(high, spec.unit)}"
+                raise self.fail(f"the initial values {values} are outside the bounds of "
+                                f"'{name}' ({_describe_constraints(spec)})", init_at)
             trainable = entry.get("trainable", name in self.trainable_flags)
             if not isinstance(trainable, bool):
                 raise self.error("must be true or false", *key, "trainable")

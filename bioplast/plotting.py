@@ -141,11 +141,15 @@ def plot_training(datasets: Sequence[xr.Dataset], labels: Sequence[str],
         axes[2].legend(fontsize=6, ncol=2)
     if has_trials:
         _plot_trials(axes[-1], first, n_trials, colors)
-    figure.suptitle(f"{first.attrs.get('protocol_name', '')}: task "
-                    f"'{first.attrs.get('task', '?')}', model "
-                    f"'{first.attrs.get(schema.ATTR_MODEL_NAME, '?')}', rule "
-                    f"'{first.attrs.get(schema.ATTR_RULE, '?')}' "
-                    f"[{first.attrs.get(schema.ATTR_STATUS, '?')}]", fontsize=10)
+    from matplotlib.ticker import MaxNLocator
+    for axis in axes[:2 + has_alignment]:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_xlabel("epochs completed")
+    runs = "; ".join(f"{label}: {d.attrs.get('protocol_name', '')}, rule "
+                     f"'{d.attrs.get(schema.ATTR_RULE, '?')}' [{d.attrs.get(schema.ATTR_STATUS, '?')}]"
+                     for label, d in zip(labels, datasets))
+    figure.suptitle(f"task '{first.attrs.get('task', '?')}', model "
+                    f"'{first.attrs.get(schema.ATTR_MODEL_NAME, '?')}' - {runs}", fontsize=9)
     figure.tight_layout()
     _save(figure, path, dpi=110)
 

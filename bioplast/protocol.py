@@ -284,13 +284,9 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
         regularizer_class, config = _named_section(document, entry, ["regularizers", index],
                                                    REGULARIZERS)
         regularizer = regularizer_class(config)
-        unknown = [name for name in regularizer.variables(model) if name not in
-                   model.recordable] + [name for name in getattr(regularizer, "names",
-                                                                 lambda m: [])(model)
-                                        if name not in model.params]
-        if unknown:
-            raise document.error(f"'{', '.join(unknown)}' not in model '{model.name}'",
-                                 ["regularizers", index])
+        problem = regularizer.check(model)
+        if problem:
+            raise document.error(problem[1], ["regularizers", index, problem[0]])
         regularizers.append(regularizer)
     if model.readout is None:
         raise document.error(f"model '{model.name}' has no readout; training needs one",
@@ -303,6 +299,10 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
         torch_device(schema.backend.device)
     except InputError as error:
         raise document.error(error.message, ["backend", "device"]) from None
-    return Protocol(schema, text, raw.name, model, task, rule_class(rule_config), regularizers)
+    rule = rule_class(rule_config)
+    problem = rule.check(model)
+    if problem:
+        raise document.error(problem[1], ["rule", problem[0]])
+    return Protocol(schema, text, raw.name, model, task, rule, regularizers)
 
 

@@ -41,6 +41,10 @@ class Regularizer(ABC):
     def variables(self, model) -> list[str]:
         return []
 
+    def check(self, model) -> tuple[str, str] | None:
+        """``(config key, message)`` if the config does not fit ``model``, else None."""
+        return None
+
     def step_penalty(self, model, previous: Mapping[str, torch.Tensor],
                      current: Mapping[str, torch.Tensor], n_steps: int,
                      per_trial: bool = False):
@@ -125,6 +129,14 @@ class ActivityL2(Regularizer):
     def variables(self, model):
         return list(self.config.variables or model.state_names)
 
+    def check(self, model):
+        unknown = [name for name in self.variables(model) if name not in model.recordable]
+        if unknown:
+            return "variables", (f"{', '.join(map(repr, unknown))} not recorded variables of "
+                                 f"model '{model.name}' (recordable: "
+                                 f"{', '.join(model.recordable)})")
+        return None
+
     def step_penalty(self, model, previous, current, n_steps, per_trial=False):
         total = 0.0
         for name in self.variables(model):
@@ -149,9 +161,19 @@ class WeightL2(Regularizer):
     def names(self, model) -> list[str]:
         return list(self.config.params or model.couplings)
 
+    def check(self, model):
+        wrong = [name for name in self.names(model)
+                 if name not in model.params or not model.params[name].trainable]
+        if wrong:
+            trainable = [name for name, spec in model.params.items() if spec.trainable]
+            return "params", (f"{', '.join(map(repr, wrong))} not trainable parameters of "
+                              f"model '{model.name}' (trainable: {', '.join(trainable)})")
+        return None
+
     def param_penalty(self, model, params):
-        return self.config.weight * sum((params[name] ** 2).flatten(1).sum(dim=1)
-                                        for name in self.names(model))
+        return self.config.weight * sum(
+            (params[name] ** 2).reshape(params[name].shape[0], -1).sum(dim=1)
+            for name in self.names(model))
 
 
 REGULARIZERS = Registry("regularizer", "bioplast.regularizers")

@@ -114,6 +114,18 @@ def forward(context: TrainingContext, params: Mapping[str, torch.Tensor], batch:
     return readout(model, recorded[model.readout.source], params), recorded
 
 
+def values_at_step_start(context: TrainingContext, params, name: str, recorded,
+                         initial_state) -> torch.Tensor:
+    """The values of variable ``name`` that step t starts from, ``(member, trial, time,
+    unit)``: the recorded values (end of step t-1), and at t = 0 the value of the initial
+    state."""
+    n_members = recorded[name].shape[0]
+    initial = context.initial_tensors(initial_state, n_members)
+    env = {**context.stepper.bind(params), **initial, "t": 0.0, "dt": context.model.dt}
+    first = context.stepper.value(name, env, None)
+    return torch.cat([first[:, :, None], recorded[name][:, :, :-1]], dim=2)
+
+
 def objective(context: TrainingContext, params, batch: Batch, initial_state, level: Level,
               outputs, recorded, per_trial: bool = False):
     """Task loss plus every regularizer's penalty (summed over members; per trial
@@ -180,6 +192,10 @@ class LearningRule(ABC):
 
     def __init__(self, config: RuleConfig):
         self.config = config
+
+    def check(self, model: Model) -> tuple[str, str] | None:
+        """``(config key, message)`` if the config does not fit ``model``, else None."""
+        return None
 
     def trainable(self, context: TrainingContext, params) -> dict[str, torch.Tensor]:
         return {name: params[name] for name, spec in context.model.params.items()

@@ -122,9 +122,10 @@ class EProp(LearningRule):
         eligibility.update({p: {s: 0.0 for s in model.state_names} for p in unit_params})
         gradients = {name: torch.zeros_like(value) for name, value in trained.items()}
         total_loss, largest = 0.0, 0.0
-        previous = dict(states)
+        previous_targets, previous_sources = None, {}
         n_steps = len(inputs)
         for step, inputs_t in enumerate(inputs):
+            previous_eligibility = {name: dict(traces) for name, traces in eligibility.items()}
             env = stepper.environment(states, inputs_t, bound, step * model.dt,
                                       context.generator)
             target_values = {c.target: env[c.target] for c in model.couplings.values()}
@@ -135,10 +136,12 @@ class EProp(LearningRule):
                 lambda v: stepper.local_update(
                     env, {s: v[s] for s in states}, {t: v[t] for t in target_values},
                     {p: v[p] for p in own}), inputs_local)
+            sources = {}
             for coupling in couplings:
                 source = stepper.value(coupling.source, env, inputs_t)
                 if coupling.source == INPUT_SOURCE:
                     source = source.expand(n_members, *source.shape[-2:])
+                sources[coupling.name] = source
                 old = eligibility[coupling.name]
                 eligibility[coupling.name] = {
                     s: sum(derivative[s][s2][..., None] * old[s2] for s2 in model.state_names)
@@ -154,22 +157,29 @@ class EProp(LearningRule):
             signal, loss = self.learning_signal(context, params, new_states, env, targets,
                                                 mask, normalizer, level, step,
                                                 step_gradients, state)
-            current = {**new_states, **target_values}
-            signal_r, penalty = self.regularizer_signal(context, previous, current, n_steps,
-                                                        couplings, env, inputs_t,
-                                                        n_members, step_gradients)
-            previous = current
+            now, before, penalty = self.regularizer_signal(
+                context, (states, previous_targets), (new_states, target_values), env, n_steps)
             total_loss = total_loss + loss + penalty
-            for s in model.state_names:
-                learning = signal[s] + signal_r.get(s, 0.0)
+            # the regularizers' partials w.r.t. coupling targets: d target / d W = source
+            for partials, used in ((now, sources), (before, previous_sources)):
                 for coupling in couplings:
-                    step_gradients[coupling.name] += torch.einsum(
-                        "mbu,mbup->mup", learning, eligibility[coupling.name][s])
-                for parameter in unit_params:
-                    contribution = (learning * eligibility[parameter][s]).sum(dim=1)
-                    if not model.params[parameter].dims:  # shared: one value per network
-                        contribution = contribution.sum(dim=-1)
-                    step_gradients[parameter] += contribution
+                    if partials.get(coupling.target) is not None:
+                        step_gradients[coupling.name] += torch.einsum(
+                            "mbu,mbp->mup", partials[coupling.target], used[coupling.name])
+            for s in model.state_names:
+                for learning, traces in ((signal[s] + now.get(s, 0.0), eligibility),
+                                         (before.get(s), previous_eligibility)):
+                    if learning is None or step == 0 and traces is previous_eligibility:
+                        continue  # the initial state does not depend on the parameters
+                    for coupling in couplings:
+                        step_gradients[coupling.name] += torch.einsum(
+                            "mbu,mbup->mup", learning, traces[coupling.name][s])
+                    for parameter in unit_params:
+                        contribution = (learning * traces[parameter][s]).sum(dim=1)
+                        if not model.params[parameter].dims:  # shared: one per network
+                            contribution = contribution.sum(dim=-1)
+                        step_gradients[parameter] += contribution
+            previous_targets, previous_sources = target_values, sources
             if online:
                 largest = max(largest, self.apply(context, params, step_gradients, state))
             else:
@@ -222,32 +232,46 @@ class EProp(LearningRule):
                 signal[s] = signal_z * derivative[source_name][s]
         return signal, float(loss.detach())
 
-    def regularizer_signal(self, context, previous, current, n_steps, couplings, env,
-                           inputs_t, n_members, gradients):
-        """Immediate partial derivatives of the regularizers' step terms: per state (a
-        learning signal) and per coupling target (added to ``gradients`` through
-        ``d target / d W = source``). Returns ``(signals, penalty)``."""
+    def regularizer_signal(self, context, previous, current, env, n_steps):
+        """Partial derivatives of the regularizers' step term w.r.t. the values of this
+        step and of the step before, each ``{state or coupling target: (member, trial,
+        unit)}``; the values a regularizer reads from a subexpression are computed from
+        the states, so their derivatives reach the states. Returns ``(now, before,
+        penalty)``; at the first step the previous states are the initial ones and there
+        are no previous targets."""
         if not context.regularizers:
-            return {}, 0.0
-        model = context.model
+            return {}, {}, 0.0
+        model, stepper = context.model, context.stepper
+        needed = {name for r in context.regularizers for name in r.variables(model)}
+
+        def values(states, targets):
+            out = {**states, **(targets or {})}
+            for name in needed - set(out):
+                if name in stepper.plain:
+                    out[name] = stepper.plain[name]({**env, **out})
+            return out
+
         with torch.enable_grad():
-            leaves = {k: v.detach().requires_grad_(True) for k, v in current.items()}
-            penalty = sum(torch.as_tensor(r.step_penalty(model, previous, leaves, n_steps)).sum()
-                          for r in context.regularizers)
-            if not penalty.requires_grad:
-                return {}, float(penalty)
-            partials = torch.autograd.grad(penalty, list(leaves.values()), allow_unused=True)
-        partials = dict(zip(leaves, partials))
-        for coupling in couplings:
-            partial = partials.get(coupling.target)
-            if partial is None:
-                continue
-            source = context.stepper.value(coupling.source, env, inputs_t)
-            if coupling.source == INPUT_SOURCE:
-                source = source.expand(n_members, *source.shape[-2:])
-            gradients[coupling.name] += torch.einsum("mbu,mbp->mup", partial, source)
-        signals = {s: partials[s] for s in model.state_names if partials.get(s) is not None}
-        return signals, float(penalty.detach())
+            leaves = []
+            for states, targets in (current, previous):
+                states = {k: v.detach().requires_grad_(True) for k, v in states.items()}
+                targets = None if targets is None else \
+                    {k: v.detach().requires_grad_(True) for k, v in targets.items()}
+                leaves.append((states, targets))
+            (now_states, now_targets), (old_states, old_targets) = leaves
+            penalty = sum(torch.as_tensor(r.step_penalty(
+                model, values(old_states, old_targets), values(now_states, now_targets),
+                n_steps)).sum() for r in context.regularizers)
+            if not torch.is_tensor(penalty) or not penalty.requires_grad:
+                return {}, {}, float(penalty)
+            groups = [now_states, now_targets, old_states, old_targets or {}]
+            flat = [(i, k, v) for i, group in enumerate(groups) for k, v in group.items()]
+            grads = torch.autograd.grad(penalty, [v for _, _, v in flat], allow_unused=True)
+        now, before = {}, {}
+        for (index, name, _), grad in zip(flat, grads):
+            if grad is not None:
+                (now if index < 2 else before)[name] = grad
+        return now, before, float(penalty.detach())
 
 
 class RFLO(EProp):

@@ -5,8 +5,9 @@ Gaussian noise ``xi`` (std ``sigma``, fresh at every step, unit and trial) is ad
 unit inputs: every perturbed coupling target T (``target = W @ source``). Each trial's error
 ``E`` (task loss plus regularizer penalties of that trial) is compared with a baseline
 ``E_bar`` (the same trial without perturbation, ``paired``, or a running average,
-``running``), and the eligibility ``e_ij = sum_t xi_i(t) source_j(t)`` gives the gradient
-estimate
+``running``), and the eligibility ``e_ij = sum_t xi_i(t) source_j(t-1)`` (the presynaptic
+value that the perturbed input ``W @ source`` of step t used; the input at step t for input
+couplings) gives the gradient estimate
 
     g_W = mean over trials of (E - E_bar) e / sigma^2,
 
@@ -26,7 +27,8 @@ import pydantic
 import torch
 
 from ..compile_torch import READOUT_ACTIVATIONS, readout_pre_activation
-from .base import LearningRule, RuleConfig, forward, objective, parameter_penalty
+from .base import (LearningRule, RuleConfig, forward, objective, parameter_penalty,
+                   values_at_step_start)
 
 
 class NodePerturbationConfig(RuleConfig):
@@ -46,6 +48,17 @@ class NodePerturbation(LearningRule):
     Config = NodePerturbationConfig
     needs_torch_step = False
     description = "node perturbation with a paired or running baseline (Fiete & Seung 2006)"
+
+    def check(self, model):
+        if self.config.targets is None:
+            return None
+        allowed = [c.target for c in model.couplings.values() if model.params[c.name].trainable]
+        wrong = [t for t in self.config.targets if t not in allowed]
+        if wrong or not self.config.targets:
+            return "targets", (f"{', '.join(map(repr, wrong)) or 'an empty list'}: give targets "
+                               f"of trained couplings ({', '.join(allowed)}), or leave it out "
+                               "for all")
+        return None
 
     def perturbed(self, model) -> list:
         """The trained couplings whose targets are perturbed."""
@@ -104,16 +117,19 @@ class NodePerturbation(LearningRule):
         gradients = {}
         for coupling in couplings:
             source = inputs.expand(n_members, *inputs.shape[-3:]) \
-                if coupling.source == "input" else recorded[coupling.source]
+                if coupling.source == "input" else \
+                values_at_step_start(context, params, coupling.source, recorded, initial_state)
             gradients[coupling.name] = torch.einsum("mb,mbtu,mbtp->mup", advantage,
                                                     noise[coupling.target], source)
         gradients.update(self.readout_gradient(context, params, batch, level, *readout_from))
-        penalty, parameter_gradients = parameter_penalty(context, params,
-                                                         self.trainable(context, params))
+        _, parameter_gradients = parameter_penalty(context, params,
+                                                   self.trainable(context, params))
         for name, value in parameter_gradients.items():
             gradients[name] = gradients.get(name, 0.0) + value
-        loss = baseline.mean(dim=1).sum() + penalty
-        return gradients, loss
+        # the loss of the batch: unperturbed (paired), or as perturbed (running baseline);
+        # per-trial errors already hold the regularizers' parameter part
+        reported = baseline if self.config.baseline == "paired" else error
+        return gradients, reported.mean(dim=1).sum()
 
     def forward_pass(self, context, params, batch, initial_state, names, perturbations):
         """Outputs and recorded sources, on the torch step or on the run's backend."""

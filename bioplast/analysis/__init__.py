@@ -1,0 +1,1 @@
+"""Analyses of activity: bioplast results and recordings go through the same functions."""

@@ -134,7 +134,7 @@ def plot_training(datasets: Sequence[xr.Dataset], labels: Sequence[str],
     axes[1].set_ylim(0, 1.02)
     axes[1].legend(fontsize=7, loc="lower right")
     if has_alignment:
-        axes[2].set_xlabel("epoch")
+        axes[2].set_xlim(axes[0].get_xlim())
         axes[2].set_ylabel("cosine(update, BPTT gradient)")
         axes[2].set_ylim(-1.02, 1.02)
         axes[2].axhline(0, color="0.8", lw=0.8)

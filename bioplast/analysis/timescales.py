@@ -139,7 +139,7 @@ def timescales(data, variable: str | None = None, max_lag: int = 30,
     xarray.Dataset
         ``autocorrelation (unit, lag)``, ``population_autocorrelation (lag)``, per unit
         ``tau``, ``tau_single``, ``tau_fast``, ``tau_slow``, ``weight_fast``, ``aic_single``,
-        ``aic_double``, ``model`` ("single"/"double"/"none"), and ``network_tau``,
+        ``aic_double``, ``fit_model`` ("single"/"double"/"none"), and ``network_tau``,
         ``population_tau`` and the population fit, with ``lag`` in seconds (or steps).
     """
     traces, name = activity(data, variable)
@@ -160,8 +160,8 @@ def timescales(data, variable: str | None = None, max_lag: int = 30,
         data_vars[f"population_{key}"] = ((), population_fit[key],
                                           {schema.ATTR_UNITS: unit}
                                           if key.startswith("tau") else {})
-    data_vars["model"] = ((schema.UNIT,), np.array([f["model"] for f in fits]))
-    data_vars["population_model"] = ((), population_fit["model"])
+    data_vars["fit_model"] = ((schema.UNIT,), np.array([f["model"] for f in fits]))
+    data_vars["population_fit_model"] = ((), population_fit["model"])
     valid = np.array([f["tau"] for f in fits])
     data_vars["network_tau"] = ((), population_fit["tau"], {
         schema.ATTR_UNITS: unit, schema.ATTR_LONG_NAME: "timescale of the summed activity"})

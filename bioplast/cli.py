@@ -190,6 +190,56 @@ def cmd_run(args) -> int:
     return 1 if result.status == schema.STATUS_DIVERGED else 130
 
 
+def cmd_analyze(args) -> int:
+    from .analysis.analyze import analyze
+    from .files import check_writable
+    from .results import load, save
+    dataset = load(args.file)
+    chosen = {"do_timescales": args.timescales, "do_dynamics": args.dynamics,
+              "do_geometry": args.geometry}
+    if not any(chosen.values()):
+        chosen = {key: True for key in chosen}
+    check_writable(Path(args.output))
+    _say(args, f"analyzing {args.file}: "
+               + ", ".join(k.removeprefix("do_") for k, v in chosen.items() if v) + " ...")
+    result = analyze(dataset, **chosen, variable=args.variable, steps=args.steps,
+                     burn_in=args.burn_in, trials=args.trials, drive=args.drive,
+                     max_lag=args.max_lag, seed=args.seed, where=args.file)
+    result.attrs[schema.ATTR_COMMAND] = shlex.join(["bioplast", *sys.argv[1:]])
+    save(result, args.output)
+    _say(args, f"wrote {args.output}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .analysis.similarity import compare
+    from .results import load, provenance, save
+    model, recording = load(args.result), load(args.recording)
+    metrics = args.metric or ["procrustes", "cca", "cka", "rsa"]
+    result = compare(model, recording, metrics=metrics, model_variable=args.variable,
+                     recording_variable=args.recording_variable,
+                     model_condition=args.condition, recording_condition=args.condition
+                     if args.recording_condition is None else args.recording_condition,
+                     folds=args.folds, shuffles=args.shuffles, seed=args.seed,
+                     where=(args.result, args.recording))
+    print(f"{args.result} vs {args.recording}: {len(result.attrs['conditions'])} conditions, "
+          f"{result.attrs['n_time']} time points")
+    for metric in result["metric"].values:
+        row = result.sel(metric=metric)
+        kind = "distance" if int(row["is_distance"]) else "similarity"
+        print(f"  {metric:<11} {kind:<10} {float(row['value']):.4f}  cross-validated "
+              f"{float(row['cross_validated']):.4f} +- {float(row['cross_validated_std']):.4f}"
+              f"  shuffled {float(row['shuffled_mean']):.4f} +- "
+              f"{float(row['shuffled_std']):.4f}  p = {float(row['p_value']):.3g}")
+    if args.output:
+        result.attrs.update(provenance(kind="comparison", model_file=args.result,
+                                       recording_file=args.recording,
+                                       command=shlex.join(["bioplast", *sys.argv[1:]])))
+        save(result, args.output)
+        _say(args, f"wrote {args.output}")
+    return 0
+
+
 def cmd_info(args) -> int:
     from .results import load
     dataset = load(args.file)
@@ -287,12 +337,16 @@ def _default_text(field) -> str:
 
 
 def cmd_plot(args) -> int:
-    from .plotting import plot_simulations, plot_training
+    from .plotting import plot_analysis, plot_simulations, plot_training
     from .results import load
     datasets = [load(path) for path in args.files]
     labels = [Path(p).name for p in args.files]
     kinds = {d.attrs.get(schema.ATTR_KIND) for d in datasets}
-    if kinds == {"training"}:
+    if "analysis" in kinds:
+        if len(datasets) > 1:
+            raise InputError("plot one analysis file at a time", file=args.files[1])
+        plot_analysis(datasets[0], labels[0], args.output)
+    elif kinds == {"training"}:
         plot_training(datasets, labels, args.output)
     elif "training" in kinds:
         raise InputError("cannot plot training and simulation results in one figure",
@@ -348,6 +402,43 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue from the checkpoint next to OUT.nc")
     run.set_defaults(func=cmd_run)
+
+    analyze_ = add("analyze", "timescales, dynamics and geometry of a result or a recording")
+    analyze_.add_argument("file", metavar="RESULT.nc|RECORDING.nc")
+    analyze_.add_argument("-o", "--output", required=True, metavar="OUT.nc")
+    analyze_.add_argument("--timescales", action="store_true")
+    analyze_.add_argument("--dynamics", action="store_true")
+    analyze_.add_argument("--geometry", action="store_true",
+                          help="(none of the three: all of them)")
+    analyze_.add_argument("--variable", help="activity to analyse (default: the readout's "
+                                             "source, or the first (trial, time, unit) one)")
+    analyze_.add_argument("--steps", type=_positive_int, default=10000,
+                          help="timescales: steps of the driven run (after the burn-in)")
+    analyze_.add_argument("--burn-in", type=_non_negative_int, default=500)
+    analyze_.add_argument("--trials", type=_positive_int, default=10)
+    analyze_.add_argument("--drive", default="auto", choices=["auto", "bits", "normal", "zero"],
+                          help="timescales: inputs of the driven run (auto: bits for n_parity "
+                               "and n_dms, else normal)")
+    analyze_.add_argument("--max-lag", type=_positive_int, default=30,
+                          help="timescales: lags fitted, in steps")
+    analyze_.add_argument("--seed", type=_non_negative_int, default=0)
+    analyze_.set_defaults(func=cmd_analyze)
+
+    compare_ = add("compare", "similarity of a result's activity to a recording")
+    compare_.add_argument("result", metavar="RESULT.nc")
+    compare_.add_argument("recording", metavar="RECORDING.nc")
+    compare_.add_argument("--metric", action="append",
+                          choices=["procrustes", "cca", "cka", "rsa"],
+                          help="repeat for several (default: all)")
+    compare_.add_argument("--variable", help="the result's activity variable")
+    compare_.add_argument("--recording-variable", help="the recording's activity variable")
+    compare_.add_argument("--condition", help="condition labels along trial (both files)")
+    compare_.add_argument("--recording-condition", help="the recording's condition labels")
+    compare_.add_argument("--folds", type=_positive_int, default=2)
+    compare_.add_argument("--shuffles", type=_non_negative_int, default=100)
+    compare_.add_argument("--seed", type=_non_negative_int, default=0)
+    compare_.add_argument("-o", "--output", metavar="OUT.nc", help="also save the numbers")
+    compare_.set_defaults(func=cmd_compare)
 
     info = add("info", "summarize a netCDF file")
     info.add_argument("file", metavar="FILE.nc")

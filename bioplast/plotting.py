@@ -183,3 +183,92 @@ def _plot_trials(axis, dataset: xr.Dataset, n_trials: int, colors) -> None:
     axis.set_xlabel("time [ms]")
     axis.set_title("test trials (offset): outputs solid, targets dashed/dots", fontsize=9)
     axis.set_yticks([])
+
+
+def plot_analysis(dataset: xr.Dataset, label: str, path: str | os.PathLike) -> None:
+    """The panels an analysis dataset has: autocorrelations with their fits and the
+    distribution of unit timescales; PCA trajectories with fixed/slow points; the limit
+    cycle / slow point ratio of each trial."""
+    from .analysis.timescales import double_exponential, single_exponential
+    plt = _pyplot()
+    panels = []
+    if "autocorrelation" in dataset:
+        panels += ["autocorrelation", "taus"]
+    if "projections" in dataset:
+        panels.append("pca")
+    if "mechanism_ratio" in dataset:
+        panels.append("mechanism")
+    if not panels:
+        raise InputError("no analysis results to plot", file=label)
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    axes = dict(zip(panels, axes[0]))
+    if "autocorrelation" in axes:
+        axis = axes["autocorrelation"]
+        lag = dataset["lag"].values
+        units_of_lag = dataset["lag"].attrs.get(schema.ATTR_UNITS, "step")
+        scale = 1e3 if units_of_lag == "second" else 1.0
+        for unit in range(min(5, dataset.sizes.get(schema.UNIT, 0))):
+            axis.plot(lag * scale, dataset["autocorrelation"].isel({schema.UNIT: unit}),
+                      color="0.75", lw=0.8)
+        axis.plot(lag * scale, dataset["population_autocorrelation"], "k.", label="population")
+        fine = np.linspace(lag[0], lag[-1], 200)
+        if str(dataset["population_fit_model"].values) == "double":
+            fit = double_exponential(fine, 1.0, float(dataset["population_weight_fast"]),
+                                     float(dataset["population_tau_fast"]),
+                                     float(dataset["population_tau_slow"]))
+        else:
+            fit = single_exponential(fine, 1.0, float(dataset["population_tau_single"]))
+        axis.plot(fine * scale, fit, "r-", label=f"fit, tau_net = "
+                  f"{float(dataset['network_tau']) * scale:.3g} "
+                  f"{'ms' if scale == 1e3 else 'steps'}")
+        axis.set_xlabel(f"lag [{'ms' if scale == 1e3 else 'steps'}]")
+        axis.set_ylabel("autocorrelation")
+        axis.legend(fontsize=7)
+        axis = axes["taus"]
+        taus = dataset["tau"].values * scale
+        axis.hist(taus[np.isfinite(taus)], bins=20, color="C0")
+        axis.axvline(float(dataset["network_tau"]) * scale, color="r", label="network")
+        axis.set_xlabel(f"unit timescale tau [{'ms' if scale == 1e3 else 'steps'}]")
+        axis.set_ylabel("units")
+        axis.legend(fontsize=7)
+    if "pca" in axes:
+        axis = axes["pca"]
+        projections = dataset["projections"]
+        for trial in range(projections.sizes[schema.TRIAL]):
+            path_ = projections.isel({schema.TRIAL: trial})
+            axis.plot(path_.isel(component=0), path_.isel(component=1), lw=0.8)
+        variable = dataset.attrs.get("variable")
+        point = f"point_{variable}"
+        if point in dataset and dataset[point].sizes[schema.UNIT] == \
+                dataset["components"].sizes[schema.UNIT]:
+            centered = dataset[point].values - dataset["mean_activity"].values
+            on_pcs = centered @ dataset["components"].values[:2].T
+            stable = dataset["stable"].values.astype(bool)
+            axis.plot(on_pcs[stable, 0], on_pcs[stable, 1], "ko", label="stable point")
+            axis.plot(on_pcs[~stable, 0], on_pcs[~stable, 1], "o", mfc="none", mec="k",
+                      label="unstable point")
+            axis.legend(fontsize=7)
+        ratio = dataset["explained_variance_ratio"].values
+        axis.set_xlabel(f"PC1 ({ratio[0]:.0%})")
+        axis.set_ylabel(f"PC2 ({ratio[1]:.0%})" if ratio.size > 1 else "PC2")
+        axis.set_title(f"participation ratio {float(dataset['participation_ratio']):.2f}",
+                       fontsize=9)
+    if "mechanism" in axes:
+        axis = axes["mechanism"]
+        ratio = dataset["mechanism_ratio"].values
+        colors = ["C3" if kind == "limit_cycle" else "C0" for kind in dataset["mechanism"].values]
+        axis.bar(np.arange(ratio.size), ratio, color=colors)
+        axis.axhline(float(dataset.attrs.get("threshold", 0.5)), color="k", ls="--", lw=0.8)
+        axis.set_ylim(0, 1)
+        axis.set_xlabel("trial")
+        axis.set_ylabel("power near DC (< 0.5: limit cycle)")
+        periods = dataset["period"].values
+        if np.isfinite(periods).any():
+            axis.set_title(f"limit cycles, period {np.nanmedian(periods) * 1e3:.3g} ms",
+                           fontsize=9)
+        else:
+            axis.set_title("slow-point manifolds", fontsize=9)
+    figure.suptitle(f"{label}: analysis of model '{dataset.attrs.get(schema.ATTR_MODEL_NAME, '?')}'"
+                    f" ({dataset.attrs.get('variable', '')})", fontsize=10)
+    figure.tight_layout()
+    _save(figure, path, dpi=110)

@@ -21,7 +21,7 @@ from .. import schema
 from ..errors import InputError
 from ..model import load_model
 from ..results import INITIAL_PREFIX, provenance
-from .data import activity
+from .data import activity, time_step
 from .dynamics import classify_mechanism, extended_run, find_fixed_points
 from .geometry import geometry
 from .timescales import timescales
@@ -75,11 +75,12 @@ def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: boo
     rng = np.random.default_rng(seed)
     parts = []
     recorded = None
-    if do_geometry or (do_dynamics and model is None):
+    if do_geometry or model is None:
         recorded, variable = activity(dataset, variable, where)
+        time_step(recorded, where)  # a bad time coordinate is reported with the file
     if do_timescales:
         if model is None:
-            traces = recorded if recorded is not None else activity(dataset, variable, where)[0]
+            traces = recorded
         else:
             from ..simulation import simulate
             inputs = drive_inputs(drive, dataset.attrs.get("task"),
@@ -92,7 +93,7 @@ def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: boo
     if do_dynamics:
         parts.append(_dynamics(dataset, model, params, variable, recorded, n_points, rng,
                                where))
-    result = xr.merge(parts, compat="override", combine_attrs="drop")
+    result = xr.merge(parts, compat="override", combine_attrs="drop_conflicts")
     result.attrs = provenance(**{
         schema.ATTR_KIND: "analysis",
         "analyses": json.dumps([name for name, on in (("timescales", do_timescales),

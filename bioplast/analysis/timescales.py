@@ -27,10 +27,11 @@ MODELS = ("single", "double")
 #: The two-exponential model is chosen only when its AIC is lower by more than AIC_MARGIN
 #: and its components are distinct: each weighs at least MIN_WEIGHT, the slow timescale is
 #: MIN_RATIO times the fast one and below the fit's bound (otherwise a tiny, slow component
-#: fitting the noise of the autocorrelation's tail wins on AIC alone).
+#: fitting the noise of the autocorrelation's tail wins on AIC alone: the errors of an
+#: estimated autocorrelation are strongly correlated across lags, which AIC assumes away).
 AIC_MARGIN = 2.0
-MIN_WEIGHT = 0.05
-MIN_RATIO = 1.5
+MIN_WEIGHT = 0.1
+MIN_RATIO = 2.0
 
 
 def autocorrelation(traces: np.ndarray, max_lag: int) -> np.ndarray:

@@ -190,11 +190,35 @@ def cmd_run(args) -> int:
     return 1 if result.status == schema.STATUS_DIVERGED else 130
 
 
+def _read_recording(path: str, args):
+    """A netCDF file, or an NWB file cut into trials by the ``--nwb-*`` options."""
+    from .results import load
+    if Path(path).suffix.lower() != ".nwb":
+        return load(path)
+    from .analysis.nwb import read_nwb
+    return read_nwb(path, source=args.nwb_source, bin_size=args.bin, window=args.window,
+                    align=args.align)
+
+
+def cmd_convert(args) -> int:
+    from .files import check_writable
+    from .results import save
+    if Path(args.file).suffix.lower() != ".nwb":
+        raise InputError("convert reads NWB files (.nwb)", file=args.file)
+    check_writable(Path(args.output))
+    dataset = _read_recording(args.file, args)
+    dataset.attrs[schema.ATTR_COMMAND] = shlex.join(["bioplast", *sys.argv[1:]])
+    save(dataset, args.output)
+    sizes = ", ".join(f"{dim}={size}" for dim, size in dataset["activity"].sizes.items())
+    _say(args, f"wrote {args.output}: activity ({sizes})")
+    return 0
+
+
 def cmd_analyze(args) -> int:
     from .analysis.analyze import analyze
     from .files import check_writable
-    from .results import load, save
-    dataset = load(args.file)
+    from .results import save
+    dataset = _read_recording(args.file, args)
     chosen = {"do_timescales": args.timescales, "do_dynamics": args.dynamics,
               "do_geometry": args.geometry}
     if not any(chosen.values()):
@@ -213,8 +237,8 @@ def cmd_analyze(args) -> int:
 
 def cmd_compare(args) -> int:
     from .analysis.similarity import compare
-    from .results import load, provenance, save
-    model, recording = load(args.result), load(args.recording)
+    from .results import provenance, save
+    model, recording = _read_recording(args.result, args), _read_recording(args.recording, args)
     metrics = args.metric or ["procrustes", "cca", "cka", "rsa"]
     result = compare(model, recording, metrics=metrics, model_variable=args.variable,
                      recording_variable=args.recording_variable,
@@ -369,6 +393,18 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--quiet", action="store_true", help="no progress messages")
         return command
 
+    def add_nwb_options(command):
+        group = command.add_argument_group("NWB recordings (.nwb files; needs bioplast[nwb])")
+        group.add_argument("--nwb-source", default="units", metavar="units|SERIES",
+                           help="the units table's spikes or a TimeSeries by name")
+        group.add_argument("--bin", type=_seconds, default=0.01, metavar="DURATION",
+                           help="bin width, e.g. '10 ms' (default 10 ms)")
+        group.add_argument("--window", type=_window, metavar="START,STOP",
+                           help="window around the alignment, e.g. '-100 ms,500 ms' "
+                                "(default: 0 to the shortest trial)")
+        group.add_argument("--align", default="start_time", metavar="COLUMN",
+                           help="trials-table column with the alignment times")
+
     simulate = add("simulate", "simulate a model (or re-simulate a result file)",
                    epilog=EPILOG_SIMULATE, formatter_class=argparse.RawDescriptionHelpFormatter)
     simulate.add_argument("source", metavar="MODEL.yaml|NAME|RESULT.nc")
@@ -404,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     analyze_ = add("analyze", "timescales, dynamics and geometry of a result or a recording")
-    analyze_.add_argument("file", metavar="RESULT.nc|RECORDING.nc")
+    analyze_.add_argument("file", metavar="RESULT.nc|RECORDING.nc|RECORDING.nwb")
     analyze_.add_argument("-o", "--output", required=True, metavar="OUT.nc")
     analyze_.add_argument("--timescales", action="store_true")
     analyze_.add_argument("--dynamics", action="store_true")
@@ -422,11 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
     analyze_.add_argument("--max-lag", type=_positive_int, default=30,
                           help="timescales: lags fitted, in steps")
     analyze_.add_argument("--seed", type=_non_negative_int, default=0)
+    add_nwb_options(analyze_)
     analyze_.set_defaults(func=cmd_analyze)
 
     compare_ = add("compare", "similarity of a result's activity to a recording")
     compare_.add_argument("result", metavar="RESULT.nc")
-    compare_.add_argument("recording", metavar="RECORDING.nc")
+    compare_.add_argument("recording", metavar="RECORDING.nc|RECORDING.nwb")
     compare_.add_argument("--metric", action="append",
                           choices=["procrustes", "cca", "cka", "rsa"],
                           help="repeat for several (default: all)")
@@ -438,7 +475,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare_.add_argument("--shuffles", type=_non_negative_int, default=100)
     compare_.add_argument("--seed", type=_non_negative_int, default=0)
     compare_.add_argument("-o", "--output", metavar="OUT.nc", help="also save the numbers")
+    add_nwb_options(compare_)
     compare_.set_defaults(func=cmd_compare)
+
+    convert = add("convert", "an NWB recording as a (trial, time, unit) netCDF file")
+    convert.add_argument("file", metavar="RECORDING.nwb")
+    convert.add_argument("-o", "--output", required=True, metavar="OUT.nc")
+    add_nwb_options(convert)
+    convert.set_defaults(func=cmd_convert)
 
     info = add("info", "summarize a netCDF file")
     info.add_argument("file", metavar="FILE.nc")
@@ -473,6 +517,35 @@ def _number(kind, minimum, strict):
 
 
 _positive_int = _number(int, 0, strict=True)
+
+
+def _seconds(text: str) -> float:
+    """A positive duration such as ``10 ms`` or ``0.01 second``, in seconds."""
+    from .quantities import parse_quantity
+    from brian2 import second
+    try:
+        value = parse_quantity(text, second.dim)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _window(text: str) -> tuple[float, float]:
+    """``START,STOP`` durations in seconds, e.g. ``-100 ms,500 ms``."""
+    from .quantities import parse_quantity
+    from brian2 import second
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected START,STOP, got {text!r}")
+    try:
+        start, stop = (parse_quantity(part.strip(), second.dim) for part in parts)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not stop > start:
+        raise argparse.ArgumentTypeError(f"STOP must be after START, got {text!r}")
+    return start, stop
 _non_negative_int = _number(int, 0, strict=False)
 _non_negative_float = _number(float, 0.0, strict=False)
 

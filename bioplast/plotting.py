@@ -256,16 +256,25 @@ def plot_analysis(dataset: xr.Dataset, label: str, path: str | os.PathLike) -> N
     if "mechanism" in axes:
         axis = axes["mechanism"]
         ratio = dataset["mechanism_ratio"].values
-        colors = ["C3" if kind == "limit_cycle" else "C0" for kind in dataset["mechanism"].values]
-        axis.bar(np.arange(ratio.size), ratio, color=colors)
+        kinds = dataset["mechanism"].values
+        trials = np.arange(ratio.size)
+        for kind, color, marker in (("limit_cycle", "C3", "o"), ("slow_point_manifold", "C0", "s")):
+            chosen = kinds == kind
+            if chosen.any():
+                axis.scatter(trials[chosen], ratio[chosen], color=color, marker=marker,
+                             label=kind.replace("_", " "))
         axis.axhline(float(dataset.attrs.get("threshold", 0.5)), color="k", ls="--", lw=0.8)
-        axis.set_ylim(0, 1)
+        axis.set_ylim(-0.05, 1.05)
         axis.set_xlabel("trial")
         axis.set_ylabel("power near DC (< 0.5: limit cycle)")
+        axis.legend(fontsize=7)
         periods = dataset["period"].values
         if np.isfinite(periods).any():
-            axis.set_title(f"limit cycles, period {np.nanmedian(periods) * 1e3:.3g} ms",
-                           fontsize=9)
+            unit = dataset["period"].attrs.get(schema.ATTR_UNITS, "second")
+            median = np.nanmedian(periods)
+            text = f"{median * 1e3:.3g} ms" if unit == "second" else f"{median:.3g} {unit}"
+            axis.set_title(f"{np.isfinite(periods).sum()}/{periods.size} limit cycles, "
+                           f"period {text}", fontsize=9)
         else:
             axis.set_title("slow-point manifolds", fontsize=9)
     figure.suptitle(f"{label}: analysis of model '{dataset.attrs.get(schema.ATTR_MODEL_NAME, '?')}'"

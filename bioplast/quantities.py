@@ -50,6 +50,9 @@ def parse_quantity(value, dim=DIMENSIONLESS) -> float:
     if not isinstance(value, str):
         raise ValueError(f"expected a number or a quantity such as '10 ms', got {value!r}")
     match = _NUMBER_THEN_UNIT.match(value)
+    if match and not match.group(2) and dim is not DIMENSIONLESS:
+        raise ValueError(f"{value!r} needs a unit of {unit_string(dim)}, "
+                         f"e.g. '{value.strip()} {_example_unit(dim)}'")
     if match:  # "10 ms", "10*ms", "0 * ms", "1.5 mV/ms", "3": the number times its unit
         unit = _evaluate_units(match.group(2), value) if match.group(2) else 1
         quantity = float(match.group(1)) * unit

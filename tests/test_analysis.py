@@ -123,10 +123,10 @@ defaults: {n_units: 1, n_inputs: 1, n_outputs: 1, mu: 1, omega: 2.5, tau: 10 ms,
 def test_hopf_oscillator_is_a_limit_cycle_with_its_period(write_model):
     model = bioplast.load_model(write_model(HOPF))
     params = model.init_params(0)
-    inputs = np.zeros((2, 2000, 1))
+    inputs = np.zeros((2, 400, 1))
     inputs[:, :50, 0] = np.array([1.0, -1.0])[:, None]
     run = extended_run(model, params, inputs, None, variable="states")
-    result = classify_mechanism(run, trial_steps=2000)
+    result = classify_mechanism(run, trial_steps=400)
     assert list(result["mechanism"].values) == ["limit_cycle"] * 2
     period = 2 * np.pi * 0.01 / 2.5  # tau * 2 pi / omega
     np.testing.assert_allclose(result["period"].values, period, rtol=0.05)

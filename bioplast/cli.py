@@ -214,6 +214,55 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def _parse_grid(items) -> dict:
+    """``--grid key.path=v1,v2,...`` (values read as YAML scalars) as ``{key: [values]}``."""
+    grid = {}
+    for item in items or []:
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not values.strip():
+            raise InputError(f"expected KEY.PATH=V1,V2,..., got {item!r}", key="--grid")
+        if key in grid:
+            raise InputError(f"grid key '{key}' given twice", key="--grid")
+        parsed = []
+        for value in values.split(","):
+            try:
+                parsed.append(yaml.safe_load(value) if value.strip() else "")
+            except yaml.YAMLError:
+                parsed.append(value.strip())
+        grid[key] = parsed
+    return grid
+
+
+def cmd_sweep(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .files import check_writable
+    from .sweep import run_sweep
+    grid = _parse_grid(args.grid)
+    settings = _parse_overrides(args.set, "--set")
+    if not Path(args.protocol).is_file():
+        raise InputError("no such protocol file", file=args.protocol)
+    output = Path(args.output)
+    check_writable(output)
+    bar = tqdm(desc="sweep", unit="point", disable=args.quiet)
+
+    def progress(done, total):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    try:
+        dataset = run_sweep(args.protocol, grid, output, base_settings=settings,
+                            scheduler=args.scheduler, workers=args.workers,
+                            threads=args.threads, max_members=args.max_members,
+                            progress=progress)
+    finally:
+        bar.close()
+    statuses = dataset["point_status"].values.ravel()
+    _say(args, f"{statuses.size} grid points ({', '.join(f'{n} {s}' for s, n in zip(*np.unique(statuses, return_counts=True)))}): wrote {output}")
+    return 0
+
+
 def cmd_analyze(args) -> int:
     from .analysis.analyze import analyze
     from .files import check_writable
@@ -438,6 +487,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue from the checkpoint next to OUT.nc")
     run.set_defaults(func=cmd_run)
+
+    sweep = add("sweep", "train a protocol over a grid of settings on Dask (resumable)")
+    sweep.add_argument("protocol", metavar="PROTOCOL.yaml")
+    sweep.add_argument("--grid", action="append", required=True, metavar="KEY.PATH=V1,V2,...",
+                       help="a grid key and its values, e.g. rule.optimizer.lr=0.01,0.1 "
+                            "(repeat for more keys: their product is swept)")
+    sweep.add_argument("-o", "--output", required=True, metavar="OUT.nc",
+                       help="the stacked result; shards go to OUT.nc.shards/")
+    sweep.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                       help="edit the protocol for every point")
+    sweep.add_argument("--scheduler", metavar="ADDRESS",
+                       help="a running Dask scheduler (default: a local cluster)")
+    sweep.add_argument("--workers", type=_positive_int, default=2,
+                       help="local cluster: worker processes (default 2)")
+    sweep.add_argument("--threads", type=_positive_int, default=1,
+                       help="torch threads per worker (keep workers x threads <= cores)")
+    sweep.add_argument("--max-members", type=_positive_int, default=64,
+                       help="largest ensemble of grid points trained in one task")
+    sweep.set_defaults(func=cmd_sweep)
 
     analyze_ = add("analyze", "timescales, dynamics and geometry of a result or a recording")
     analyze_.add_argument("file", metavar="RESULT.nc|RECORDING.nc|RECORDING.nwb")

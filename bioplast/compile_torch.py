@@ -62,6 +62,17 @@ def torch_functions(dtype: torch.dtype, device: torch.device) -> dict[str, Calla
 READOUT_ACTIVATIONS = {"identity": lambda y: y, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 
 
+def draw(sample: Callable, shape, generator, dtype: torch.dtype,
+         device: torch.device) -> torch.Tensor:
+    """Random numbers ``(member, ...)`` from ``sample`` (``torch.randn``/``torch.rand``):
+    from one generator, or from one generator per member (a list), so that each member of
+    an ensemble draws exactly what it would draw alone."""
+    if isinstance(generator, (list, tuple)):
+        return torch.stack([sample(tuple(shape[1:]), generator=g, dtype=dtype, device=device)
+                            for g in generator])
+    return sample(tuple(shape), generator=generator, dtype=dtype, device=device)
+
+
 def _symbol(name: str) -> sympy.Symbol:
     return sympy.Symbol(name, real=True)
 
@@ -168,12 +179,10 @@ class TorchStepper:
         env["t"], env["dt"] = t, self.model.dt
         shape = next(iter(state.values())).shape
         for symbol, function in self.random:
-            sample = torch.randn if function == "randn" else torch.rand
-            env[symbol] = sample(shape, generator=generator, dtype=self.dtype,
-                                 device=self.device)
+            env[symbol] = draw(torch.randn if function == "randn" else torch.rand, shape,
+                               generator, self.dtype, self.device)
         for xi in self.white_noise:
-            env[f"_xi_{xi}"] = torch.randn(shape, generator=generator, dtype=self.dtype,
-                                           device=self.device)
+            env[f"_xi_{xi}"] = draw(torch.randn, shape, generator, self.dtype, self.device)
         for name, function in self.held:
             env[name] = function(env)
         for coupling in self.model.couplings.values():

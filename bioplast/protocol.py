@@ -56,6 +56,8 @@ class TrainingSection(_Strict):
                               "BPTT gradient (null: never)")
     stop_at_max_level: bool = True
     noise: bool = True
+    members: int = pydantic.Field(1, ge=1, description="networks trained as one batched "
+                                                       "ensemble, seeds seed, seed+1, ...")
 
 
 class BackendSection(_Strict):
@@ -295,6 +297,9 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
         if variable not in model.recordable:
             raise document.error(f"cannot record '{variable}' (recordable: "
                                  f"{', '.join(model.recordable)})", ["record", "variables"])
+    if schema.training.members > 1 and schema.backend.name != "torch":
+        raise document.error("ensembles (members > 1) train on the torch backend",
+                             ["training", "members"])
     try:
         torch_device(schema.backend.device)
     except InputError as error:

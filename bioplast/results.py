@@ -179,7 +179,43 @@ def training_dataset(result, command: str | None = None) -> xr.Dataset:
     ``wall_time`` (seconds); the learned parameters; the recorded test trials ``inputs``,
     ``targets``, ``mask``, ``outputs``, recorded variables, ``initial_<state>`` and
     ``condition_<name>``; provenance attrs including the protocol text.
+
+    An ensemble's Dataset has every variable along a leading ``member`` dim, with what
+    varies between members as coordinates (``seed``, ``lr``, ...), and per member
+    ``member_status``, ``member_stop_reason`` and ``member_epochs``; members that stopped
+    early (or had shorter test trials) are padded with NaN (``level``: -1).
     """
+    if len(result.members) == 1:
+        dataset = member_dataset(result.members[0], result.info, result.status,
+                                 result.message)
+    else:
+        datasets = [member_dataset(member, result.info, member.status, member.message)
+                    for member in result.members]
+        dataset = xr.concat(datasets, dim=schema.MEMBER, join="outer", coords="minimal",
+                            compat="override", combine_attrs="drop_conflicts",
+                            fill_value={"level": -1, **{name: np.nan for name in
+                                                        datasets[0].data_vars
+                                                        if name != "level"}})
+        dataset = dataset.assign_coords(
+            {schema.MEMBER: np.arange(len(datasets)),
+             **{key: (schema.MEMBER, np.asarray(values)) for key, values in
+                result.member_coords.items()}})
+        dataset["member_status"] = (schema.MEMBER, np.array([m.status for m in result.members]))
+        dataset["member_stop_reason"] = (schema.MEMBER, np.array([m.message
+                                                           for m in result.members]))
+        dataset["member_epochs"] = (schema.MEMBER, np.array([m.epochs_completed
+                                                      for m in result.members]))
+        dataset.attrs.update({schema.ATTR_STATUS: result.status, "stop_reason": result.message,
+                              schema.ATTR_PROTOCOL: result.members[0].protocol.text,
+                              "members": len(result.members)})
+        dataset.attrs.pop(schema.ATTR_SEED, None)
+    if command:
+        dataset.attrs[schema.ATTR_COMMAND] = command
+    return dataset
+
+
+def member_dataset(result, info: dict, status: str, message: str) -> xr.Dataset:
+    """The Dataset of one trained network (`bioplast.training.MemberResult`)."""
     protocol, history, model = result.protocol, result.history, result.protocol.model
     task = protocol.task
     n_epochs = len(history)
@@ -252,13 +288,11 @@ def training_dataset(result, command: str | None = None) -> xr.Dataset:
         "task_timing": json.dumps(task.describe_timing(), sort_keys=True),
         schema.ATTR_DT: model.dt,
         schema.ATTR_METHOD: model.method,
-        schema.ATTR_STATUS: result.status,
-        "stop_reason": result.message,
-        "epochs_completed": int(result.info["epochs_completed"]),
-        "resumed_from_epoch": int(-1 if result.info["resumed_from_epoch"] is None
-                                  else result.info["resumed_from_epoch"]),
+        schema.ATTR_STATUS: status,
+        "stop_reason": message,
+        "epochs_completed": int(info["epochs_completed"]),
+        "resumed_from_epoch": int(-1 if info["resumed_from_epoch"] is None
+                                  else info["resumed_from_epoch"]),
         "task_loss": task.loss,
     })
-    if command:
-        attrs[schema.ATTR_COMMAND] = command
     return xr.Dataset(data, coords=coords, attrs=attrs)

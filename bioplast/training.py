@@ -7,9 +7,16 @@ level is passed. Checkpoints (``torch.save`` of tensors and plain values only, r
 with ``weights_only=True``) are written atomically every ``checkpoint_every`` epochs and at
 the end; ``resume=True`` continues from the last one and gives the same parameters and
 history as an uninterrupted run (the random generators are part of the checkpoint).
-A non-finite loss stops the run with status ``diverged`` (the last good checkpoint is
-kept); Ctrl-C stops it with status ``interrupted``. Either way the result holds the
-history so far.
+A non-finite loss stops the network with status ``diverged`` (its last good parameters
+are kept; a run whose networks all diverged keeps its last good checkpoint); Ctrl-C stops
+the run with status ``interrupted``. Either way the result holds the history so far.
+
+An ensemble (``training.members: E``, or a list of protocols that differ only in seed,
+optimizer hyperparameters, clipping and parameter initialization) trains its networks as
+one batched model along the ``member`` axis; each network gets exactly the parameters and
+history it would get alone (tested), including its own curriculum level and early stop.
+Members whose batches differ in shape (other level, other trial length) run in separate
+batched passes within the same update.
 """
 
 from __future__ import annotations
@@ -31,12 +38,14 @@ from .compile_torch import TorchStepper
 from .curricula import Curriculum
 from .errors import InputError
 from .files import atomic_write
+from .ensembles import check_ensemble, member_protocols
+from .optimizers import MemberOptimizer
 from .protocol import Protocol
 from .backends import get_backend
 from .rules import TrainingContext, forward, true_gradient
-from .tasks import Batch, Level
+from .tasks import Batch, Level, stack_batches
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 
 @dataclass
@@ -106,7 +115,7 @@ class History:
 
 @dataclass
 class TestTrials:
-    """Recorded test trials at the end of training."""
+    """Recorded test trials of one network at the end of training."""
 
     batch: Batch
     initial_state: dict[str, np.ndarray]
@@ -115,18 +124,47 @@ class TestTrials:
 
 
 @dataclass
-class TrainingResult:
+class MemberResult:
+    """What one network of a run ended with."""
+
     protocol: Protocol
     params: dict[str, np.ndarray]
     history: History
     status: str
     message: str
     test: TestTrials | None
+    epochs_completed: int
+
+
+@dataclass
+class TrainingResult:
+    """The networks of a run (one, or the members of an ensemble) and how the run ended.
+
+    ``member_coords`` names what varies between members (e.g. ``{"seed": [0, 1]}``); a
+    single network's fields are also reachable as ``result.params``, ``.history``, ...
+    """
+
+    members: list[MemberResult]
+    status: str
+    message: str
     info: dict[str, Any]
+    member_coords: dict[str, list] = field(default_factory=dict)
 
+    @property
+    def protocol(self) -> Protocol:
+        return self.members[0].protocol
 
-class _Diverged(Exception):
-    pass
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return self.members[0].params
+
+    @property
+    def history(self) -> History:
+        return self.members[0].history
+
+    @property
+    def test(self) -> TestTrials | None:
+        return self.members[0].test
 
 
 def _first_difference(old: str, new: str) -> str:
@@ -154,42 +192,106 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(2, np.uint64)[0] >> 1)
 
 
-class Trainer:
-    """The state of one training run (parameters, optimizer, generators, curriculum)."""
+@dataclass
+class Member:
+    """The training state of one network of an ensemble besides its parameters: its
+    protocol (seed, hyperparameters), random streams, curriculum and history."""
 
-    def __init__(self, protocol: Protocol):
-        self.protocol = protocol
-        model, backend = protocol.model, protocol.schema.backend
+    protocol: Protocol
+    rng: np.random.Generator
+    generator: torch.Generator
+    curriculum: Curriculum
+    history: History
+    finished: str = ""  # why this network stopped, once it did
+    status: str = schema.STATUS_COMPLETE
+
+    @property
+    def seed(self) -> int:
+        return self.protocol.seed
+
+    def generator_for(self, *purpose: int) -> torch.Generator:
+        """A fresh generator seeded for one purpose (evaluation, comparison, test)."""
+        generator = torch.Generator(device=self.generator.device)
+        generator.manual_seed(_seed(self.seed, *purpose))
+        return generator
+
+    def draw(self, rng: np.random.Generator, batch_size: int, level: Level):
+        """A batch at ``level`` and its initial state, from ``rng``."""
+        batch = self.protocol.task.sample(batch_size, rng, level)
+        initial = self.protocol.model.initial_state(batch.n_trials,
+                                                    seed=int(rng.integers(2**62)))
+        return batch, initial
+
+
+class Trainer:
+    """The state of a run: the parameters of its networks ``(member, ...)``, their
+    optimizers and rule state, and one `Member` per network.
+
+    ``protocols`` holds one protocol per member (`bioplast.ensembles.member_protocols`);
+    they must fit one batched model (`bioplast.ensembles.check_ensemble`). Every network
+    follows exactly the path it would follow if trained alone: its own seed, batches,
+    noise, optimizer state, curriculum level and early stop.
+    """
+
+    def __init__(self, protocols: list[Protocol]):
+        check_ensemble(protocols)
+        self.protocols = protocols
+        first = protocols[0]
+        model, backend = first.model, first.schema.backend
         self.device = torch_device(backend.device)  # checked when the protocol was loaded
         self.dtype = DTYPES[backend.dtype]
         self.stepper = TorchStepper(model, self.dtype, self.device,
-                                    noise=protocol.training.noise)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(_seed(protocol.seed, 1))
-        self.rng = np.random.default_rng(_seed(protocol.seed, 2))
-        self.params = {name: torch.as_tensor(value[None], dtype=self.dtype, device=self.device)
-                       for name, value in model.init_params(protocol.seed).items()}
+                                    noise=first.training.noise)
+        self.members = []
+        for protocol in protocols:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(_seed(protocol.seed, 1))
+            self.members.append(Member(
+                protocol, np.random.default_rng(_seed(protocol.seed, 2)), generator,
+                Curriculum(protocol.task),
+                History(protocol.task.n_heads, [name for name, spec in model.params.items()
+                                                if spec.trainable])))
+        initial = [protocol.model.init_params(protocol.seed) for protocol in protocols]
+        self.params = {name: torch.as_tensor(np.stack([values[name] for values in initial]),
+                                             dtype=self.dtype, device=self.device)
+                       for name in model.params}
         self.backend = get_backend(backend.name, target=backend.target) \
             if backend.name != "torch" else None
-        self.context = TrainingContext(model, protocol.task, self.stepper, self.generator,
-                                       protocol.regularizers, self.backend)
-        self.rule_state = protocol.rule.init_state(self.context, self.params)
-        self.curriculum = Curriculum(protocol.task)
-        self.history = History(protocol.task.n_heads, [name for name, spec in
-                                                       model.params.items() if spec.trainable])
+        self.rule = first.rule
+        self.rule_state = self.rule.init_state(self.context(self.members), self.params)
+        self.optimizer = MemberOptimizer(
+            [p.rule.config.optimizer for p in protocols],
+            [p.rule.config.grad_clip for p in protocols],
+            self.rule.trainable(self.context(self.members), self.params))
         self.next_epoch = 0
-        self.finished = ""  # why training stopped early, once it did
+
+    @property
+    def protocol(self) -> Protocol:
+        return self.protocols[0]
+
+    def context(self, members: list[Member], generators=None) -> TrainingContext:
+        """The training context of some members (their own generators by default)."""
+        first = self.protocols[0]
+        return TrainingContext(first.model, first.task, self.stepper,
+                               generators or [m.generator for m in members],
+                               first.regularizers, self.backend)
+
+    def active(self) -> list[int]:
+        return [index for index, member in enumerate(self.members) if not member.finished]
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        return {"format": CHECKPOINT_FORMAT, "protocol": self.protocol.text,
-                "next_epoch": self.next_epoch,
+        return {"format": CHECKPOINT_FORMAT, "protocols": [p.text for p in self.protocols],
+                "seeds": [p.seed for p in self.protocols], "next_epoch": self.next_epoch,
                 "params": {k: v.detach().clone() for k, v in self.params.items()},
-                "rule": self.protocol.rule.state_dict(self.rule_state),
-                "rng": json.dumps(self.rng.bit_generator.state),
-                "generator": self.generator.get_state(),
-                "curriculum": self.curriculum.state_dict(),
-                "history": self.history.state_dict(), "finished": self.finished}
+                "rule": self.rule.state_dict(self.rule_state),
+                "optimizer": self.optimizer.state_dict(),
+                "rng": [json.dumps(m.rng.bit_generator.state) for m in self.members],
+                "generator": [m.generator.get_state() for m in self.members],
+                "curriculum": [m.curriculum.state_dict() for m in self.members],
+                "history": [m.history.state_dict() for m in self.members],
+                "finished": [m.finished for m in self.members],
+                "status": [m.status for m in self.members]}
 
     def save_checkpoint(self, path: Path) -> None:
         with atomic_write(path) as temporary:
@@ -205,134 +307,250 @@ class Trainer:
         if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
             raise InputError("not a bioplast checkpoint of this version; delete it or run "
                              "without --resume", file=str(path))
-        if saved.get("protocol") != self.protocol.text:
+        texts = [p.text for p in self.protocols]
+        if saved.get("protocols") != texts or saved.get("seeds") != \
+                [p.seed for p in self.protocols]:
+            old = (saved.get("protocols") or [""])[0]
             raise InputError("the checkpoint belongs to another protocol or other settings ("
-                             f"{_first_difference(saved.get('protocol', ''), self.protocol.text)}"
-                             "); run without --resume to start over", file=str(path))
+                             f"{_first_difference(old, texts[0])}); run without --resume to "
+                             "start over", file=str(path))
         with torch.no_grad():
             for name, value in saved["params"].items():
                 self.params[name].copy_(value)
-        self.protocol.rule.load_state_dict(self.rule_state, saved["rule"])
-        self.rng.bit_generator.state = json.loads(saved["rng"])
-        self.generator.set_state(saved["generator"])
-        self.curriculum.load_state_dict(saved["curriculum"])
-        self.history.load_state_dict(saved["history"])
+        self.rule.load_state_dict(self.rule_state, saved["rule"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        for index, member in enumerate(self.members):
+            member.rng.bit_generator.state = json.loads(saved["rng"][index])
+            member.generator.set_state(saved["generator"][index])
+            member.curriculum.load_state_dict(saved["curriculum"][index])
+            member.history.load_state_dict(saved["history"][index])
+            member.finished = str(saved["finished"][index])
+            member.status = str(saved["status"][index])
         self.next_epoch = int(saved["next_epoch"])
-        self.finished = str(saved["finished"])
+
+    # ------------------------------------------------------------------ groups
+    def groups(self, indices: list[int], draws: dict):
+        """Members that can share a batched pass: same level and same batch shape.
+        ``draws[i]`` is ``(level, batch, initial state)``; yields ``(indices, level,
+        stacked batch, stacked initial state)``."""
+        grouped: dict = {}
+        for index in indices:
+            level, batch, _ = draws[index]
+            grouped.setdefault((level, batch.inputs.shape, batch.targets.shape), []).append(
+                index)
+        for (level, _, _), members in grouped.items():
+            batch = stack_batches([draws[i][1] for i in members])
+            initial = {name: np.stack([draws[i][2][name] for i in members])
+                       for name in draws[members[0]][2]}
+            yield members, level, batch, initial
+
+    def _index(self, members: list[int]) -> torch.Tensor:
+        return torch.as_tensor(members, dtype=torch.long, device=self.device)
 
     # ------------------------------------------------------------------ epochs
-    def train_epoch(self, level: Level) -> tuple[float, float]:
-        """One epoch of updates: ``(mean loss, mean gradient norm)``.
+    def train_epoch(self) -> dict[int, tuple[float, float]]:
+        """One epoch of updates of every active network: ``{member: (mean loss, mean
+        gradient norm)}``. A network whose loss, gradient norm or parameters become
+        non-finite gets its parameters from before that update back and stops
+        (``status`` diverged); its row holds the finite losses of the epoch so far."""
+        training = self.protocols[0].training
+        started = self.active()
+        losses = {i: [] for i in started}
+        norms = {i: [] for i in started}
+        for _ in range(training.steps_per_epoch):
+            active = self.active()
+            if not active:
+                break
+            draws = {}
+            for i in active:
+                member = self.members[i]
+                level = member.curriculum.level()
+                draws[i] = (level, *member.draw(member.rng, training.batch_size, level))
+            for members, level, batch, initial in self.groups(active, draws):
+                loss, norm = self.update_group(members, level, batch, initial)
+                for j, i in enumerate(members):
+                    if self.members[i].status != schema.STATUS_DIVERGED:
+                        losses[i].append(loss[j])
+                        norms[i].append(norm[j])
+        return {i: (float(np.mean(losses[i])) if losses[i] else math.nan,
+                    float(np.mean(norms[i])) if norms[i] else math.nan) for i in started}
 
-        Raises `_Diverged` (parameters restored to before the bad update) when a loss, a
-        gradient norm or a parameter is not finite; ``self.partial`` keeps the finite
-        losses and norms of the epoch so far.
-        """
-        training, model, task = self.protocol.training, self.protocol.model, self.protocol.task
-        self.partial = losses, norms = [], []
-        for step in range(training.steps_per_epoch):
-            batch = task.sample(training.batch_size, self.rng, level)
-            initial = model.initial_state(batch.n_trials, seed=int(self.rng.integers(2**62)))
-            before = {k: v.detach().clone() for k, v in self.params.items()}
-            self.params, self.rule_state, metrics = self.protocol.rule.update(
-                self.context, self.params, batch, initial, level, self.rule_state)
-            bad = [k for k in ("loss", "grad_norm") if not math.isfinite(metrics.get(k, 0.0))]
-            bad += [k for k, v in self.params.items() if not bool(torch.isfinite(v).all())]
-            if bad:
-                with torch.no_grad():
-                    for name, value in before.items():
-                        self.params[name].copy_(value)
-                raise _Diverged(f"non-finite {', '.join(bad)} at epoch {self.next_epoch}, "
-                                f"update {step} (loss {metrics['loss']:.4g})")
-            losses.append(metrics["loss"])
-            norms.append(metrics.get("grad_norm", math.nan))
-        return float(np.mean(losses)), float(np.mean(norms))
-
-    def evaluation_context(self, *purpose: int) -> TrainingContext:
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(_seed(self.protocol.seed, *purpose))
-        return TrainingContext(self.protocol.model, self.protocol.task, self.stepper, generator,
-                               self.protocol.regularizers, self.backend)
-
-    def compare_with_bptt(self, level: Level) -> dict[str, np.ndarray]:
-        """Cosine between the rule's gradient estimate and the exact BPTT gradient on one
-        fresh batch (both with the same noise stream), and the norm of each, per
-        trained parameter."""
-        training, task, model = self.protocol.training, self.protocol.task, self.protocol.model
-        rng = np.random.default_rng(_seed(self.protocol.seed, 7, self.next_epoch))
-        batch = task.sample(training.batch_size, rng, level)
-        initial = model.initial_state(batch.n_trials, seed=int(rng.integers(2**62)))
-        # the rule's own state (e.g. random feedback), copied: comparing changes nothing
-        state = {k: v.clone() if torch.is_tensor(v) else v for k, v in self.rule_state.items()}
+    def update_group(self, members: list[int], level: Level, batch: Batch, initial):
+        """One rule update of ``members`` on their stacked batch: ``(loss, norm)`` lists."""
+        index = self._index(members)
+        params = {name: value[index] for name, value in self.params.items()}
+        before = {name: value.clone() for name, value in params.items()}
+        state = {name: value[index] for name, value in self.rule_state.items()}
+        optimizer = self.optimizer.select(index)
+        context = self.context([self.members[i] for i in members])
+        loss, norm = self.rule.update(context, params, batch, initial, level, state, optimizer)
+        loss = loss.detach().double().cpu().numpy()  # one transfer per update
+        norm = norm.detach().double().cpu().numpy()
+        finite = torch.stack([torch.isfinite(v.reshape(len(members), -1)).all(dim=1)
+                              for v in params.values()]).all(dim=0).cpu().numpy()
         with torch.no_grad():
-            estimate, _ = self.protocol.rule.estimate(self.evaluation_context(8, self.next_epoch),
-                                                      self.params, batch, initial, level, state)
-        _, exact = true_gradient(self.evaluation_context(8, self.next_epoch), self.params,
-                                 batch, initial, level)
-        result = {name: np.full(len(self.history.parameters), np.nan)
-                  for name in History.PER_PARAMETER}
-        for index, name in enumerate(self.history.parameters):
-            if name not in estimate:
-                continue
-            a, b = estimate[name].double().flatten(), exact[name].double().flatten()
-            norm_a, norm_b = float(a.norm()), float(b.norm())
-            result["update_norm"][index], result["gradient_norm"][index] = norm_a, norm_b
-            if norm_a > 0 and norm_b > 0:
-                result["alignment"][index] = float(a @ b) / (norm_a * norm_b)
-        return result
+            for j, i in enumerate(members):
+                bad = [k for k, v in (("loss", loss[j]), ("grad_norm", norm[j]))
+                       if not math.isfinite(v)]
+                if not finite[j]:
+                    bad.append("parameters")
+                if bad:
+                    for name, value in params.items():
+                        value[j] = before[name][j]
+                    self.diverge(i, f"non-finite {', '.join(bad)} at epoch {self.next_epoch} "
+                                    f"(loss {loss[j]:.4g})")
+            for name, value in params.items():
+                self.params[name][index] = value
+            for name, value in state.items():
+                self.rule_state[name][index] = value
+        self.optimizer.assign(index, optimizer)
+        return list(loss), list(norm)
 
-    def evaluate(self, level: Level) -> tuple[float, np.ndarray]:
-        """Mean test loss and accuracy per head over ``eval_batches`` fresh batches (drawn
-        from a stream of their own, so evaluation does not change training)."""
-        training, task, model = self.protocol.training, self.protocol.task, self.protocol.model
-        rng = np.random.default_rng(_seed(self.protocol.seed, 3, self.next_epoch))
-        context = self.evaluation_context(4, self.next_epoch)
-        losses, accuracies = [], []
+    def diverge(self, index: int, message: str) -> None:
+        member = self.members[index]
+        member.finished, member.status = f"training diverged: {message}", \
+            schema.STATUS_DIVERGED
+
+    def compare_with_bptt(self, members: list[int]) -> dict[int, dict[str, np.ndarray]]:
+        """Cosine between the rule's gradient estimate and the exact BPTT gradient on one
+        fresh batch (both with the same noise stream), and the norm of each, per trained
+        parameter, for each of ``members``."""
+        training = self.protocols[0].training
+        draws = {}
+        for i in members:
+            member = self.members[i]
+            rng = np.random.default_rng(_seed(member.seed, 7, self.next_epoch))
+            level = member.curriculum.level()
+            draws[i] = (level, *member.draw(rng, training.batch_size, level))
+        parameters = self.members[0].history.parameters
+        results = {}
+        for group, level, batch, initial in self.groups(members, draws):
+            index = self._index(group)
+            params = {name: value[index] for name, value in self.params.items()}
+            # the rule's own state (e.g. random feedback), copied: comparing changes nothing
+            state = {name: value[index] for name, value in self.rule_state.items()}
+
+            def context():
+                return self.context([], [self.members[i].generator_for(8, self.next_epoch)
+                                         for i in group])
+            with torch.no_grad():
+                estimate, _ = self.rule.estimate(context(), params, batch, initial, level,
+                                                 state)
+            _, exact = true_gradient(context(), params, batch, initial, level)
+            for j, i in enumerate(group):
+                result = {name: np.full(len(parameters), np.nan)
+                          for name in History.PER_PARAMETER}
+                for k, name in enumerate(parameters):
+                    if name not in estimate:
+                        continue
+                    a = estimate[name][j].double().flatten()
+                    b = exact[name][j].double().flatten()
+                    norm_a, norm_b = float(a.norm()), float(b.norm())
+                    result["update_norm"][k], result["gradient_norm"][k] = norm_a, norm_b
+                    if norm_a > 0 and norm_b > 0:
+                        result["alignment"][k] = float(a @ b) / (norm_a * norm_b)
+                results[i] = result
+        return results
+
+    def evaluate(self, members: list[int]) -> dict[int, tuple[float, np.ndarray]]:
+        """Mean test loss and accuracy per head over ``eval_batches`` fresh batches for
+        each of ``members`` (from streams of their own, so evaluation does not change
+        training)."""
+        training = self.protocols[0].training
+        task = self.protocols[0].task
+        size = training.eval_batch_size or training.batch_size
+        rngs = {i: np.random.default_rng(_seed(self.members[i].seed, 3, self.next_epoch))
+                for i in members}
+        generators = {i: self.members[i].generator_for(4, self.next_epoch) for i in members}
+        losses = {i: [] for i in members}
+        accuracies = {i: [] for i in members}
         with torch.no_grad():
             for _ in range(training.eval_batches):
-                batch = task.sample(training.eval_batch_size or training.batch_size, rng, level)
-                initial = model.initial_state(batch.n_trials, seed=int(rng.integers(2**62)))
-                outputs, _ = forward(context, self.params, batch, initial)
-                losses.append(float(task.loss_value(outputs, context.tensor(batch.targets),
-                                                    context.tensor(batch.mask), level)))
-                accuracies.append(task.score(outputs[0].cpu().numpy(), batch, level))
-        loss = float(np.mean(losses))
-        if not math.isfinite(loss):
-            raise _Diverged(f"non-finite test loss after epoch {self.next_epoch}")
+                draws = {}
+                for i in members:
+                    level = self.members[i].curriculum.level()
+                    draws[i] = (level, *self.members[i].draw(rngs[i], size, level))
+                for group, level, batch, initial in self.groups(members, draws):
+                    context = self.context([], [generators[i] for i in group])
+                    params = {k: v[self._index(group)] for k, v in self.params.items()}
+                    outputs, _ = forward(context, params, batch, initial)
+                    loss = task.loss_value(outputs, context.tensor(batch.targets),
+                                           context.tensor(batch.mask), level,
+                                           per_trial=True).mean(dim=-1).cpu().numpy()
+                    outputs = outputs.cpu().numpy()
+                    for j, i in enumerate(group):
+                        losses[i].append(float(loss[j]))
+                        accuracies[i].append(task.score(outputs[j], draws[i][1], level))
         # inactive heads are NaN in every batch and stay NaN
-        return loss, np.mean(np.stack(accuracies), axis=0)
+        return {i: (float(np.mean(losses[i])), np.mean(np.stack(accuracies[i]), axis=0))
+                for i in members}
 
-    def test_trials(self) -> TestTrials | None:
-        record = self.protocol.schema.record
+    def test_trials(self) -> list[TestTrials | None]:
+        record = self.protocols[0].schema.record
         if record.trials == 0:
-            return None
-        model, task = self.protocol.model, self.protocol.task
-        rng = np.random.default_rng(_seed(self.protocol.seed, 5))
-        batch = task.sample(record.trials, rng, self.curriculum.level())
-        initial = model.initial_state(batch.n_trials, seed=int(rng.integers(2**62)))
+            return [None] * len(self.members)
+        model = self.protocols[0].model
         names = record.variables if record.variables is not None else \
             [*model.state_names, *model.subexpressions]
-        with torch.no_grad():
-            outputs, recorded = forward(self.evaluation_context(6), self.params, batch,
-                                        initial, record=names)
-        return TestTrials(batch, initial, outputs[0].cpu().numpy(),
-                          {n: recorded[n][0].cpu().numpy() for n in names})
+        draws = {}
+        for i, member in enumerate(self.members):
+            rng = np.random.default_rng(_seed(member.seed, 5))
+            level = member.curriculum.level()
+            draws[i] = (level, *member.draw(rng, record.trials, level))
+        tests = [None] * len(self.members)
+        for group, level, batch, initial in self.groups(list(draws), draws):
+            context = self.context([], [self.members[i].generator_for(6) for i in group])
+            params = {k: v[self._index(group)] for k, v in self.params.items()}
+            with torch.no_grad():
+                outputs, recorded = forward(context, params, batch, initial, record=names)
+            outputs = outputs.cpu().numpy()
+            recorded = {n: recorded[n].cpu().numpy() for n in names}
+            for j, i in enumerate(group):
+                tests[i] = TestTrials(draws[i][1], draws[i][2], outputs[j],
+                                      {n: recorded[n][j] for n in names})
+        return tests
+
+    def finish_epoch(self, index: int, row: tuple, evaluation: tuple, wall_time: float,
+                     comparison) -> None:
+        """Record one epoch of a member and apply its stopping rules and curriculum."""
+        member, training = self.members[index], self.protocols[0].training
+        eval_loss, accuracy = evaluation
+        member.history.append(*row, eval_loss, accuracy, member.curriculum.n, wall_time,
+                              comparison)
+        if not math.isfinite(eval_loss):
+            self.diverge(index, f"non-finite test loss after epoch {self.next_epoch}")
+            return
+        if member.curriculum.finished(accuracy) and training.stop_at_max_level:
+            member.finished = f"last curriculum level (N = {member.curriculum.n}) passed"
+        elif training.target_accuracy is not None and \
+                mean_of_active(accuracy) >= training.target_accuracy:
+            member.finished = f"target accuracy {training.target_accuracy} reached"
+        member.curriculum.update(accuracy)
 
 
-def train(protocol: Protocol, *, checkpoint: str | Path | None = None, resume: bool = False,
-          progress: bool = False) -> TrainingResult:
+def train(protocol: Protocol | list[Protocol], *, checkpoint: str | Path | None = None,
+          resume: bool = False, progress: bool = False,
+          member_coords: dict[str, list] | None = None) -> TrainingResult:
     """Train as ``protocol`` says; see the module docstring.
 
     Parameters
     ----------
+    protocol : Protocol or list of Protocol
+        One protocol (``training.members: E`` trains E networks with seeds ``seed ...
+        seed + E - 1``), or one protocol per member of an ensemble.
     checkpoint : path, optional
         Checkpoint file (written every ``training.checkpoint_every`` epochs and at the end).
     resume : bool
         Continue from ``checkpoint`` if it exists.
     progress : bool
         Show a progress bar (epoch, loss, accuracy, level) on stderr.
+    member_coords : dict, optional
+        What varies between the members of a list of protocols (for the result).
     """
-    trainer = Trainer(protocol)
+    protocols = member_protocols(protocol) if isinstance(protocol, Protocol) else protocol
+    if isinstance(protocol, Protocol) and len(protocols) > 1 and member_coords is None:
+        member_coords = {"seed": [p.seed for p in protocols]}
+    trainer = Trainer(protocols)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     resumed_from = None
     if resume and checkpoint is not None and checkpoint.exists():
@@ -340,52 +558,86 @@ def train(protocol: Protocol, *, checkpoint: str | Path | None = None, resume: b
         resumed_from = trainer.next_epoch
     elif checkpoint is not None:
         checkpoint.unlink(missing_ok=True)  # a fresh start: an old run's checkpoint is stale
-    training = protocol.training
-    status, message = schema.STATUS_COMPLETE, trainer.finished or "epoch budget used"
-    bar = tqdm(total=training.epochs, initial=trainer.next_epoch, desc=protocol.schema.name,
-               unit="epoch", disable=not progress, leave=True)
-    history = trainer.history
+    training = protocols[0].training
+    interrupted = False
+    bar = tqdm(total=training.epochs, initial=trainer.next_epoch,
+               desc=protocols[0].schema.name, unit="epoch", disable=not progress, leave=True)
     try:
-        while trainer.next_epoch < training.epochs and not trainer.finished:
+        while trainer.next_epoch < training.epochs and trainer.active():
             started = time.perf_counter()
-            level = trainer.curriculum.level()
+            members = trainer.active()
             every = training.alignment_every
-            comparison = trainer.compare_with_bptt(level) \
-                if every and trainer.next_epoch % every == 0 else None
-            loss, grad_norm = trainer.train_epoch(level)
-            eval_loss, accuracy = trainer.evaluate(level)
-            history.append(loss, grad_norm, eval_loss, accuracy, trainer.curriculum.n,
-                           time.perf_counter() - started, comparison)
-            mean_accuracy = mean_of_active(accuracy)
-            if trainer.curriculum.finished(accuracy) and training.stop_at_max_level:
-                trainer.finished = f"last curriculum level (N = {trainer.curriculum.n}) passed"
-            elif training.target_accuracy is not None and mean_accuracy >= \
-                    training.target_accuracy:
-                trainer.finished = f"target accuracy {training.target_accuracy} reached"
-            trainer.curriculum.update(accuracy)
+            comparison = trainer.compare_with_bptt(members) \
+                if every and trainer.next_epoch % every == 0 else {}
+            rows = trainer.train_epoch()
+            alive = [i for i in members if not trainer.members[i].finished]
+            evaluation = trainer.evaluate(alive) if alive else {}
+            wall_time = time.perf_counter() - started
+            for i in members:
+                if i in evaluation:
+                    trainer.finish_epoch(i, rows[i], evaluation[i], wall_time,
+                                         comparison.get(i))
+                else:  # diverged during the epoch: the finite part of its row
+                    member = trainer.members[i]
+                    member.history.append(*rows[i], math.nan,
+                                          np.full(member.history.n_heads, np.nan),
+                                          member.curriculum.n, math.nan)
             trainer.next_epoch += 1
-            bar.set_postfix(loss=f"{loss:.4g}", acc=f"{mean_accuracy:.3f}",
-                            **({"N": trainer.curriculum.n} if trainer.curriculum.active else {}))
-            bar.update(1)
-            last = trainer.finished or trainer.next_epoch == training.epochs
+            _show(bar, trainer, evaluation, rows)
+            last = not trainer.active() or trainer.next_epoch == training.epochs
             if checkpoint is not None and (trainer.next_epoch % training.checkpoint_every == 0
                                            or last):
-                trainer.save_checkpoint(checkpoint)
-        message = trainer.finished or message
-    except _Diverged as diverged:
-        status = schema.STATUS_DIVERGED
-        message = f"training diverged: {diverged}"
-        losses, norms = getattr(trainer, "partial", ([], []))
-        history.append(float(np.mean(losses)) if losses else math.nan,
-                       float(np.mean(norms)) if norms else math.nan, math.nan,
-                       np.full(history.n_heads, np.nan), trainer.curriculum.n, math.nan)
+                if not all(m.status == schema.STATUS_DIVERGED for m in trainer.members):
+                    trainer.save_checkpoint(checkpoint)
     except KeyboardInterrupt:
-        status = schema.STATUS_INTERRUPTED
-        message = f"interrupted during epoch {trainer.next_epoch}"
+        interrupted = True
     finally:
         bar.close()
-    test = trainer.test_trials() if status != schema.STATUS_DIVERGED else None
-    params = {k: v.detach()[0].cpu().numpy().astype(np.float64) for k, v in trainer.params.items()}
-    info = {"epochs_completed": trainer.next_epoch, "resumed_from_epoch": resumed_from,
-            "checkpoint": str(checkpoint) if checkpoint else None}
-    return TrainingResult(protocol, params, trainer.history, status, message, test, info)
+    return _result(trainer, interrupted, member_coords or {},
+                   {"epochs_completed": trainer.next_epoch, "resumed_from_epoch": resumed_from,
+                    "checkpoint": str(checkpoint) if checkpoint else None})
+
+
+def _show(bar, trainer: Trainer, evaluation: dict, rows: dict) -> None:
+    """Progress: the loss and accuracy of a single network, or of the ensemble's mean."""
+    if not bar.disable:
+        loss = np.nanmean([row[0] for row in rows.values()]) if rows else math.nan
+        accuracy = np.nanmean([mean_of_active(a) for _, a in evaluation.values()]) \
+            if evaluation else math.nan
+        extra = {}
+        if len(trainer.members) > 1:
+            extra["active"] = len(trainer.active())
+        elif trainer.members[0].curriculum.active:
+            extra["N"] = trainer.members[0].curriculum.n
+        bar.set_postfix(loss=f"{loss:.4g}", acc=f"{accuracy:.3f}", **extra)
+    bar.update(1)
+
+
+def _result(trainer: Trainer, interrupted: bool, member_coords: dict,
+            info: dict) -> TrainingResult:
+    members = trainer.members
+    diverged = all(m.status == schema.STATUS_DIVERGED for m in members)
+    tests = trainer.test_trials() if not diverged else [None] * len(members)
+    results = []
+    for index, member in enumerate(members):
+        status = schema.STATUS_INTERRUPTED if interrupted and not member.finished \
+            else member.status
+        message = member.finished or (f"interrupted during epoch {trainer.next_epoch}"
+                                      if interrupted else "epoch budget used")
+        params = {k: v.detach()[index].cpu().numpy().astype(np.float64)
+                  for k, v in trainer.params.items()}
+        results.append(MemberResult(member.protocol, params, member.history, status, message,
+                                    tests[index] if member.status != schema.STATUS_DIVERGED
+                                    or len(members) > 1 else None, len(member.history)))
+    if interrupted:
+        status = schema.STATUS_INTERRUPTED
+        message = f"interrupted during epoch {trainer.next_epoch}"
+    elif diverged:
+        status, message = schema.STATUS_DIVERGED, results[0].message if len(members) == 1 \
+            else "every member diverged"
+    else:
+        status = schema.STATUS_COMPLETE
+        message = results[0].message if len(members) == 1 else \
+            f"{sum(r.status == schema.STATUS_COMPLETE for r in results)} of {len(results)} " \
+            "members complete"
+    return TrainingResult(results, status, message, info, member_coords)

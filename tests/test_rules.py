@@ -98,15 +98,17 @@ def test_rflo_updates_online_at_every_step():
     assert rflo.config.feedback == "random" and rflo.config.update == "online"
     before = {k: v.clone() for k, v in params.items()}
     state = rflo.init_state(context, params)
-    params, state, metrics = rflo.update(context, params, batch, initial, level, state)
-    assert np.isfinite(metrics["loss"]) and not torch.equal(params["W_rec"], before["W_rec"])
+    loss, _ = rflo.update(context, params, batch, initial, level, state,
+                          rflo.optimizer(context, params))
+    assert torch.isfinite(loss).all() and not torch.equal(params["W_rec"], before["W_rec"])
     # online: the trial's later steps already used changed weights, so the change differs
     # from one step with the whole-trial estimate
     per_trial = rule("eprop", feedback="random", optimizer={"name": "sgd", "lr": 0.1})
     same = {k: v.clone() for k, v in before.items()}
     other_state = per_trial.init_state(context, same)
     other_state["feedback"].copy_(state["feedback"])
-    per_trial.update(context, same, batch, initial, level, other_state)
+    per_trial.update(context, same, batch, initial, level, other_state,
+                     per_trial.optimizer(context, same))
     assert not torch.allclose(same["W_rec"], params["W_rec"])
 
 

@@ -2,17 +2,17 @@
 
 Every rule estimates the loss gradient of the parameters it trains (`LearningRule.estimate`:
 exact for BPTT, eligibility traces for e-prop, perturbations for node perturbation); the
-shared `LearningRule.update` hands the estimate to a ``torch.optim`` optimizer (with
-optional gradient-norm clipping) and projects the parameters onto their constraints.
-Parameters are torch tensors with a leading member axis; ``context`` holds the model,
-task, compiled torch step, noise generator and regularizers of the run. An update with a
-non-finite loss or gradient leaves the parameters unchanged and reports it, so the
-training loop can stop with the last good parameters.
+shared `LearningRule.update` hands the estimate to a `MemberOptimizer` (SGD or Adam as in
+``torch.optim``, one per member, with optional gradient-norm clipping) and projects the
+parameters onto their constraints. Parameters are torch tensors with a leading member axis
+(independent networks); losses and gradient norms are reported per member. ``context``
+holds the model, task, compiled torch step, noise generator(s) and regularizers of the
+run. A member whose gradient is not finite is left unchanged and reported, so the training
+loop can stop it with its last good parameters.
 """
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Mapping
@@ -20,8 +20,9 @@ from typing import Annotated, Any, ClassVar, Literal, Mapping
 import pydantic
 import torch
 
-from ..compile_torch import TorchStepper, readout
+from ..compile_torch import TorchStepper, draw, readout
 from ..model import Model
+from ..optimizers import MemberOptimizer
 from ..registry import Registry
 from ..tasks import Batch, Level, Task
 
@@ -57,14 +58,6 @@ class RuleConfig(pydantic.BaseModel):
     grad_clip: float | None = pydantic.Field(None, gt=0, description="max gradient norm")
 
 
-def build_optimizer(config: OptimizerConfig, parameters) -> torch.optim.Optimizer:
-    if config.name == "sgd":
-        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
-                               nesterov=config.nesterov, weight_decay=config.weight_decay)
-    return torch.optim.Adam(parameters, lr=config.lr, betas=tuple(config.betas),
-                            weight_decay=config.weight_decay)
-
-
 @dataclass
 class TrainingContext:
     """What every update needs besides parameters and data."""
@@ -72,7 +65,7 @@ class TrainingContext:
     model: Model
     task: Task
     stepper: TorchStepper
-    generator: torch.Generator
+    generator: Any  # a torch.Generator, or one per member (a list)
     regularizers: list = field(default_factory=list)
     backend: Any = None  # a Backend for rules that only need forward passes; None: torch
 
@@ -88,9 +81,15 @@ class TrainingContext:
         return torch.as_tensor(array, dtype=self.dtype, device=self.device)
 
     def initial_tensors(self, initial_state: Mapping[str, Any], n_members: int):
-        """Initial states ``(trial, unit)`` as tensors ``(member, trial, unit)``."""
-        return {name: self.tensor(value).expand(n_members, *value.shape[-2:])
-                for name, value in initial_state.items()}
+        """Initial states ``(trial, unit)`` (shared) or ``(member, trial, unit)`` as tensors
+        ``(member, trial, unit)``."""
+        tensors = {name: self.tensor(value) for name, value in initial_state.items()}
+        return {name: value if value.dim() == 3 else value.expand(n_members, *value.shape)
+                for name, value in tensors.items()}
+
+    def randn(self, shape) -> torch.Tensor:
+        """Standard normal numbers ``(member, ...)`` from the run's generator(s)."""
+        return draw(torch.randn, shape, self.generator, self.dtype, self.device)
 
     def recorded_variables(self) -> list[str]:
         """What the regularizers need recorded, besides the readout source."""
@@ -126,6 +125,13 @@ def values_at_step_start(context: TrainingContext, params, name: str, recorded,
     return torch.cat([first[:, :, None], recorded[name][:, :, :-1]], dim=2)
 
 
+def member_losses(context: TrainingContext, params, batch: Batch, initial_state, level: Level,
+                  outputs, recorded) -> torch.Tensor:
+    """`objective` of each member, ``(member,)`` (differentiable)."""
+    return objective(context, params, batch, initial_state, level, outputs, recorded,
+                     per_trial=True).mean(dim=-1)
+
+
 def objective(context: TrainingContext, params, batch: Batch, initial_state, level: Level,
               outputs, recorded, per_trial: bool = False):
     """Task loss plus every regularizer's penalty (summed over members; per trial
@@ -147,8 +153,8 @@ def objective(context: TrainingContext, params, batch: Batch, initial_state, lev
 
 def true_gradient(context: TrainingContext, params, batch: Batch, initial_state, level: Level,
                   truncation: int | None = None, detach_recurrent: bool = False):
-    """``(loss, {name: d loss / d param})`` by autograd through the unrolled network
-    (BPTT), for every trainable parameter."""
+    """``(loss per member (member,), {name: d loss / d param})`` by autograd through the
+    unrolled network (BPTT), for every trainable parameter."""
     trainable = {name: value.detach().clone().requires_grad_(True)
                  for name, value in params.items()
                  if context.model.params[name].trainable}
@@ -157,25 +163,27 @@ def true_gradient(context: TrainingContext, params, batch: Batch, initial_state,
         outputs, recorded = forward(context, current, batch, initial_state,
                                     record=context.recorded_variables(), truncation=truncation,
                                     detach_recurrent=detach_recurrent)
-        loss = objective(context, current, batch, initial_state, level, outputs, recorded)
-        gradients = torch.autograd.grad(loss, list(trainable.values()), allow_unused=True)
+        loss = member_losses(context, current, batch, initial_state, level, outputs, recorded)
+        gradients = torch.autograd.grad(loss.sum(), list(trainable.values()),
+                                        allow_unused=True)
     return loss.detach(), {name: (g if g is not None else torch.zeros_like(trainable[name]))
                            for name, g in zip(trainable, gradients)}
 
 
 def parameter_penalty(context: TrainingContext, params, trained):
-    """``(penalty, its exact gradient per trained parameter)`` of the regularizers'
-    parameter parts (e.g. weight L2), for rules that do not backpropagate."""
+    """``(penalty per member (member,) or 0, its exact gradient per trained parameter)``
+    of the regularizers' parameter parts (e.g. weight L2), for rules that do not
+    backpropagate."""
     if not context.regularizers:
         return 0.0, {}
     with torch.enable_grad():
         leaves = {k: v.detach().clone().requires_grad_(True) for k, v in trained.items()}
         penalty = sum(torch.as_tensor(r.param_penalty(context.model, {**params, **leaves}))
-                      .sum() for r in context.regularizers)
+                      for r in context.regularizers)
         if not penalty.requires_grad:
-            return float(penalty), {}
-        grads = torch.autograd.grad(penalty, list(leaves.values()), allow_unused=True)
-    return float(penalty.detach()), {k: g for k, g in zip(leaves, grads) if g is not None}
+            return penalty, {}
+        grads = torch.autograd.grad(penalty.sum(), list(leaves.values()), allow_unused=True)
+    return penalty.detach(), {k: g for k, g in zip(leaves, grads) if g is not None}
 
 
 class LearningRule(ABC):
@@ -202,49 +210,52 @@ class LearningRule(ABC):
                 if spec.trainable}
 
     def init_state(self, context: TrainingContext, params: dict[str, torch.Tensor]) -> dict:
-        """The rule's state for a fresh run: the optimizer (and rule-specific tensors)."""
-        return {"optimizer": build_optimizer(self.config.optimizer,
-                                             list(self.trainable(context, params).values()))}
+        """The rule's own state for a fresh run: tensors with a leading member axis (e.g.
+        random feedback weights), drawn from the context's generator(s)."""
+        return {}
+
+    def optimizer(self, context: TrainingContext, params) -> MemberOptimizer:
+        """This rule's optimizer and clipping for every member of ``params``."""
+        n_members = next(iter(params.values())).shape[0]
+        return MemberOptimizer([self.config.optimizer] * n_members,
+                               [self.config.grad_clip] * n_members,
+                               self.trainable(context, params))
 
     @abstractmethod
     def estimate(self, context: TrainingContext, params, batch: Batch, initial_state,
-                 level: Level, state: dict) -> tuple[dict[str, torch.Tensor], float]:
-        """``(gradient estimate per trained parameter, loss of the batch)``."""
+                 level: Level, state: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """``(gradient estimate per trained parameter, loss per member (member,))``."""
 
     def update(self, context: TrainingContext, params: dict[str, torch.Tensor], batch: Batch,
-               initial_state: Mapping[str, Any], level: Level, state: dict):
-        """One update: ``(params, state, metrics)``."""
+               initial_state: Mapping[str, Any], level: Level, state: dict,
+               optimizer: MemberOptimizer) -> tuple[torch.Tensor, torch.Tensor]:
+        """One update of ``params`` in place: ``(loss, gradient norm)`` per member."""
         with torch.no_grad():
             gradients, loss = self.estimate(context, params, batch, initial_state, level, state)
-            norm = self.apply(context, params, gradients, state)
-        return params, state, {"loss": float(loss), "grad_norm": norm}
+            norm = self.apply(context, params, gradients, optimizer)
+        return loss, norm
 
-    def apply(self, context: TrainingContext, params, gradients, state) -> float:
+    def apply(self, context: TrainingContext, params, gradients, optimizer) -> torch.Tensor:
         """Clip and apply ``gradients`` with the optimizer, then project the parameters.
-        Returns the gradient norm before clipping (parameters untouched if not finite)."""
-        norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in gradients.values()))) \
-            if gradients else 0.0
-        if not math.isfinite(norm):
-            return norm
-        clip = self.config.grad_clip
-        scale = min(1.0, clip / (norm + 1e-6)) if clip is not None else 1.0
-        optimizer = state["optimizer"]
-        for name, value in self.trainable(context, params).items():
-            value.grad = gradients[name] * scale if name in gradients else None
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        Returns the gradient norm per member before clipping (members with a non-finite
+        norm are left unchanged)."""
+        n_members = next(iter(params.values())).shape[0]
+        if not gradients:
+            return torch.zeros(n_members, dtype=torch.float64)
+        norms = optimizer.step(self.trainable(context, params), gradients)
         for name, spec in context.model.params.items():
             if spec.trainable:
                 params[name].copy_(context.model.constrain(params[name], name))
-        return norm
+        return norms
 
     def state_dict(self, state: dict) -> dict:
         """``state`` as tensors and plain values (for ``torch.save`` / weights_only)."""
-        return {"optimizer": state["optimizer"].state_dict()}
+        return dict(state)
 
     def load_state_dict(self, state: dict, saved: dict) -> None:
         """Restore what `state_dict` saved into a fresh ``state``."""
-        state["optimizer"].load_state_dict(saved["optimizer"])
+        for name, value in state.items():
+            value.copy_(saved[name])
 
 
 RULES = Registry("rule", "bioplast.rules")

@@ -76,37 +76,25 @@ class EProp(LearningRule):
         state = super().init_state(context, params)
         if self.config.feedback == "random":  # B = randn / sqrt(n_units), fixed (Bellec)
             weight = params["W_out"]  # (member, output, unit)
-            state["feedback"] = torch.randn(weight.shape, generator=context.generator,
-                                            dtype=weight.dtype, device=weight.device) \
-                / math.sqrt(weight.shape[-1])
+            state["feedback"] = context.randn(weight.shape) / math.sqrt(weight.shape[-1])
         return state
 
-    def state_dict(self, state):
-        saved = super().state_dict(state)
-        if "feedback" in state:
-            saved["feedback"] = state["feedback"]
-        return saved
-
-    def load_state_dict(self, state, saved):
-        super().load_state_dict(state, saved)
-        if "feedback" in saved:
-            state["feedback"].copy_(saved["feedback"])
-
     def estimate(self, context, params, batch, initial_state, level, state):
-        return self.run(context, params, batch, initial_state, level, state, online=False)
+        return self.run(context, params, batch, initial_state, level, state)
 
-    def update(self, context, params, batch, initial_state, level, state):
+    def update(self, context, params, batch, initial_state, level, state, optimizer):
         if self.config.update == "per_trial":
-            return super().update(context, params, batch, initial_state, level, state)
+            return super().update(context, params, batch, initial_state, level, state,
+                                  optimizer)
         with torch.no_grad():
             _, loss, norm = self.run(context, params, batch, initial_state, level, state,
-                                     online=True)
-        return params, state, {"loss": float(loss), "grad_norm": norm}
+                                     optimizer=optimizer)
+        return loss, norm
 
-    def run(self, context, params, batch, initial_state, level, state, online: bool):
-        """The forward pass with eligibility traces. Returns ``(gradient estimate, loss)``,
-        or with ``online`` applies every step's estimate at once and returns
-        ``(None, loss, largest step norm)``."""
+    def run(self, context, params, batch, initial_state, level, state, optimizer=None):
+        """The forward pass with eligibility traces. Returns ``(gradient estimate, loss per
+        member)``, or with an ``optimizer`` (online) applies every step's estimate at once
+        and returns ``(None, loss, largest step norm)`` per member."""
         model, stepper, task = context.model, context.stepper, context.task
         trained = self.trainable(context, params)
         n_members = next(iter(params.values())).shape[0]
@@ -121,7 +109,8 @@ class EProp(LearningRule):
         eligibility = {c.name: {s: 0.0 for s in model.state_names} for c in couplings}
         eligibility.update({p: {s: 0.0 for s in model.state_names} for p in unit_params})
         gradients = {name: torch.zeros_like(value) for name, value in trained.items()}
-        total_loss, largest = 0.0, 0.0
+        total_loss = torch.zeros(n_members, dtype=context.dtype, device=context.device)
+        largest = torch.zeros(n_members, dtype=torch.float64, device=context.device)
         previous_targets, previous_sources = None, {}
         n_steps = len(inputs)
         for step, inputs_t in enumerate(inputs):
@@ -180,17 +169,19 @@ class EProp(LearningRule):
                             contribution = contribution.sum(dim=-1)
                         step_gradients[parameter] += contribution
             previous_targets, previous_sources = target_values, sources
-            if online:
-                largest = max(largest, self.apply(context, params, step_gradients, state))
+            if optimizer is not None:
+                largest = torch.maximum(largest, self.apply(context, params, step_gradients,
+                                                            optimizer))
             else:
                 for name in gradients:
                     gradients[name] += step_gradients[name]
             states = new_states
         penalty, parameter_gradients = parameter_penalty(context, params, trained)
         total_loss = total_loss + penalty
-        if online:
+        if optimizer is not None:
             if parameter_gradients:
-                largest = max(largest, self.apply(context, params, parameter_gradients, state))
+                largest = torch.maximum(largest, self.apply(context, params,
+                                                            parameter_gradients, optimizer))
             return None, total_loss, largest
         for name, value in parameter_gradients.items():
             gradients[name] += value
@@ -209,10 +200,10 @@ class EProp(LearningRule):
             pre_activation = readout_pre_activation(model, source, params)
             pre_activation = pre_activation.detach().requires_grad_(True)
             outputs = READOUT_ACTIVATIONS[model.readout.activation](pre_activation)
-            loss = context.task.loss_value(outputs[:, :, None], targets[:, step:step + 1],
-                                           mask[:, step:step + 1], level,
-                                           normalizer=normalizer)
-            (error,) = torch.autograd.grad(loss, pre_activation)
+            loss = context.task.loss_value(outputs[:, :, None], targets[..., step:step + 1, :],
+                                           mask[..., step:step + 1, :], level,
+                                           normalizer=normalizer, per_trial=True).mean(dim=-1)
+            (error,) = torch.autograd.grad(loss.sum(), pre_activation)
         if "W_out" in gradients:
             gradients["W_out"] += torch.einsum("mbo,mbu->mou", error, source)
         if "b_out" in gradients:
@@ -230,7 +221,7 @@ class EProp(LearningRule):
                 _, derivative = local_derivatives(
                     lambda h: {source_name: plain({**after, **h})}, new_states)
                 signal[s] = signal_z * derivative[source_name][s]
-        return signal, float(loss.detach())
+        return signal, loss.detach()
 
     def regularizer_signal(self, context, previous, current, env, n_steps):
         """Partial derivatives of the regularizers' step term w.r.t. the values of this
@@ -261,17 +252,18 @@ class EProp(LearningRule):
             (now_states, now_targets), (old_states, old_targets) = leaves
             penalty = sum(torch.as_tensor(r.step_penalty(
                 model, values(old_states, old_targets), values(now_states, now_targets),
-                n_steps)).sum() for r in context.regularizers)
+                n_steps)) for r in context.regularizers)  # (member,)
             if not torch.is_tensor(penalty) or not penalty.requires_grad:
-                return {}, {}, float(penalty)
+                return {}, {}, penalty
             groups = [now_states, now_targets, old_states, old_targets or {}]
             flat = [(i, k, v) for i, group in enumerate(groups) for k, v in group.items()]
-            grads = torch.autograd.grad(penalty, [v for _, _, v in flat], allow_unused=True)
+            grads = torch.autograd.grad(penalty.sum(), [v for _, _, v in flat],
+                                        allow_unused=True)
         now, before = {}, {}
         for (index, name, _), grad in zip(flat, grads):
             if grad is not None:
                 (now if index < 2 else before)[name] = grad
-        return now, before, float(penalty.detach())
+        return now, before, penalty.detach()
 
 
 class RFLO(EProp):

@@ -74,25 +74,13 @@ class NodePerturbation(LearningRule):
                                            device=context.device)
         return state
 
-    def state_dict(self, state):
-        saved = super().state_dict(state)
-        if "baseline" in state:
-            saved["baseline"] = state["baseline"]
-        return saved
-
-    def load_state_dict(self, state, saved):
-        super().load_state_dict(state, saved)
-        if "baseline" in saved:
-            state["baseline"].copy_(saved["baseline"])
-
     def estimate(self, context, params, batch, initial_state, level, state):
         model = context.model
         couplings = self.perturbed(model)
         sigma = self.config.sigma
         n_members = next(iter(params.values())).shape[0]
         shape = (n_members, batch.n_trials, batch.n_steps, model.n_units)
-        noise = {c.target: torch.randn(shape, generator=context.generator, dtype=context.dtype,
-                                       device=context.device) * sigma for c in couplings}
+        noise = {c.target: context.randn(shape) * sigma for c in couplings}
         names = [c.source for c in couplings if c.source != "input"]
         outputs, recorded = self.forward_pass(context, params, batch, initial_state,
                                               names, noise)
@@ -129,7 +117,7 @@ class NodePerturbation(LearningRule):
         # the loss of the batch: unperturbed (paired), or as perturbed (running baseline);
         # per-trial errors already hold the regularizers' parameter part
         reported = baseline if self.config.baseline == "paired" else error
-        return gradients, reported.mean(dim=1).sum()
+        return gradients, reported.mean(dim=1)
 
     def forward_pass(self, context, params, batch, initial_state, names, perturbations):
         """Outputs and recorded sources, on the torch step or on the run's backend."""
@@ -140,11 +128,16 @@ class NodePerturbation(LearningRule):
             return forward(context, params, batch, initial_state, record=record,
                            perturbations=perturbations)
         n_members = next(iter(params.values())).shape[0]
-        seed = int(torch.randint(2**31 - 1, (1,), generator=context.generator,
-                                 device=context.device))
+        generator = context.generator
+        if isinstance(generator, (list, tuple)):
+            if len(generator) != 1:
+                raise ValueError("node perturbation on a backend runs one network at a time")
+            generator = generator[0]
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=context.device))
         trajectory = context.backend.simulate(
             model, {k: v.cpu().numpy() for k, v in params.items()}, batch.inputs,
-            {k: np.broadcast_to(v, (n_members, *v.shape)) for k, v in initial_state.items()},
+            {k: v if v.ndim == 3 else np.broadcast_to(v, (n_members, *v.shape))
+             for k, v in initial_state.items()},
             record, noise=context.stepper.noise, seed=seed,
             perturbations={k: v.cpu().numpy() for k, v in (perturbations or {}).items()})
         recorded = {k: context.tensor(v) for k, v in trajectory.recorded.items()}

@@ -103,11 +103,21 @@ class Batch:
 
     @property
     def n_trials(self) -> int:
-        return self.inputs.shape[0]
+        return self.inputs.shape[-3]
 
     @property
     def n_steps(self) -> int:
-        return self.inputs.shape[1]
+        return self.inputs.shape[-2]
+
+
+def stack_batches(batches: list[Batch]) -> Batch:
+    """The batches of several members as one Batch with a leading member axis:
+    arrays ``(member, trial, time, channel)``, conditions ``(member, trial)``. All batches
+    must have the same shape."""
+    return Batch(np.stack([b.inputs for b in batches]), np.stack([b.targets for b in batches]),
+                 np.stack([b.mask for b in batches]),
+                 {key: np.stack([b.conditions[key] for b in batches])
+                  for key in batches[0].conditions})
 
 
 class Task(ABC):
@@ -163,11 +173,13 @@ class Task(ABC):
         """
 
     def loss_normalizer(self, mask: torch.Tensor, level: Level | None = None) -> list:
-        """The constants a batch's loss is divided by (from its whole mask), so that the
-        loss of a slice of steps, divided by them, adds up to the batch's loss."""
+        """The constants a batch's loss is divided by (from its whole mask ``([member,]
+        trial, time, output)``; per member with a member axis), so that the loss of a slice
+        of steps, divided by them, adds up to the batch's loss."""
         if self.loss == "mse":
-            return [float(mask.numel())]
-        return [mask[..., channels].amax(dim=-1).sum() for channels in self._heads(level)]
+            return [float(math.prod(mask.shape[-3:]))]
+        return [mask[..., channels].amax(dim=-1).sum(dim=(-2, -1))
+                for channels in self._heads(level)]
 
     def _heads(self, level: Level | None) -> list[slice]:
         return [self.head_channels(head) for head, _ in (level or self.initial_level()).heads]
@@ -178,9 +190,10 @@ class Task(ABC):
         """The training loss, differentiable.
 
         ``outputs`` is ``([member,] trial, time, output)``; ``targets`` and ``mask`` are
-        ``(trial, time, output)`` (or slices of steps, with the ``normalizer`` of the whole
-        batch). Members add up (each has its own loss). With ``per_trial`` the result is
-        ``([member,] trial)``, whose mean over trials is the loss.
+        ``([member,] trial, time, output)`` (or slices of steps, with the ``normalizer`` of
+        the whole batch). Members add up (each has its own loss, normalized by its own
+        mask). With ``per_trial`` the result is ``([member,] trial)``, whose mean over
+        trials is the loss.
         """
         if normalizer is None:
             normalizer = self.loss_normalizer(mask, level)
@@ -211,12 +224,12 @@ def heads_cross_entropy(outputs, targets, mask, heads, totals, per_trial: bool =
     for channels, weight_total in zip(heads, totals):
         logits, onehot = outputs[..., channels], targets[..., channels]
         weight = mask[..., channels].amax(dim=-1)
-        per_step = -(onehot * torch.log_softmax(logits, dim=-1)).sum(dim=-1)
+        weighted = weight * -(onehot * torch.log_softmax(logits, dim=-1)).sum(dim=-1)
         weight_total = torch.clamp_min(torch.as_tensor(weight_total), 1e-12)
-        if per_trial:
-            total = total + (weight * per_step).sum(dim=-1) * (outputs.shape[-3] / weight_total)
-        else:
-            total = total + (weight * per_step).sum() / weight_total
+        if per_trial:  # ([member,] trial)
+            total = total + weighted.sum(dim=-1) * (outputs.shape[-3] / weight_total[..., None])
+        else:  # each member by its own total, then summed over members
+            total = total + (weighted.sum(dim=(-2, -1)) / weight_total).sum()
     return total
 
 

@@ -1,0 +1,144 @@
+"""Optimizers for ensembles: one independent optimizer per member, as one batched update.
+
+`MemberOptimizer` applies ``torch.optim.SGD`` (momentum, Nesterov, weight decay) or
+``torch.optim.Adam`` to parameters shaped ``(member, ...)``, with each member's own
+hyperparameters (learning rate, momentum, weight decay, betas), its own gradient-norm
+clipping and its own state (step count, momentum buffer or moment estimates). Members that
+are not ``active`` in a step (finished ones) change neither parameters nor state, so every
+member follows exactly the path it would follow if trained alone. The formulas are the ones
+in the torch documentation of SGD and Adam (tested against torch.optim).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+
+ADAM_EPS = 1e-8  # torch.optim.Adam's default
+CLIP_EPS = 1e-6  # as torch.nn.utils.clip_grad_norm_: scale = clip / (norm + 1e-6)
+
+
+class MemberOptimizer:
+    """Independent SGD or Adam per member.
+
+    Parameters
+    ----------
+    configs : sequence of OptimizerConfig
+        One per member; all with the same ``name`` and ``nesterov``.
+    grad_clips : sequence of float or None
+        Maximum gradient norm per member (None: no clipping).
+    params : dict of str to tensor (member, ...)
+        The trained parameters (their dtype and device are used for the state).
+    """
+
+    def __init__(self, configs: Sequence, grad_clips: Sequence, params: Mapping[str, torch.Tensor]):
+        names = {config.name for config in configs}
+        if len(names) != 1 or len({config.nesterov for config in configs}) != 1:
+            raise ValueError("members of an ensemble need the same optimizer and nesterov "
+                             "setting (learning rate, momentum, weight decay and betas may "
+                             "differ)")
+        self.name = names.pop()
+        self.nesterov = configs[0].nesterov
+        reference = next(iter(params.values()))
+
+        def column(values):
+            return torch.tensor(values, dtype=reference.dtype, device=reference.device)
+
+        self.lr = column([config.lr for config in configs])
+        self.momentum = column([config.momentum for config in configs])
+        self.weight_decay = column([config.weight_decay for config in configs])
+        self.beta1 = column([config.betas[0] for config in configs])
+        self.beta2 = column([config.betas[1] for config in configs])
+        self.clip = column([float("inf") if clip is None else clip for clip in grad_clips])
+        self.steps = torch.zeros(len(configs), dtype=torch.int64, device=reference.device)
+        buffers = ("momentum",) if self.name == "sgd" else ("exp_avg", "exp_avg_sq")
+        self.buffers = {buffer: {name: torch.zeros_like(value) for name, value in params.items()}
+                        for buffer in buffers}
+
+    @staticmethod
+    def _per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``values (member,)`` shaped to broadcast against ``like (member, ...)``."""
+        return values.reshape(-1, *([1] * (like.dim() - 1)))
+
+    def norms(self, gradients: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Gradient norm per member, ``(member,)``, over all parameters."""
+        total = sum((g.double() ** 2).flatten(1).sum(dim=1) for g in gradients.values())
+        return torch.sqrt(total)
+
+    def step(self, params: Mapping[str, torch.Tensor], gradients: Mapping[str, torch.Tensor],
+             active: torch.Tensor | None = None) -> torch.Tensor:
+        """Update ``params`` in place from ``gradients`` (parameters without one are left
+        alone, as torch.optim does) for the ``active (member,)`` bool members (default:
+        all); returns the gradient norm per member before clipping (members with a
+        non-finite norm are not updated)."""
+        norms = self.norms(gradients)
+        active = torch.isfinite(norms) if active is None else active & torch.isfinite(norms)
+        scale = torch.clamp(self.clip.double() / (norms + CLIP_EPS), max=1.0)
+        scale = torch.where(torch.isinf(self.clip), torch.ones_like(scale), scale)
+        steps = self.steps + active.long()
+        for name, gradient in gradients.items():
+            param = params[name]
+            mask = self._per_member(active, param)
+            grad = gradient * self._per_member(scale.to(param.dtype), param)
+            grad = torch.where(mask, grad, torch.zeros_like(grad))  # no NaN into the state
+            grad = grad + self._per_member(self.weight_decay, param) * param
+            if self.name == "sgd":
+                new_param = self._sgd(name, param, grad, mask)
+            else:
+                new_param = self._adam(name, param, grad, mask, steps)
+            param.copy_(torch.where(mask, new_param, param))
+        self.steps = steps
+        return norms
+
+    def _sgd(self, name, param, grad, mask):
+        momentum = self._per_member(self.momentum, param)
+        buffer = self.buffers["momentum"][name]
+        new_buffer = momentum * buffer + grad
+        buffer.copy_(torch.where(mask, new_buffer, buffer))
+        direction = grad + momentum * new_buffer if self.nesterov else new_buffer
+        return param - self._per_member(self.lr, param) * direction
+
+    def _adam(self, name, param, grad, mask, steps):
+        beta1 = self._per_member(self.beta1, param)
+        beta2 = self._per_member(self.beta2, param)
+        exp_avg, exp_avg_sq = self.buffers["exp_avg"][name], self.buffers["exp_avg_sq"][name]
+        new_avg = torch.lerp(exp_avg, grad, 1 - beta1)
+        new_avg_sq = exp_avg_sq * beta2 + (1 - beta2) * (grad * grad)
+        exp_avg.copy_(torch.where(mask, new_avg, exp_avg))
+        exp_avg_sq.copy_(torch.where(mask, new_avg_sq, exp_avg_sq))
+        count = self._per_member(torch.clamp(steps, min=1).to(param.dtype), param)
+        bias_correction1 = 1 - beta1 ** count
+        bias_correction2 = 1 - beta2 ** count
+        step_size = self._per_member(self.lr, param) / bias_correction1
+        denom = new_avg_sq.sqrt() / bias_correction2.sqrt() + ADAM_EPS
+        return param - step_size * (new_avg / denom)
+
+    def select(self, members: torch.Tensor) -> "MemberOptimizer":
+        """A copy for the ``members`` (index tensor) of this ensemble, for `assign`."""
+        part = object.__new__(MemberOptimizer)
+        part.name, part.nesterov = self.name, self.nesterov
+        for name in ("lr", "momentum", "weight_decay", "beta1", "beta2", "clip", "steps"):
+            setattr(part, name, getattr(self, name)[members])
+        part.buffers = {buffer: {name: value[members] for name, value in values.items()}
+                        for buffer, values in self.buffers.items()}
+        return part
+
+    def assign(self, members: torch.Tensor, part: "MemberOptimizer") -> None:
+        """Take over the state of ``part`` (from `select`) for ``members``."""
+        self.steps[members] = part.steps
+        for buffer, values in self.buffers.items():
+            for name, value in values.items():
+                value[members] = part.buffers[buffer][name]
+
+    def state_dict(self) -> dict:
+        """Tensors only (for ``torch.save`` / ``weights_only``)."""
+        return {"steps": self.steps.clone(),
+                **{f"{buffer}.{name}": value.clone()
+                   for buffer, values in self.buffers.items() for name, value in values.items()}}
+
+    def load_state_dict(self, saved: Mapping[str, torch.Tensor]) -> None:
+        self.steps = saved["steps"].to(self.steps.device).clone()
+        for buffer, values in self.buffers.items():
+            for name, value in values.items():
+                value.copy_(saved[f"{buffer}.{name}"])

@@ -1,0 +1,236 @@
+"""Sweeps: a protocol over a grid of settings, on Dask, with resumable shards.
+
+`run_sweep` trains every grid point of ``grid`` (``{"rule.optimizer.lr": [0.01, 0.1],
+"seed": [0, 1, 2]}``: the cartesian product, each point a set of ``--set`` edits of the
+protocol). Points that can share one batched model (`bioplast.ensembles.ensemble_key`:
+they differ only in seed, optimizer hyperparameters, clipping or initialization) are
+grouped into ensembles of at most ``max_members``, split further so that every worker
+gets work. Each group is one Dask task (``retries``: a task whose worker died runs again;
+it resumes from its checkpoint). Every point writes its own shard atomically
+(``OUT.nc.shards/<point>.nc``); a re-run of the same sweep skips points whose shard
+exists. The final dataset stacks the shards along one dim per grid key (named after the
+key's last part: ``lr``, ``seed``; the full key in the dim's ``key`` attr), padding runs
+that stopped early with NaN.
+
+Runs on a `distributed.LocalCluster` (``workers`` processes, ``threads`` torch threads
+each) or on a running scheduler (``scheduler`` address; e.g. a Slurm cluster through
+dask-jobqueue, see the README). Workers must see the protocol file and the output
+directory (a shared file system).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import xarray as xr
+
+from . import schema
+from .errors import BioplastError, InputError
+
+#: Seconds to wait for a scheduler given by address before giving up.
+CONNECT_TIMEOUT = 20
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One point of a sweep: its position in the grid and its protocol edits."""
+
+    index: tuple[int, ...]
+    settings: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        """A file name for the point's shard: position and a hash of its settings."""
+        digest = hashlib.sha1(json.dumps(self.settings, sort_keys=True, default=str)
+                              .encode()).hexdigest()[:10]
+        return "p" + "-".join(map(str, self.index)) + "_" + digest
+
+
+def grid_points(grid: dict[str, list]) -> list[GridPoint]:
+    """The cartesian product of ``grid``, in C order (the last key varies fastest)."""
+    keys = list(grid)
+    return [GridPoint(index, {key: grid[key][i] for key, i in zip(keys, index)})
+            for index in itertools.product(*(range(len(grid[key])) for key in keys))]
+
+
+def dim_names(keys: list[str]) -> dict[str, str]:
+    """The dim of each grid key: its last part (``lr``), or the whole path with ``_``
+    where two keys end alike."""
+    last = [key.split(".")[-1] for key in keys]
+    return {key: (name if last.count(name) == 1 else key.replace(".", "_"))
+            for key, name in zip(keys, last)}
+
+
+def shard_directory(output: Path) -> Path:
+    return output.with_name(output.name + ".shards")
+
+
+def plan(protocol_path: str, grid: dict[str, list], base_settings: dict, shards: Path,
+         max_members: int, n_workers: int) -> tuple[list[list[GridPoint]], int]:
+    """Validate every point and group the unfinished ones: ``(groups, finished count)``."""
+    from .ensembles import ensemble_key
+    from .protocol import load_protocol
+    by_key: dict[str, list[GridPoint]] = {}
+    finished = 0
+    for point in grid_points(grid):
+        try:
+            protocol = load_protocol(protocol_path, {**base_settings, **point.settings})
+        except InputError as error:
+            raise InputError(f"grid point {_describe(point)}: {error.message}",
+                             file=error.file, line=error.line, key=error.key) from None
+        if (shards / f"{point.name}.nc").exists():
+            finished += 1
+            continue
+        by_key.setdefault(ensemble_key(protocol), []).append(point)
+    remaining = sum(len(points) for points in by_key.values())
+    groups = []
+    for points in by_key.values():
+        share = math.ceil(n_workers * len(points) / max(remaining, 1))
+        parts = max(math.ceil(len(points) / max_members), min(share, len(points)))
+        groups.extend(list(chunk) for chunk in np.array_split(np.array(points, dtype=object),
+                                                               parts) if len(chunk))
+    return groups, finished
+
+
+def _describe(point: GridPoint) -> str:
+    return ", ".join(f"{key}={value}" for key, value in point.settings.items())
+
+
+def train_group(protocol_path: str, base_settings: dict, points: list[GridPoint],
+                shards: str, threads: int) -> list[str]:
+    """Train ``points`` as one ensemble and write one shard per point (a Dask task).
+    Resumes from the group's checkpoint when a previous attempt left one."""
+    import torch
+
+    from .protocol import load_protocol
+    from .results import member_dataset, save
+    from .training import train
+    torch.set_num_threads(threads)
+    shards_dir = Path(shards)
+    protocols = [load_protocol(protocol_path, {**base_settings, **p.settings}) for p in points]
+    group_name = hashlib.sha1("|".join(p.name for p in points).encode()).hexdigest()[:12]
+    checkpoint = shards_dir / f"group_{group_name}.checkpoint.pt"
+    result = train(protocols, checkpoint=checkpoint, resume=True)
+    if result.status == schema.STATUS_INTERRUPTED:
+        raise RuntimeError("training was interrupted")
+    written = []
+    for point, member in zip(points, result.members):
+        dataset = member_dataset(member, result.info, member.status, member.message)
+        dataset.attrs["sweep_point"] = json.dumps(point.settings, sort_keys=True, default=str)
+        written.append(str(save(dataset, shards_dir / f"{point.name}.nc")))
+    checkpoint.unlink(missing_ok=True)
+    return written
+
+
+def connect(scheduler: str | None, n_workers: int, threads: int):
+    """A Dask client: to ``scheduler`` (an address), or to a new LocalCluster."""
+    from distributed import Client, LocalCluster
+    if scheduler:
+        try:
+            return Client(scheduler, timeout=f"{CONNECT_TIMEOUT}s")
+        except (OSError, TimeoutError) as error:
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler} within "
+                             f"{CONNECT_TIMEOUT} s ({type(error).__name__})",
+                             key="--scheduler") from None
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # inherited by the workers
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                           dashboard_address=None)
+    return Client(cluster)
+
+
+def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
+              base_settings: dict | None = None, scheduler: str | None = None,
+              workers: int = 2, threads: int = 1, max_members: int = 64, retries: int = 3,
+              progress: Callable[[int, int], None] | None = None) -> xr.Dataset:
+    """Run a sweep and return (and write to ``output``) the stacked dataset; see the
+    module docstring. ``progress(done, total)`` is called as points finish."""
+    if not grid:
+        raise InputError("a sweep needs at least one --grid KEY=V1,V2,...", key="--grid")
+    for key, values in grid.items():
+        if not values:
+            raise InputError(f"no values for grid key '{key}'", key="--grid")
+        if len(set(map(str, values))) != len(values):
+            raise InputError(f"grid key '{key}' repeats a value", key="--grid")
+    output = Path(output)
+    shards = shard_directory(output)
+    shards.mkdir(parents=True, exist_ok=True)
+    base_settings = dict(base_settings or {})
+    client = connect(scheduler, workers, threads)
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
+        groups, finished = plan(protocol_path, grid, base_settings, shards, max_members,
+                                n_workers)
+        total = finished + sum(len(g) for g in groups)
+        if progress:
+            progress(finished, total)
+        futures = {client.submit(train_group, str(protocol_path), base_settings, group,
+                                 str(shards), threads, retries=retries, pure=False): group
+                   for group in groups}
+        from distributed import as_completed
+        done = finished
+        for future in as_completed(futures):
+            try:
+                future.result()
+            except BioplastError:
+                raise
+            except Exception as error:
+                raise RuntimeError(f"grid points {', '.join(_describe(p) for p in futures[future])}"
+                                   f" failed: {type(error).__name__}: {error}") from error
+            done += len(futures[future])
+            if progress:
+                progress(done, total)
+    finally:
+        client.close()
+        if not scheduler and getattr(client, "cluster", None) is not None:
+            client.cluster.close()
+    dataset = combine(grid, shards, protocol_path)
+    from .results import save
+    save(dataset, output)
+    return dataset
+
+
+def combine(grid: dict[str, list], shards: Path, protocol_path: str) -> xr.Dataset:
+    """Stack the shards of every grid point along one dim per grid key."""
+    keys = list(grid)
+    dims = dim_names(keys)
+    points = grid_points(grid)
+    datasets = {}
+    for point in points:
+        datasets[point.index] = xr.load_dataset(shards / f"{point.name}.nc")
+
+    def nest(prefix: tuple[int, ...]):
+        depth = len(prefix)
+        if depth == len(keys):
+            return datasets[prefix]
+        return [nest(prefix + (i,)) for i in range(len(grid[keys[depth]]))]
+    names = list(datasets[points[0].index].data_vars)
+    combined = xr.combine_nested(
+        nest(()), concat_dim=[dims[key] for key in keys], join="outer", coords="minimal",
+        compat="override", combine_attrs="drop_conflicts",
+        fill_value={**{name: np.nan for name in names}, "level": -1})
+    combined = combined.transpose(*[dims[key] for key in keys], ...)
+    combined = combined.assign_coords({dims[key]: (dims[key], _coordinate(grid[key]),
+                                                   {"key": key}) for key in keys})
+    statuses = np.array([datasets[p.index].attrs.get(schema.ATTR_STATUS, "")
+                         for p in points]).reshape([len(grid[k]) for k in keys])
+    combined["point_status"] = ([dims[k] for k in keys], statuses)
+    combined.attrs.update({schema.ATTR_KIND: "sweep", "sweep_grid": json.dumps(grid,
+                                                                                 default=str),
+                           "sweep_protocol_file": str(protocol_path)})
+    combined.attrs.pop(schema.ATTR_SEED, None)
+    return combined
+
+
+def _coordinate(values: list) -> np.ndarray:
+    """Grid values as a coordinate: numbers stay numbers, anything else becomes text."""
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return np.asarray(values)
+    return np.asarray([json.dumps(v) if not isinstance(v, str) else v for v in values])

@@ -1,0 +1,138 @@
+"""Sweeps on Dask against their reference, the single runs of every grid point; a killed
+worker, a killed sweep re-run, and an unreachable scheduler."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import xarray as xr
+
+from bioplast import cli
+from bioplast.protocol import load_protocol
+from bioplast.training import train
+
+REPO = Path(__file__).resolve().parent.parent
+PROTOCOL = """\
+name: sweep_small
+seed: 0
+model: {file: leaky_rate, n_units: 16}
+task: {name: delayed_cue, delay: 20 ms}
+rule: {name: bptt, optimizer: {name: adam, lr: 0.01}}
+training: {epochs: EPOCHS, steps_per_epoch: 5, batch_size: 16, eval_batches: 1}
+backend: {name: torch, dtype: float64}
+record: {trials: 2}
+"""
+GRID = ["--grid", "rule.optimizer.lr=0.003,0.03", "--grid", "seed=0,1,2"]
+
+
+def write_protocol(tmp_path, epochs=3):
+    path = tmp_path / "p.yaml"
+    path.write_text(PROTOCOL.replace("EPOCHS", str(epochs)))
+    return path
+
+
+def check_against_single_runs(path, dataset, points):
+    for lr, seed in points:
+        single = train(load_protocol(path, {"rule.optimizer.lr": lr, "seed": seed}))
+        point = dataset.sel(lr=lr, seed=seed)
+        np.testing.assert_allclose(point["W_rec"].values, single.params["W_rec"], rtol=1e-10,
+                                   atol=1e-12)
+        np.testing.assert_allclose(point["loss"].values, single.history.loss, rtol=1e-10)
+
+
+def test_sweep_equals_the_single_runs(tmp_path):
+    path = write_protocol(tmp_path)
+    out = tmp_path / "sweep.nc"
+    assert cli.main(["sweep", str(path), *GRID, "--workers", "2", "-o", str(out),
+                     "--quiet"]) == 0
+    dataset = xr.load_dataset(out)
+    assert dataset["W_rec"].dims == ("lr", "seed", "unit", "presynaptic")
+    assert list(dataset["lr"].values) == [0.003, 0.03]
+    assert list(dataset["seed"].values) == [0, 1, 2]
+    assert dataset["lr"].attrs["key"] == "rule.optimizer.lr"
+    assert (dataset["point_status"].values == "complete").all()
+    check_against_single_runs(path, dataset, [(lr, s) for lr in (0.003, 0.03) for s in (0, 1, 2)])
+
+
+def sweep_process(path, out, *extra):
+    return subprocess.Popen([sys.executable, "-m", "bioplast", "sweep", str(path), *GRID,
+                             "--workers", "2", "--max-members", "1", "-o", str(out), "--quiet",
+                             *extra], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_shards(shards: Path, count: int, process, timeout=240.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if shards.exists() and len(list(shards.glob("p*.nc"))) >= count:
+            return
+        if process.poll() is not None:
+            pytest.fail(f"the sweep ended early: {process.communicate()}")
+        time.sleep(0.05)
+    pytest.fail("no shards appeared")
+
+
+def assert_clean_shards(shards: Path):
+    names = sorted(p.name for p in shards.iterdir())
+    assert len([n for n in names if n.startswith("p") and n.endswith(".nc")]) == 6, names
+    assert not [n for n in names if not n.endswith(".nc")], names  # no temp files, checkpoints
+    for name in names:
+        xr.load_dataset(shards / name)  # every shard is readable
+
+
+def test_a_killed_worker_does_not_lose_or_corrupt_points(tmp_path):
+    path = write_protocol(tmp_path, epochs=12)
+    out = tmp_path / "sweep.nc"
+    process = sweep_process(path, out)
+    wait_for_shards(out.with_name("sweep.nc.shards"), 1, process)
+    workers = [child for child in psutil.Process(process.pid).children(recursive=True)
+               if "spawn" in " ".join(child.cmdline()) or "forkserver" in
+               " ".join(child.cmdline())]
+    assert workers, [c.cmdline() for c in psutil.Process(process.pid).children(recursive=True)]
+    workers[0].kill()
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert_clean_shards(out.with_name("sweep.nc.shards"))
+    check_against_single_runs(path, xr.load_dataset(out), [(0.03, 2)])
+
+
+def test_killing_the_sweep_and_rerunning_finishes_only_the_missing_points(tmp_path):
+    path = write_protocol(tmp_path, epochs=12)
+    out = tmp_path / "sweep.nc"
+    shards = out.with_name("sweep.nc.shards")
+    process = sweep_process(path, out)
+    wait_for_shards(shards, 2, process)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
+    before = {p.name: p.stat().st_mtime_ns for p in shards.glob("p*.nc")}
+    assert 2 <= len(before) < 6 and not out.exists()
+    rerun = sweep_process(path, out)
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    for name, mtime in before.items():
+        assert (shards / name).stat().st_mtime_ns == mtime  # finished points were skipped
+    assert_clean_shards(shards)
+    check_against_single_runs(path, xr.load_dataset(out), [(0.003, 0), (0.03, 2)])
+
+
+def test_an_unreachable_scheduler_fails_fast(tmp_path, capsys):
+    path = write_protocol(tmp_path)
+    started = time.monotonic()
+    code = cli.main(["sweep", str(path), "--grid", "seed=0,1", "--scheduler",
+                     "tcp://127.0.0.1:9", "-o", str(tmp_path / "s.nc")])
+    assert code == 2 and time.monotonic() - started < 30
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_grid_errors_name_the_point(tmp_path, capsys):
+    path = write_protocol(tmp_path)
+    code = cli.main(["sweep", str(path), "--grid", "rule.optimizer.lr=0.01,-1", "-o",
+                     str(tmp_path / "s.nc")])
+    err = capsys.readouterr().err
+    assert code == 2 and "rule.optimizer.lr=-1" in err and "lr" in err

@@ -36,7 +36,7 @@ def median_time(function, repeats):
 
 def setup(n_units, trials, steps, dtype=torch.float32):
     model = bioplast.load_model("leaky_rate", n_units=n_units, sigma=0)
-    params = {k: torch.as_tensor(v[None], dtype=dtype)
+    params = {k: torch.tensor(np.array(v)[None], dtype=dtype).contiguous()
               for k, v in model.init_params(0).items()}
     rng = np.random.default_rng(0)
     inputs = torch.as_tensor(rng.normal(size=(trials, steps, model.n_inputs)), dtype=dtype)
@@ -57,16 +57,17 @@ def compiled_run(model, params, inputs, initial, grad):
 
 
 def handwritten_run(model, params, inputs, initial, grad):
-    alpha = model.dt / float(params["tau"][0])
+    """The same math and the same gradients (tau is a parameter too)."""
     leaves = {k: v[0].clone().requires_grad_(grad) for k, v in params.items()}
+    dt = model.dt
 
     def run():
         with torch.set_grad_enabled(grad):
-            w_rec, w_in, b = leaves["W_rec"], leaves["W_in"], leaves["b"]
+            w_rec, w_in, b, tau = leaves["W_rec"], leaves["W_in"], leaves["b"], leaves["tau"]
             r = initial[0]
             states = []
             for u in inputs.unbind(1):
-                r = r + alpha * (-r + torch.tanh(r @ w_rec.T + u @ w_in.T + b))
+                r = r + dt * (-r + torch.tanh(r @ w_rec.T + u @ w_in.T + b)) / tau
                 states.append(r)
             trajectory = torch.stack(states, dim=1)
             if grad:

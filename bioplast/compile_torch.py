@@ -126,9 +126,14 @@ class TorchStepper:
         self.random = list(model.random_symbols.items()) if noise else []
         self.white_noise = sorted({xi for terms in model.diffusion.values() for xi in terms}) \
             if noise else []
-        self.held = [(n, self._compile(e.xreplace(silence)))
-                     for n, e in model.step_subexpressions.items()]
-        self.update = {n: self._compile(update_expression(model, n, noise).xreplace(silence))
+        held = {n: e.xreplace(silence) for n, e in model.step_subexpressions.items()}
+        # held values that are numbers once the noise is off (noise = sigma * 0) are
+        # substituted, so that the step does not add a zero at every step
+        constants = {_symbol(n): e for n, e in held.items() if e.is_Number}
+        self.held = [(n, self._compile(e)) for n, e in held.items() if not e.is_Number]
+        self.held_constants = {n: float(e) for n, e in held.items() if e.is_Number}
+        self.update = {n: self._compile(update_expression(model, n, noise).xreplace(silence)
+                                        .xreplace(constants))
                        for n in model.state_names}
         self.plain = {n: self._compile(e) for n, e in model.subexpressions.items()}
 
@@ -183,6 +188,7 @@ class TorchStepper:
                                generator, self.dtype, self.device)
         for xi in self.white_noise:
             env[f"_xi_{xi}"] = draw(torch.randn, shape, generator, self.dtype, self.device)
+        env.update(self.held_constants)
         for name, function in self.held:
             env[name] = function(env)
         for coupling in self.model.couplings.values():

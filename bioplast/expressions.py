@@ -66,11 +66,11 @@ def compile_expression(expr: sympy.Basic, functions: Mapping[str, Callable]) -> 
             raise UnsupportedExpression(f"the expression contains an undefined value ({expr})")
         value = float(expr)
         return lambda env: value
-    args = [compile_expression(arg, functions) for arg in expr.args]
     if isinstance(expr, sympy.Add):
-        return lambda env: functools.reduce(operator.add, (a(env) for a in args))
+        return _compile_add(expr, functions)
     if isinstance(expr, sympy.Mul):
-        return lambda env: functools.reduce(operator.mul, (a(env) for a in args))
+        return _compile_mul(expr, functions)
+    args = [compile_expression(arg, functions) for arg in expr.args]
     if isinstance(expr, sympy.Pow):
         base, exponent = args
         if expr.exp == -1:
@@ -99,3 +99,37 @@ def compile_expression(expr: sympy.Basic, functions: Mapping[str, Callable]) -> 
         return lambda env: implementation(*(a(env) for a in args))
     raise UnsupportedExpression(f"unsupported construct '{type(expr).__name__}' in "
                                 f"expression '{expr}'")
+
+
+def _compile_add(expr: sympy.Add, functions):
+    """A sum with its numbers folded into one constant (left out when 0): fewer tensor
+    operations, so fewer autograd nodes."""
+    constant = float(sum(arg for arg in expr.args if arg.is_Number))
+    terms = [compile_expression(arg, functions) for arg in expr.args if not arg.is_Number]
+
+    def add(env):
+        total = functools.reduce(operator.add, (term(env) for term in terms))
+        return total + constant if constant else total
+    return add
+
+
+def _compile_mul(expr: sympy.Mul, functions):
+    """A product as ``coefficient * numerators / denominators``: factors ``x**-1`` become
+    one division, a coefficient of -1 a negation, a coefficient of 1 nothing."""
+    coefficient = float(sympy.Mul(*[arg for arg in expr.args if arg.is_Number]))
+    numerators = [compile_expression(arg, functions) for arg in expr.args
+                  if not arg.is_Number and not (isinstance(arg, sympy.Pow) and arg.exp == -1)]
+    denominators = [compile_expression(arg.base, functions) for arg in expr.args
+                    if isinstance(arg, sympy.Pow) and arg.exp == -1]
+
+    def multiply(env):
+        value = functools.reduce(operator.mul, (f(env) for f in numerators)) if numerators \
+            else 1.0
+        if coefficient == -1.0:
+            value = -value
+        elif coefficient != 1.0:
+            value = coefficient * value
+        for denominator in denominators:
+            value = value / denominator(env)
+        return value
+    return multiply

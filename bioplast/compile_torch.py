@@ -62,15 +62,14 @@ def torch_functions(dtype: torch.dtype, device: torch.device) -> dict[str, Calla
 READOUT_ACTIVATIONS = {"identity": lambda y: y, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 
 
-def draw(sample: Callable, shape, generator, dtype: torch.dtype,
-         device: torch.device) -> torch.Tensor:
-    """Random numbers ``(member, ...)`` from ``sample`` (``torch.randn``/``torch.rand``):
-    from one generator, or from one generator per member (a list), so that each member of
-    an ensemble draws exactly what it would draw alone."""
+def draw_steps(sample: Callable, n_steps: int, shape, generator, dtype: torch.dtype,
+               device: torch.device) -> torch.Tensor:
+    """Random numbers for ``n_steps`` steps at once, ``(step, member, ...)``: one call per
+    member (its own generator) or one call in all."""
     if isinstance(generator, (list, tuple)):
-        return torch.stack([sample(tuple(shape[1:]), generator=g, dtype=dtype, device=device)
-                            for g in generator])
-    return sample(tuple(shape), generator=generator, dtype=dtype, device=device)
+        return torch.stack([sample((n_steps, *shape[1:]), generator=g, dtype=dtype,
+                                   device=device) for g in generator], dim=1)
+    return sample((n_steps, *shape), generator=generator, dtype=dtype, device=device)
 
 
 def _symbol(name: str) -> sympy.Symbol:
@@ -162,7 +161,7 @@ class TorchStepper:
     def step(self, state: Mapping[str, torch.Tensor], inputs_t: torch.Tensor,
              bound: Mapping[str, torch.Tensor], t: float,
              generator: torch.Generator | None = None, detach_recurrent: bool = False,
-             perturbations_t: Mapping[str, torch.Tensor] | None = None):
+             perturbations_t: Mapping[str, torch.Tensor] | None = None, random_t=None):
         """Advance every state by one step.
 
         Returns ``(new_state, env)``: ``env`` holds the values used during the step
@@ -172,22 +171,35 @@ class TorchStepper:
         coupling targets (node perturbation).
         """
         env = self.environment(state, inputs_t, bound, t, generator, detach_recurrent,
-                               perturbations_t)
+                               perturbations_t, random_t)
         return self.advance(env), env
 
+    def random_numbers(self, shape, n_steps: int, generator) -> list[dict[str, torch.Tensor]]:
+        """The random numbers of ``n_steps`` steps from states shaped ``shape``, drawn at
+        once (one call per variable, and per member with one generator per member): one
+        dict per step, for `environment`'s ``random_t``."""
+        blocks = {symbol: draw_steps(torch.randn if function == "randn" else torch.rand,
+                                     n_steps, shape, generator, self.dtype, self.device)
+                  for symbol, function in self.random}
+        blocks.update({f"_xi_{xi}": draw_steps(torch.randn, n_steps, shape, generator,
+                                               self.dtype, self.device)
+                       for xi in self.white_noise})
+        by_step = {name: block.unbind(0) for name, block in blocks.items()}
+        return [{name: values[k] for name, values in by_step.items()} for k in range(n_steps)]
+
     def environment(self, state, inputs_t, bound, t: float, generator=None,
-                    detach_recurrent: bool = False, perturbations_t=None) -> dict[str, Any]:
+                    detach_recurrent: bool = False, perturbations_t=None,
+                    random_t=None) -> dict[str, Any]:
         """Everything one step uses, from the state at its start: parameters, random
-        numbers, ``(constant over dt)`` subexpressions and coupling targets."""
+        numbers (``random_t`` from `random_numbers`, or drawn now), ``(constant over dt)``
+        subexpressions and coupling targets."""
         env: dict[str, Any] = dict(bound)
         env.update(state)
         env["t"], env["dt"] = t, self.model.dt
         shape = next(iter(state.values())).shape
-        for symbol, function in self.random:
-            env[symbol] = draw(torch.randn if function == "randn" else torch.rand, shape,
-                               generator, self.dtype, self.device)
-        for xi in self.white_noise:
-            env[f"_xi_{xi}"] = draw(torch.randn, shape, generator, self.dtype, self.device)
+        if random_t is None:
+            random_t = self.random_numbers(shape, 1, generator)[0]
+        env.update(random_t)
         env.update(self.held_constants)
         for name, function in self.held:
             env[name] = function(env)
@@ -234,12 +246,15 @@ class TorchStepper:
         inputs_by_step = tqdm(inputs.unbind(-2), desc="steps", unit="step", leave=False,
                               disable=not progress, mininterval=0.5)
         by_step = {target: value.unbind(-2) for target, value in (perturbations or {}).items()}
+        random = self.random_numbers(next(iter(state.values())).shape, inputs.shape[-2],
+                                     generator)
         for k, inputs_t in enumerate(inputs_by_step):  # unbind: no O(T^2) backward
             if truncation and k and k % truncation == 0:
                 state = {name: value.detach() for name, value in state.items()}
             state, env = self.step(state, inputs_t, bound, k * self.model.dt, generator,
                                    detach_recurrent,
-                                   {target: values[k] for target, values in by_step.items()})
+                                   {target: values[k] for target, values in by_step.items()},
+                                   random[k])
             for name, value in self.observe(state, env, names).items():
                 steps[name].append(value)
         return {name: torch.stack(values, dim=2) for name, values in steps.items()}, state

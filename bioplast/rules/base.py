@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal, Mapping
 import pydantic
 import torch
 
-from ..compile_torch import TorchStepper, draw, readout
+from ..compile_torch import TorchStepper, draw_steps, readout
 from ..model import Model
 from ..optimizers import MemberOptimizer
 from ..registry import Registry
@@ -89,7 +89,7 @@ class TrainingContext:
 
     def randn(self, shape) -> torch.Tensor:
         """Standard normal numbers ``(member, ...)`` from the run's generator(s)."""
-        return draw(torch.randn, shape, self.generator, self.dtype, self.device)
+        return draw_steps(torch.randn, 1, shape, self.generator, self.dtype, self.device)[0]
 
     def recorded_variables(self) -> list[str]:
         """What the regularizers need recorded, besides the readout source."""

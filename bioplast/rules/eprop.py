@@ -113,10 +113,12 @@ class EProp(LearningRule):
         largest = torch.zeros(n_members, dtype=torch.float64, device=context.device)
         previous_targets, previous_sources = None, {}
         n_steps = len(inputs)
+        random = stepper.random_numbers(next(iter(states.values())).shape, n_steps,
+                                        context.generator)  # as the forward pass draws them
         for step, inputs_t in enumerate(inputs):
             previous_eligibility = {name: dict(traces) for name, traces in eligibility.items()}
             env = stepper.environment(states, inputs_t, bound, step * model.dt,
-                                      context.generator)
+                                      random_t=random[step])
             target_values = {c.target: env[c.target] for c in model.couplings.values()}
             shape = next(iter(states.values())).shape
             own = {p: bound[p].expand(shape) for p in unit_params}

@@ -5,7 +5,7 @@ task: ``max_members=1``) on a LocalCluster with 1 worker and with 2 workers (1 t
 each), into fresh directories, and prints the speedup (issue goal >= 1.7x on 2 cores).
 Cluster start-up is included: it is part of what a user waits for.
 
-    python benchmarks/sweep_scaling.py [--points 8] [--epochs 6]
+    python benchmarks/sweep_scaling.py [--points 8] [--epochs 20]
 """
 
 import argparse
@@ -31,7 +31,7 @@ record: {{trials: 0}}
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=8, help="seeds per learning rate x 2")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=20)
     args = parser.parse_args()
     grid = {"rule.optimizer.lr": [0.001, 0.003], "seed": list(range(args.points // 2))}
     times = {}

@@ -190,11 +190,27 @@ def cmd_run(args) -> int:
     return 1 if result.status == schema.STATUS_DIVERGED else 130
 
 
+def _select(dataset, items, where: str):
+    """``--select DIM=VALUE``: one network of an ensemble or sweep (by coordinate value)."""
+    for key, value in _parse_overrides(items, "--select").items():
+        if key not in dataset.dims:
+            raise InputError(f"no dim '{key}' to select from (dims: "
+                             f"{', '.join(map(str, dataset.dims))})", file=where, key="--select")
+        try:
+            dataset = dataset.sel({key: value})
+        except KeyError:
+            raise InputError(f"{key}={value!r} is not among {key}'s values "
+                             f"({', '.join(map(str, dataset[key].values))})", file=where,
+                             key="--select") from None
+    return dataset
+
+
 def _read_recording(path: str, args):
-    """A netCDF file, or an NWB file cut into trials by the ``--nwb-*`` options."""
+    """A netCDF file (``--select``-ed), or an NWB file cut into trials by the ``--nwb-*``
+    options."""
     from .results import load
     if Path(path).suffix.lower() != ".nwb":
-        return load(path)
+        return _select(load(path), getattr(args, "select", None), path)
     from .analysis.nwb import read_nwb
     return read_nwb(path, source=args.nwb_source, bin_size=args.bin, window=args.window,
                     align=args.align)
@@ -410,17 +426,20 @@ def _default_text(field) -> str:
 
 
 def cmd_plot(args) -> int:
-    from .plotting import plot_analysis, plot_simulations, plot_training
+    from .plotting import plot_analysis, plot_simulations, plot_training, split_networks
     from .results import load
     datasets = [load(path) for path in args.files]
     labels = [Path(p).name for p in args.files]
-    kinds = {d.attrs.get(schema.ATTR_KIND) for d in datasets}
+    kinds = {"training" if d.attrs.get(schema.ATTR_KIND) == "sweep" else
+             d.attrs.get(schema.ATTR_KIND) for d in datasets}
     if "analysis" in kinds:
         if len(datasets) > 1:
             raise InputError("plot one analysis file at a time", file=args.files[1])
         plot_analysis(datasets[0], labels[0], args.output)
     elif kinds == {"training"}:
-        plot_training(datasets, labels, args.output)
+        networks = [pair for label, dataset in zip(labels, datasets)
+                    for pair in split_networks(dataset, label)]
+        plot_training([d for _, d in networks], [label for label, _ in networks], args.output)
     elif "training" in kinds:
         raise InputError("cannot plot training and simulation results in one figure",
                          file=args.files[0])
@@ -526,6 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze_.add_argument("--max-lag", type=_positive_int, default=30,
                           help="timescales: lags fitted, in steps")
     analyze_.add_argument("--seed", type=_non_negative_int, default=0)
+    analyze_.add_argument("--select", action="append", metavar="DIM=VALUE",
+                          help="one network of an ensemble or sweep, e.g. member=2 or lr=0.01")
     add_nwb_options(analyze_)
     analyze_.set_defaults(func=cmd_analyze)
 
@@ -543,6 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare_.add_argument("--shuffles", type=_non_negative_int, default=100)
     compare_.add_argument("--seed", type=_non_negative_int, default=0)
     compare_.add_argument("-o", "--output", metavar="OUT.nc", help="also save the numbers")
+    compare_.add_argument("--select", action="append", metavar="DIM=VALUE",
+                          help="one network of an ensemble or sweep (both files)")
     add_nwb_options(compare_)
     compare_.set_defaults(func=cmd_compare)
 

@@ -94,6 +94,28 @@ def _first_member(array: xr.DataArray) -> xr.DataArray:
     return array.isel({schema.MEMBER: 0}) if schema.MEMBER in array.dims else array
 
 
+def split_networks(dataset: xr.Dataset, label: str) -> list[tuple[str, xr.Dataset]]:
+    """The networks of an ensemble or sweep result as ``(label, dataset)`` pairs (a single
+    network's result as it is): one per combination of the dims of ``loss`` other than
+    ``epoch`` (``member``, sweep keys), labelled with their coordinate values, epochs
+    after the network stopped dropped."""
+    dims = [dim for dim in dataset["loss"].dims if dim != schema.EPOCH]
+    if not dims:
+        return [(label, dataset)]
+    pairs = []
+    for position in np.ndindex(*(dataset.sizes[dim] for dim in dims)):
+        one = dataset.isel(dict(zip(dims, position)))
+        name = ", ".join(f"{dim}={one[dim].values.item() if dim in one.coords else i}"
+                         for dim, i in zip(dims, position))
+        ran = np.isfinite(one["loss"].values) | np.isfinite(one["eval_loss"].values)
+        last = int(np.nonzero(ran)[0].max()) + 1 if ran.any() else 0
+        one = one.isel({schema.EPOCH: slice(0, last)})
+        if schema.INPUTS in one:  # test trials padded to the longest network's
+            one = one.dropna(schema.TIME, how="all", subset=[schema.INPUTS])
+        pairs.append((f"{label} {name}", one))
+    return pairs
+
+
 def plot_training(datasets: Sequence[xr.Dataset], labels: Sequence[str],
                   path: str | os.PathLike, n_trials: int = 2) -> None:
     """Learning curves of one or more training results (loss, accuracy, curriculum level),
@@ -126,19 +148,23 @@ def plot_training(datasets: Sequence[xr.Dataset], labels: Sequence[str],
                 shown = np.isfinite(values)
                 axes[2].plot(epochs[shown], values[shown], marker=marker, ls="-", color=color,
                              label=f"{label} {parameter}", markersize=4)
+    many = len(datasets) > 8  # legends of every network would hide the curves
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("loss")
-    axes[0].legend(fontsize=7)
+    if not many:
+        axes[0].legend(fontsize=7)
     axes[1].set_xlabel("epoch")
     axes[1].set_ylabel("test accuracy (mean over active heads)")
     axes[1].set_ylim(0, 1.02)
-    axes[1].legend(fontsize=7, loc="lower right")
+    if not many:
+        axes[1].legend(fontsize=7, loc="lower right")
     if has_alignment:
         axes[2].set_xlim(axes[0].get_xlim())
         axes[2].set_ylabel("cosine(update, BPTT gradient)")
         axes[2].set_ylim(-1.02, 1.02)
         axes[2].axhline(0, color="0.8", lw=0.8)
-        axes[2].legend(fontsize=6, ncol=2)
+        if not many:
+            axes[2].legend(fontsize=6, ncol=2)
     if has_trials:
         _plot_trials(axes[-1], first, n_trials, colors)
     from matplotlib.ticker import MaxNLocator
@@ -147,7 +173,8 @@ def plot_training(datasets: Sequence[xr.Dataset], labels: Sequence[str],
         axis.set_xlabel("epochs completed")
     runs = "; ".join(f"{label}: {d.attrs.get('protocol_name', '')}, rule "
                      f"'{d.attrs.get(schema.ATTR_RULE, '?')}' [{d.attrs.get(schema.ATTR_STATUS, '?')}]"
-                     for label, d in zip(labels, datasets))
+                     for label, d in zip(labels, datasets)) if len(datasets) <= 2 else \
+        f"{len(datasets)} networks ({labels[0]} ... {labels[-1]})"
     figure.suptitle(f"task '{first.attrs.get('task', '?')}', model "
                     f"'{first.attrs.get(schema.ATTR_MODEL_NAME, '?')}' - {runs}", fontsize=9)
     figure.tight_layout()

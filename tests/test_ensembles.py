@@ -103,6 +103,7 @@ def test_members_setting_and_result_dataset(tmp_path):
     np.testing.assert_allclose(ds["loss"].sel(member=1).values[:epochs], single.history.loss,
                                rtol=1e-10)
     assert set(ds["member_status"].values) == {"complete"}
+    assert cli.main(["plot", str(out), "-o", str(tmp_path / "e.png"), "--quiet"]) == 0
 
 
 def test_resume_an_ensemble_gives_the_same_result(tmp_path, monkeypatch):

@@ -58,6 +58,10 @@ def test_sweep_equals_the_single_runs(tmp_path):
     assert dataset["lr"].attrs["key"] == "rule.optimizer.lr"
     assert (dataset["point_status"].values == "complete").all()
     check_against_single_runs(path, dataset, [(lr, s) for lr in (0.003, 0.03) for s in (0, 1, 2)])
+    assert cli.main(["plot", str(out), "-o", str(tmp_path / "sweep.png"), "--quiet"]) == 0
+    assert cli.main(["analyze", str(out), "--select", "lr=0.03", "--select", "seed=1",
+                     "--steps", "300", "-o", str(tmp_path / "a.nc"), "--quiet"]) == 0
+    assert cli.main(["analyze", str(out), "-o", str(tmp_path / "b.nc"), "--quiet"]) == 2
 
 
 def sweep_process(path, out, *extra):

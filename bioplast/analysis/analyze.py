@@ -39,9 +39,12 @@ def result_model(dataset: xr.Dataset, where: str = "data"):
     missing = [name for name in model.params if name not in dataset]
     if missing:
         raise InputError(f"the result lacks the parameters {', '.join(missing)}", file=where)
-    if schema.MEMBER in dataset[next(iter(model.params))].dims:
-        raise InputError("the result holds several members: select one first "
-                         "(e.g. ds.isel(member=0))", file=where)
+    extra = [d for d in dataset[next(iter(model.params))].dims
+             if d not in model.params[next(iter(model.params))].dims]
+    if extra:
+        raise InputError(f"the result holds several networks (dims {', '.join(extra)}): "
+                         f"select one first (--select {extra[0]}=VALUE, or "
+                         f"ds.sel({extra[0]}=...) in Python)", file=where)
     return model, {name: dataset[name].values for name in model.params}
 
 

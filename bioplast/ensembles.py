@@ -19,7 +19,8 @@ from .protocol import Protocol
 
 #: Protocol settings that may differ between members of one ensemble.
 MEMBER_SETTINGS = ("seed", "rule.optimizer.lr", "rule.optimizer.momentum",
-                   "rule.optimizer.weight_decay", "rule.optimizer.betas", "rule.grad_clip")
+                   "rule.optimizer.weight_decay", "rule.optimizer.betas", "rule.grad_clip",
+                   "regularizers[i].weight")
 
 
 def member_protocols(protocol: Protocol) -> list[Protocol]:
@@ -52,6 +53,8 @@ def ensemble_key(protocol: Protocol) -> str:
     for key in ("lr", "momentum", "weight_decay", "betas"):
         optimizer.pop(key, None)
     data["training"].pop("members", None)
+    for regularizer in data["regularizers"]:
+        regularizer.pop("weight", None)
     return json.dumps({"protocol": data, "model": repr(_model_structure(protocol.model))},
                       sort_keys=True, default=str)
 

@@ -176,6 +176,37 @@ class WeightL2(Regularizer):
             for name in self.names(model))
 
 
+class MemberWeighted(Regularizer):
+    """A regularizer whose weight differs between the members of an ensemble: the
+    penalty of ``regularizer`` at weight 1 times each member's weight ``weights
+    (member,)``."""
+
+    def __init__(self, regularizer: Regularizer, weights: torch.Tensor):
+        super().__init__(regularizer.config)
+        self.unit = type(regularizer)(regularizer.config.model_copy(update={"weight": 1.0}))
+        self.name = regularizer.name
+        self.weights = weights
+
+    def _scaled(self, penalty):
+        if not torch.is_tensor(penalty):
+            return penalty * self.weights if penalty else penalty
+        return penalty * self.weights.reshape(-1, *([1] * (penalty.dim() - 1)))
+
+    def variables(self, model):
+        return self.unit.variables(model)
+
+    def step_penalty(self, model, previous, current, n_steps, per_trial=False):
+        return self._scaled(self.unit.step_penalty(model, previous, current, n_steps,
+                                                   per_trial))
+
+    def param_penalty(self, model, params):
+        return self._scaled(self.unit.param_penalty(model, params))
+
+    def trajectory_penalty(self, model, trajectory, initial_state, per_trial=False):
+        return self._scaled(self.unit.trajectory_penalty(model, trajectory, initial_state,
+                                                         per_trial))
+
+
 REGULARIZERS = Registry("regularizer", "bioplast.regularizers")
 REGULARIZERS.register("temporal_consistency", TemporalConsistency)
 REGULARIZERS.register("activity_l2", ActivityL2)

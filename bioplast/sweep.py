@@ -15,7 +15,8 @@ that stopped early with NaN.
 Runs on a `distributed.LocalCluster` (``workers`` processes, ``threads`` torch threads
 each) or on a running scheduler (``scheduler`` address; e.g. a Slurm cluster through
 dask-jobqueue, see the README). Workers must see the protocol file and the output
-directory (a shared file system).
+directory (a shared file system); one sweep at a time per output (a new run removes the
+temporary files that killed writers left behind).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from . import schema
 from .errors import BioplastError, InputError
 
 #: Seconds to wait for a scheduler given by address before giving up.
-CONNECT_TIMEOUT = 20
+CONNECT_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,8 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
     output = Path(output)
     shards = shard_directory(output)
     shards.mkdir(parents=True, exist_ok=True)
+    for stale in shards.glob(".*.tmp"):  # left by writers killed mid-write
+        stale.unlink(missing_ok=True)
     base_settings = dict(base_settings or {})
     client = connect(scheduler, workers, threads)
     try:
@@ -194,6 +197,8 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
     dataset = combine(grid, shards, protocol_path)
     from .results import save
     save(dataset, output)
+    for checkpoint in shards.glob("group_*.checkpoint.pt"):  # of groups planned before
+        checkpoint.unlink(missing_ok=True)
     return dataset
 
 

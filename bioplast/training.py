@@ -41,6 +41,7 @@ from .files import atomic_write
 from .ensembles import check_ensemble, member_protocols
 from .optimizers import MemberOptimizer
 from .protocol import Protocol
+from .regularizers import MemberWeighted
 from .backends import get_backend
 from .rules import TrainingContext, forward, true_gradient
 from .tasks import Batch, Level, stack_batches
@@ -258,23 +259,35 @@ class Trainer:
         self.backend = get_backend(backend.name, target=backend.target) \
             if backend.name != "torch" else None
         self.rule = first.rule
-        self.rule_state = self.rule.init_state(self.context(self.members), self.params)
+        weights = [[p.regularizers[i].config.weight for p in protocols]
+                   for i in range(len(first.regularizers))]
+        self.regularizer_weights = [
+            torch.tensor(w, dtype=self.dtype, device=self.device) if len(set(w)) > 1 else None
+            for w in weights]
+        everyone = list(range(len(protocols)))
+        self.rule_state = self.rule.init_state(self.context(everyone), self.params)
         self.optimizer = MemberOptimizer(
             [p.rule.config.optimizer for p in protocols],
             [p.rule.config.grad_clip for p in protocols],
-            self.rule.trainable(self.context(self.members), self.params))
+            self.rule.trainable(self.context(everyone), self.params))
         self.next_epoch = 0
 
     @property
     def protocol(self) -> Protocol:
         return self.protocols[0]
 
-    def context(self, members: list[Member], generators=None) -> TrainingContext:
-        """The training context of some members (their own generators by default)."""
+    def context(self, members: list[int], generators=None) -> TrainingContext:
+        """The training context of some members (their own generators by default; their
+        own regularizer weights where these differ between members)."""
         first = self.protocols[0]
+        index = self._index(members)
+        regularizers = [regularizer if weights is None else
+                        MemberWeighted(regularizer, weights[index])
+                        for regularizer, weights in zip(first.regularizers,
+                                                        self.regularizer_weights)]
         return TrainingContext(first.model, first.task, self.stepper,
-                               generators or [m.generator for m in members],
-                               first.regularizers, self.backend)
+                               generators or [self.members[i].generator for i in members],
+                               regularizers, self.backend)
 
     def active(self) -> list[int]:
         return [index for index, member in enumerate(self.members) if not member.finished]
@@ -382,7 +395,7 @@ class Trainer:
         before = {name: value.clone() for name, value in params.items()}
         state = {name: value[index] for name, value in self.rule_state.items()}
         optimizer = self.optimizer.select(index)
-        context = self.context([self.members[i] for i in members])
+        context = self.context(members)
         loss, norm = self.rule.update(context, params, batch, initial, level, state, optimizer)
         loss = loss.detach().double().cpu().numpy()  # one transfer per update
         norm = norm.detach().double().cpu().numpy()
@@ -431,7 +444,7 @@ class Trainer:
             state = {name: value[index] for name, value in self.rule_state.items()}
 
             def context():
-                return self.context([], [self.members[i].generator_for(8, self.next_epoch)
+                return self.context(group, [self.members[i].generator_for(8, self.next_epoch)
                                          for i in group])
             with torch.no_grad():
                 estimate, _ = self.rule.estimate(context(), params, batch, initial, level,
@@ -471,7 +484,7 @@ class Trainer:
                     level = self.members[i].curriculum.level()
                     draws[i] = (level, *self.members[i].draw(rngs[i], size, level))
                 for group, level, batch, initial in self.groups(members, draws):
-                    context = self.context([], [generators[i] for i in group])
+                    context = self.context(group, [generators[i] for i in group])
                     params = {k: v[self._index(group)] for k, v in self.params.items()}
                     outputs, _ = forward(context, params, batch, initial)
                     loss = task.loss_value(outputs, context.tensor(batch.targets),
@@ -499,7 +512,7 @@ class Trainer:
             draws[i] = (level, *member.draw(rng, record.trials, level))
         tests = [None] * len(self.members)
         for group, level, batch, initial in self.groups(list(draws), draws):
-            context = self.context([], [self.members[i].generator_for(6) for i in group])
+            context = self.context(group, [self.members[i].generator_for(6) for i in group])
             params = {k: v[self._index(group)] for k, v in self.params.items()}
             with torch.no_grad():
                 outputs, recorded = forward(context, params, batch, initial, record=names)

@@ -87,6 +87,26 @@ def test_each_member_trains_as_it_would_alone(tmp_path, rule):
     assert (levels != levels[0]).any() or len(set(epochs)) > 1
 
 
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_members_with_their_own_regularizer_weights(tmp_path, rule):
+    """Temporal-consistency and weight-L2 weights differ between members (reference: the
+    same networks alone)."""
+    path = tmp_path / "p.yaml"
+    path.write_text(protocol_text(rule).replace(
+        "training:", "regularizers: [{name: temporal_consistency, weight: 0.1}, "
+                     "{name: weight_l2, weight: 0.001}]\ntraining:"))
+    # a learning rate at which node perturbation does not blow up (rounding differences
+    # of 1e-16 grow with the weights of a diverging run)
+    lr = {"bptt": 0.5, "eprop": 0.05, "node_perturbation": 0.05}[rule]
+    settings = [{"seed": 5 + m, "rule.optimizer.lr": lr, "regularizers": [
+        {"name": "temporal_consistency", "weight": [0.0, 0.1, 1.0][m]},
+        {"name": "weight_l2", "weight": 0.001 * m}]} for m in range(3)]
+    ensemble = train([load_protocol(path, one) for one in settings])
+    parameters = list(ensemble.protocol.model.params)
+    for one, member in zip(settings, ensemble.members):
+        assert_same_network(train(load_protocol(path, one)).members[0], member, parameters)
+
+
 def test_members_setting_and_result_dataset(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text(protocol_text("bptt").replace("alignment_every: 3", "members: 3"))

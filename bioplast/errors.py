@@ -49,5 +49,9 @@ class BackendError(BioplastError, RuntimeError):
     """A backend failed to run (e.g. Brian2 code failed to compile): exit code 1."""
 
 
+class SweepError(BioplastError, RuntimeError):
+    """A grid point of a sweep failed: exit code 1; the finished points' shards are kept."""
+
+
 class CapabilityError(BioplastError, ValueError):
     """A backend asked to do what it cannot (e.g. gradients on Brian2)."""

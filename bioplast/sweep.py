@@ -34,7 +34,7 @@ import numpy as np
 import xarray as xr
 
 from . import schema
-from .errors import BioplastError, InputError
+from .errors import InputError, SweepError
 
 #: Seconds to wait for a scheduler given by address before giving up.
 CONNECT_TIMEOUT = 10
@@ -90,7 +90,9 @@ def plan(protocol_path: str, grid: dict[str, list], base_settings: dict, shards:
         if (shards / f"{point.name}.nc").exists():
             finished += 1
             continue
-        by_key.setdefault(ensemble_key(protocol), []).append(point)
+        # ensembles train on torch: other backends run one point per task
+        key = ensemble_key(protocol) if protocol.schema.backend.name == "torch" else point.name
+        by_key.setdefault(key, []).append(point)
     remaining = sum(len(points) for points in by_key.values())
     groups = []
     for points in by_key.values():
@@ -182,11 +184,13 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
         for future in as_completed(futures):
             try:
                 future.result()
-            except BioplastError:
+            except InputError:
                 raise
             except Exception as error:
-                raise RuntimeError(f"grid points {', '.join(_describe(p) for p in futures[future])}"
-                                   f" failed: {type(error).__name__}: {error}") from error
+                reason = " ".join(str(error).split())[:300]
+                raise SweepError(f"grid point(s) {'; '.join(_describe(p) for p in futures[future])}"
+                                 f" failed ({type(error).__name__}: {reason}); the finished "
+                                 f"points' shards are kept in {shards}") from error
             done += len(futures[future])
             if progress:
                 progress(done, total)

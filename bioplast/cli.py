@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import shlex
 import sys
@@ -30,16 +31,26 @@ parameters, initial states and inputs (unless --inputs is given).
 """
 
 
+def _scalar(text: str):
+    """A command-line value as YAML reads it, with numbers such as ``1e-3`` (text in YAML
+    1.1) read as numbers."""
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text.strip()
+    if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+",
+                                               value.strip()):
+        return float(value)
+    return value
+
+
 def _parse_overrides(items, flag: str) -> dict:
     overrides = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise InputError(f"expected KEY=VALUE, got {item!r}", key=flag)
-        try:
-            overrides[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            overrides[key.strip()] = value
+        overrides[key.strip()] = _scalar(value)
     return overrides
 
 
@@ -192,17 +203,19 @@ def cmd_run(args) -> int:
 
 def _select(dataset, items, where: str):
     """``--select DIM=VALUE``: one network of an ensemble or sweep (by coordinate value)."""
-    for key, value in _parse_overrides(items, "--select").items():
+    from .results import select_network
+    chosen = _parse_overrides(items, "--select")
+    if not chosen:
+        return dataset
+    for key, value in chosen.items():
         if key not in dataset.dims:
             raise InputError(f"no dim '{key}' to select from (dims: "
                              f"{', '.join(map(str, dataset.dims))})", file=where, key="--select")
-        try:
-            dataset = dataset.sel({key: value})
-        except KeyError:
+        values = dataset[key].values if key in dataset.coords else range(dataset.sizes[key])
+        if value not in list(values):
             raise InputError(f"{key}={value!r} is not among {key}'s values "
-                             f"({', '.join(map(str, dataset[key].values))})", file=where,
-                             key="--select") from None
-    return dataset
+                             f"({', '.join(map(str, values))})", file=where, key="--select")
+    return select_network(dataset, **chosen)
 
 
 def _read_recording(path: str, args):
@@ -240,13 +253,7 @@ def _parse_grid(items) -> dict:
             raise InputError(f"expected KEY.PATH=V1,V2,..., got {item!r}", key="--grid")
         if key in grid:
             raise InputError(f"grid key '{key}' given twice", key="--grid")
-        parsed = []
-        for value in values.split(","):
-            try:
-                parsed.append(yaml.safe_load(value) if value.strip() else "")
-            except yaml.YAMLError:
-                parsed.append(value.strip())
-        grid[key] = parsed
+        grid[key] = [_scalar(value) for value in values.split(",")]
     return grid
 
 
@@ -274,7 +281,7 @@ def cmd_sweep(args) -> int:
                             progress=progress)
     finally:
         bar.close()
-    statuses = dataset["point_status"].values.ravel()
+    statuses = dataset["network_status"].values.ravel()
     _say(args, f"{statuses.size} grid points ({', '.join(f'{n} {s}' for s, n in zip(*np.unique(statuses, return_counts=True)))}): wrote {output}")
     return 0
 
@@ -469,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="bin width, e.g. '10 ms' (default 10 ms)")
         group.add_argument("--window", type=_window, metavar="START,STOP",
                            help="window around the alignment, e.g. '-100 ms,500 ms' "
-                                "(default: 0 to the shortest trial)")
+                                "(default: from the alignment to the end of the shortest "
+                                "trial)")
         group.add_argument("--align", default="start_time", metavar="COLUMN",
                            help="trials-table column with the alignment times")
 

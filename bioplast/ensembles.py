@@ -68,6 +68,11 @@ def check_ensemble(protocols: list[Protocol]) -> None:
         raise InputError("ensembles (several members) train on the torch backend; run "
                          f"'{first.schema.backend.name}' protocols one network at a time",
                          file=first.file, key="training.members")
+    nested = [p for p in protocols if p.training.members > 1]
+    if len(protocols) > 1 and nested:
+        raise InputError("a protocol with training.members > 1 cannot be one member of an "
+                         "ensemble (give one protocol per network, e.g. a grid over seed)",
+                         file=nested[0].file, key="training.members")
     key = ensemble_key(first)
     for protocol in protocols[1:]:
         if ensemble_key(protocol) != key:

@@ -51,7 +51,9 @@ class MemberOptimizer:
         self.beta1 = column([config.betas[0] for config in configs])
         self.beta2 = column([config.betas[1] for config in configs])
         self.clip = column([float("inf") if clip is None else clip for clip in grad_clips])
-        self.steps = torch.zeros(len(configs), dtype=torch.int64, device=reference.device)
+        # torch.optim counts steps per parameter (a parameter without a gradient is skipped)
+        self.steps = {name: torch.zeros(len(configs), dtype=torch.int64,
+                                        device=reference.device) for name in params}
         buffers = ("momentum",) if self.name == "sgd" else ("exp_avg", "exp_avg_sq")
         self.buffers = {buffer: {name: torch.zeros_like(value) for name, value in params.items()}
                         for buffer in buffers}
@@ -76,7 +78,6 @@ class MemberOptimizer:
         active = torch.isfinite(norms) if active is None else active & torch.isfinite(norms)
         scale = torch.clamp(self.clip.double() / (norms + CLIP_EPS), max=1.0)
         scale = torch.where(torch.isinf(self.clip), torch.ones_like(scale), scale)
-        steps = self.steps + active.long()
         for name, gradient in gradients.items():
             param = params[name]
             mask = self._per_member(active, param)
@@ -86,9 +87,9 @@ class MemberOptimizer:
             if self.name == "sgd":
                 new_param = self._sgd(name, param, grad, mask)
             else:
-                new_param = self._adam(name, param, grad, mask, steps)
+                self.steps[name] = self.steps[name] + active.long()
+                new_param = self._adam(name, param, grad, mask, self.steps[name])
             param.copy_(torch.where(mask, new_param, param))
-        self.steps = steps
         return norms
 
     def _sgd(self, name, param, grad, mask):
@@ -118,27 +119,30 @@ class MemberOptimizer:
         """A copy for the ``members`` (index tensor) of this ensemble, for `assign`."""
         part = object.__new__(MemberOptimizer)
         part.name, part.nesterov = self.name, self.nesterov
-        for name in ("lr", "momentum", "weight_decay", "beta1", "beta2", "clip", "steps"):
+        for name in ("lr", "momentum", "weight_decay", "beta1", "beta2", "clip"):
             setattr(part, name, getattr(self, name)[members])
+        part.steps = {name: value[members] for name, value in self.steps.items()}
         part.buffers = {buffer: {name: value[members] for name, value in values.items()}
                         for buffer, values in self.buffers.items()}
         return part
 
     def assign(self, members: torch.Tensor, part: "MemberOptimizer") -> None:
         """Take over the state of ``part`` (from `select`) for ``members``."""
-        self.steps[members] = part.steps
+        for name, value in self.steps.items():
+            value[members] = part.steps[name]
         for buffer, values in self.buffers.items():
             for name, value in values.items():
                 value[members] = part.buffers[buffer][name]
 
     def state_dict(self) -> dict:
         """Tensors only (for ``torch.save`` / ``weights_only``)."""
-        return {"steps": self.steps.clone(),
+        return {**{f"steps.{name}": value.clone() for name, value in self.steps.items()},
                 **{f"{buffer}.{name}": value.clone()
                    for buffer, values in self.buffers.items() for name, value in values.items()}}
 
     def load_state_dict(self, saved: Mapping[str, torch.Tensor]) -> None:
-        self.steps = saved["steps"].to(self.steps.device).clone()
+        for name, value in self.steps.items():
+            value.copy_(saved[f"steps.{name}"])
         for buffer, values in self.buffers.items():
             for name, value in values.items():
                 value.copy_(saved[f"{buffer}.{name}"])

@@ -97,22 +97,17 @@ def _first_member(array: xr.DataArray) -> xr.DataArray:
 def split_networks(dataset: xr.Dataset, label: str) -> list[tuple[str, xr.Dataset]]:
     """The networks of an ensemble or sweep result as ``(label, dataset)`` pairs (a single
     network's result as it is): one per combination of the dims of ``loss`` other than
-    ``epoch`` (``member``, sweep keys), labelled with their coordinate values, epochs
-    after the network stopped dropped."""
+    ``epoch`` (``member``, sweep keys), labelled with their coordinate values."""
+    from .results import select_network
     dims = [dim for dim in dataset["loss"].dims if dim != schema.EPOCH]
     if not dims:
         return [(label, dataset)]
     pairs = []
     for position in np.ndindex(*(dataset.sizes[dim] for dim in dims)):
-        one = dataset.isel(dict(zip(dims, position)))
-        name = ", ".join(f"{dim}={one[dim].values.item() if dim in one.coords else i}"
-                         for dim, i in zip(dims, position))
-        ran = np.isfinite(one["loss"].values) | np.isfinite(one["eval_loss"].values)
-        last = int(np.nonzero(ran)[0].max()) + 1 if ran.any() else 0
-        one = one.isel({schema.EPOCH: slice(0, last)})
-        if schema.INPUTS in one:  # test trials padded to the longest network's
-            one = one.dropna(schema.TIME, how="all", subset=[schema.INPUTS])
-        pairs.append((f"{label} {name}", one))
+        chosen = {dim: (dataset[dim].values[i] if dim in dataset.coords else i)
+                  for dim, i in zip(dims, position)}
+        name = ", ".join(f"{dim}={value}" for dim, value in chosen.items())
+        pairs.append((f"{label} {name}", select_network(dataset, **chosen)))
     return pairs
 
 

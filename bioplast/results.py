@@ -181,37 +181,92 @@ def training_dataset(result, command: str | None = None) -> xr.Dataset:
     ``condition_<name>``; provenance attrs including the protocol text.
 
     An ensemble's Dataset has every variable along a leading ``member`` dim, with what
-    varies between members as coordinates (``seed``, ``lr``, ...), and per member
-    ``member_status``, ``member_stop_reason`` and ``member_epochs``; members that stopped
-    early (or had shorter test trials) are padded with NaN (``level``: -1).
+    varies between members as coordinates (``seed``, ``lr``, ...); see `stack_networks`
+    for the per-member attrs (``network_status``, ``network_seed``, ...) and the padding.
     """
     if len(result.members) == 1:
         dataset = member_dataset(result.members[0], result.info, result.status,
                                  result.message)
     else:
-        datasets = [member_dataset(member, result.info, member.status, member.message)
-                    for member in result.members]
-        dataset = xr.concat(datasets, dim=schema.MEMBER, join="outer", coords="minimal",
-                            compat="override", combine_attrs="drop_conflicts",
-                            fill_value={"level": -1, **{name: np.nan for name in
-                                                        datasets[0].data_vars
-                                                        if name != "level"}})
+        datasets = stack_networks([member_dataset(member, result.info, member.status,
+                                                  member.message)
+                                   for member in result.members])
+        dataset = xr.concat(datasets, dim=schema.MEMBER, join="outer", coords="different",
+                            compat="equals", combine_attrs="drop_conflicts",
+                            fill_value=fill_values(datasets))
         dataset = dataset.assign_coords(
             {schema.MEMBER: np.arange(len(datasets)),
              **{key: (schema.MEMBER, np.asarray(values)) for key, values in
                 result.member_coords.items()}})
-        dataset["member_status"] = (schema.MEMBER, np.array([m.status for m in result.members]))
-        dataset["member_stop_reason"] = (schema.MEMBER, np.array([m.message
-                                                           for m in result.members]))
-        dataset["member_epochs"] = (schema.MEMBER, np.array([m.epochs_completed
-                                                      for m in result.members]))
         dataset.attrs.update({schema.ATTR_STATUS: result.status, "stop_reason": result.message,
-                              schema.ATTR_PROTOCOL: result.members[0].protocol.text,
                               "members": len(result.members)})
-        dataset.attrs.pop(schema.ATTR_SEED, None)
+        dataset = without_encoding(dataset)
     if command:
         dataset.attrs[schema.ATTR_COMMAND] = command
     return dataset
+
+
+NETWORK_PREFIX = "network_"
+
+
+def stack_networks(datasets: list[xr.Dataset]) -> list[xr.Dataset]:
+    """Prepare the datasets of several networks for stacking along new dims: every attr
+    that differs between them (seed, protocol, model overrides...) and always the status,
+    stop reason and epochs completed become 0-d text variables ``network_<attr>``, so
+    that they are kept per network (`select_network` turns them back into attrs)."""
+    keys = sorted(set().union(*(d.attrs for d in datasets)))
+    always = (schema.ATTR_STATUS, "stop_reason", "epochs_completed")
+    differing = [key for key in keys if key in always
+                 or len({json.dumps(d.attrs.get(key), default=str) for d in datasets}) > 1]
+    prepared = []
+    for dataset in datasets:
+        dataset = dataset.copy()
+        for key in differing:
+            dataset[NETWORK_PREFIX + key] = ((), str(dataset.attrs.get(key, "")))
+        prepared.append(dataset)
+    return prepared
+
+
+def fill_values(datasets: list[xr.Dataset]) -> dict:
+    """What pads a variable where networks differ in size (epochs, time, units): NaN, ""
+    for text, -1 for the curriculum ``level``."""
+    fill = {}
+    for dataset in datasets:
+        for name, variable in dataset.variables.items():
+            fill[name] = "" if variable.dtype.kind in "OSU" else np.nan
+    fill["level"] = -1
+    return fill
+
+
+def without_encoding(dataset: xr.Dataset) -> xr.Dataset:
+    """Drop the on-disk encodings that loaded datasets carry (an int encoding would turn
+    the NaN padding of a stacked variable into garbage when saved)."""
+    for variable in dataset.variables.values():
+        variable.encoding = {}
+    return dataset
+
+
+def select_network(dataset: xr.Dataset, **indexers) -> xr.Dataset:
+    """One network of an ensemble or sweep (``member=2``, ``lr=0.01``, by coordinate
+    value, or by position for dims without coordinates), with its own attrs back (from the
+    ``network_<attr>`` variables) and the padding of shorter or smaller runs removed."""
+    by_value = {d: v for d, v in indexers.items() if d in dataset.coords}
+    one = dataset.sel(by_value).isel({d: v for d, v in indexers.items() if d not in by_value})
+    for name in [n for n in one.data_vars if str(n).startswith(NETWORK_PREFIX)]:
+        if one[name].ndim == 0:
+            one.attrs[str(name)[len(NETWORK_PREFIX):]] = one[name].values.item()
+            one = one.drop_vars(name)
+    if "loss" in one and one["loss"].dims == (schema.EPOCH,):
+        ran = np.isfinite(one["loss"].values) | np.isfinite(one["eval_loss"].values)
+        one = one.isel({schema.EPOCH: slice(0, int(np.nonzero(ran)[0].max()) + 1
+                                            if ran.any() else 0)})
+    if schema.INPUTS in one and schema.TIME in one.dims:
+        one = one.dropna(schema.TIME, how="all", subset=[schema.INPUTS])
+    for dim in (schema.UNIT, schema.PRESYNAPTIC):
+        padded = [n for n, v in one.data_vars.items() if dim in v.dims and v.dtype.kind == "f"]
+        if dim in one.dims and padded:
+            one = one.dropna(dim, how="all", subset=padded)
+    return one
 
 
 def member_dataset(result, info: dict, status: str, message: str) -> xr.Dataset:

@@ -42,17 +42,18 @@ CONNECT_TIMEOUT = 10
 
 @dataclass(frozen=True)
 class GridPoint:
-    """One point of a sweep: its position in the grid and its protocol edits."""
+    """One point of a sweep: its position in the grid, its protocol edits, and a digest of
+    the protocol and model text it runs (so that a changed protocol is not taken for a
+    finished point)."""
 
     index: tuple[int, ...]
     settings: dict[str, Any]
+    digest: str = ""
 
     @property
     def name(self) -> str:
-        """A file name for the point's shard: position and a hash of its settings."""
-        digest = hashlib.sha1(json.dumps(self.settings, sort_keys=True, default=str)
-                              .encode()).hexdigest()[:10]
-        return "p" + "-".join(map(str, self.index)) + "_" + digest
+        """The file name of the point's shard."""
+        return "p" + "-".join(map(str, self.index)) + "_" + self.digest
 
 
 def grid_points(grid: dict[str, list]) -> list[GridPoint]:
@@ -62,11 +63,13 @@ def grid_points(grid: dict[str, list]) -> list[GridPoint]:
             for index in itertools.product(*(range(len(grid[key])) for key in keys))]
 
 
-def dim_names(keys: list[str]) -> dict[str, str]:
+def dim_names(keys: list[str], taken=()) -> dict[str, str]:
     """The dim of each grid key: its last part (``lr``), or the whole path with ``_``
-    where two keys end alike."""
+    where two keys end alike or the last part names a variable already (``model.tau``
+    -> ``model_tau``)."""
     last = [key.split(".")[-1] for key in keys]
-    return {key: (name if last.count(name) == 1 else key.replace(".", "_"))
+    return {key: (name if last.count(name) == 1 and name not in taken
+                  else key.replace(".", "_").replace("[", "_").replace("]", ""))
             for key, name in zip(keys, last)}
 
 
@@ -75,32 +78,39 @@ def shard_directory(output: Path) -> Path:
 
 
 def plan(protocol_path: str, grid: dict[str, list], base_settings: dict, shards: Path,
-         max_members: int, n_workers: int) -> tuple[list[list[GridPoint]], int]:
-    """Validate every point and group the unfinished ones: ``(groups, finished count)``."""
+         max_members: int, n_workers: int) -> tuple[list[list[GridPoint]], list[GridPoint]]:
+    """Validate every point and group the unfinished ones: ``(groups, all points)``."""
     from .ensembles import ensemble_key
     from .protocol import load_protocol
     by_key: dict[str, list[GridPoint]] = {}
-    finished = 0
+    points = []
     for point in grid_points(grid):
         try:
             protocol = load_protocol(protocol_path, {**base_settings, **point.settings})
         except InputError as error:
             raise InputError(f"grid point {_describe(point)}: {error.message}",
                              file=error.file, line=error.line, key=error.key) from None
+        if protocol.training.members > 1:
+            raise InputError("a sweep trains one network per grid point: use a grid over "
+                             "seed instead of training.members", file=protocol.file,
+                             key="training.members")
+        text = protocol.text + "\n" + protocol.model.text
+        point = GridPoint(point.index, point.settings,
+                          hashlib.sha1(text.encode()).hexdigest()[:12])
+        points.append(point)
         if (shards / f"{point.name}.nc").exists():
-            finished += 1
             continue
         # ensembles train on torch: other backends run one point per task
         key = ensemble_key(protocol) if protocol.schema.backend.name == "torch" else point.name
         by_key.setdefault(key, []).append(point)
-    remaining = sum(len(points) for points in by_key.values())
+    remaining = sum(len(members) for members in by_key.values())
     groups = []
-    for points in by_key.values():
-        share = math.ceil(n_workers * len(points) / max(remaining, 1))
-        parts = max(math.ceil(len(points) / max_members), min(share, len(points)))
-        groups.extend(list(chunk) for chunk in np.array_split(np.array(points, dtype=object),
+    for members in by_key.values():
+        share = math.ceil(n_workers * len(members) / max(remaining, 1))
+        parts = max(math.ceil(len(members) / max_members), min(share, len(members)))
+        groups.extend(list(chunk) for chunk in np.array_split(np.array(members, dtype=object),
                                                                parts) if len(chunk))
-    return groups, finished
+    return groups, points
 
 
 def _describe(point: GridPoint) -> str:
@@ -171,9 +181,10 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
     client = connect(scheduler, workers, threads)
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
-        groups, finished = plan(protocol_path, grid, base_settings, shards, max_members,
-                                n_workers)
-        total = finished + sum(len(g) for g in groups)
+        groups, points = plan(protocol_path, grid, base_settings, shards, max_members,
+                              n_workers)
+        total = len(points)
+        finished = total - sum(len(g) for g in groups)
         if progress:
             progress(finished, total)
         futures = {client.submit(train_group, str(protocol_path), base_settings, group,
@@ -198,7 +209,7 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
         client.close()
         if not scheduler and getattr(client, "cluster", None) is not None:
             client.cluster.close()
-    dataset = combine(grid, shards, protocol_path)
+    dataset = combine(grid, points, shards, protocol_path)
     from .results import save
     save(dataset, output)
     for checkpoint in shards.glob("group_*.checkpoint.pt"):  # of groups planned before
@@ -206,31 +217,29 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
     return dataset
 
 
-def combine(grid: dict[str, list], shards: Path, protocol_path: str) -> xr.Dataset:
-    """Stack the shards of every grid point along one dim per grid key."""
+def combine(grid: dict[str, list], points: list[GridPoint], shards: Path,
+            protocol_path: str) -> xr.Dataset:
+    """Stack the shards of every grid point along one dim per grid key (attrs that differ
+    between points kept as ``network_<attr>`` variables, `bioplast.results.stack_networks`)."""
+    from .results import fill_values, stack_networks, without_encoding
     keys = list(grid)
-    dims = dim_names(keys)
-    points = grid_points(grid)
-    datasets = {}
-    for point in points:
-        datasets[point.index] = xr.load_dataset(shards / f"{point.name}.nc")
+    loaded = [xr.load_dataset(shards / f"{point.name}.nc") for point in points]
+    taken = {str(name) for dataset in loaded for name in dataset.variables}
+    dims = dim_names(keys, taken)
+    datasets = dict(zip((point.index for point in points), stack_networks(loaded)))
 
     def nest(prefix: tuple[int, ...]):
         depth = len(prefix)
         if depth == len(keys):
             return datasets[prefix]
         return [nest(prefix + (i,)) for i in range(len(grid[keys[depth]]))]
-    names = list(datasets[points[0].index].data_vars)
     combined = xr.combine_nested(
-        nest(()), concat_dim=[dims[key] for key in keys], join="outer", coords="minimal",
-        compat="override", combine_attrs="drop_conflicts",
-        fill_value={**{name: np.nan for name in names}, "level": -1})
+        nest(()), concat_dim=[dims[key] for key in keys], join="outer", coords="different",
+        compat="equals", combine_attrs="drop_conflicts", fill_value=fill_values(loaded))
+    combined = without_encoding(combined)
     combined = combined.transpose(*[dims[key] for key in keys], ...)
     combined = combined.assign_coords({dims[key]: (dims[key], _coordinate(grid[key]),
                                                    {"key": key}) for key in keys})
-    statuses = np.array([datasets[p.index].attrs.get(schema.ATTR_STATUS, "")
-                         for p in points]).reshape([len(grid[k]) for k in keys])
-    combined["point_status"] = ([dims[k] for k in keys], statuses)
     combined.attrs.update({schema.ATTR_KIND: "sweep", "sweep_grid": json.dumps(grid,
                                                                                  default=str),
                            "sweep_protocol_file": str(protocol_path)})

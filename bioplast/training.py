@@ -312,7 +312,9 @@ class Trainer:
 
     def load_checkpoint(self, path: Path) -> None:
         try:
-            saved = torch.load(path, weights_only=True, map_location=self.device)
+            # on the CPU: generator states and history must be CPU tensors; parameters and
+            # optimizer state are copied onto the device below
+            saved = torch.load(path, weights_only=True, map_location="cpu")
         except Exception:  # a foreign or damaged file: say so, do not guess
             raise InputError("cannot read the checkpoint (damaged, or not a bioplast "
                              "checkpoint); delete it or run without --resume",
@@ -639,9 +641,9 @@ def _result(trainer: Trainer, interrupted: bool, member_coords: dict,
                                       if interrupted else "epoch budget used")
         params = {k: v.detach()[index].cpu().numpy().astype(np.float64)
                   for k, v in trainer.params.items()}
+        test = tests[index] if member.status != schema.STATUS_DIVERGED else None
         results.append(MemberResult(member.protocol, params, member.history, status, message,
-                                    tests[index] if member.status != schema.STATUS_DIVERGED
-                                    or len(members) > 1 else None, len(member.history)))
+                                    test, len(member.history)))
     if interrupted:
         status = schema.STATUS_INTERRUPTED
         message = f"interrupted during epoch {trainer.next_epoch}"

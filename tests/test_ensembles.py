@@ -119,10 +119,11 @@ def test_members_setting_and_result_dataset(tmp_path):
     single = train(load_protocol(path, {"seed": 6, "training.members": 1}))
     np.testing.assert_allclose(ds["W_rec"].sel(member=1).values, single.params["W_rec"],
                                rtol=1e-10, atol=1e-12)
-    epochs = int(ds["member_epochs"].sel(member=1))
+    epochs = int(ds["network_epochs_completed"].sel(member=1))
     np.testing.assert_allclose(ds["loss"].sel(member=1).values[:epochs], single.history.loss,
                                rtol=1e-10)
-    assert set(ds["member_status"].values) == {"complete"}
+    assert set(ds["network_status"].values) == {"complete"}
+    assert list(ds["network_seed"].values) == ["5", "6", "7"]
     assert cli.main(["plot", str(out), "-o", str(tmp_path / "e.png"), "--quiet"]) == 0
 
 
@@ -205,16 +206,18 @@ def test_member_optimizer_equals_torch_optim(configs):
     for step in range(12):
         gradients = {k: 3 * torch.randn(v.shape, generator=generator, dtype=torch.float64)
                      for k, v in start.items()}
+        if step % 3 == 1:  # a parameter without a gradient is skipped, its steps not counted
+            del gradients["b"]
         active = torch.tensor([True, step < 5])
         optimizer.step(ensemble, gradients, active)
         for m, (params, reference) in enumerate(singles):
             if not active[m]:
                 continue
-            grads = [gradients[k][m] for k in ("W", "b")]
-            norm = float(torch.sqrt(sum((g ** 2).sum() for g in grads)))
+            grads = [gradients[k][m] if k in gradients else None for k in ("W", "b")]
+            norm = float(torch.sqrt(sum((g ** 2).sum() for g in grads if g is not None)))
             scale = min(1.0, clips[m] / (norm + 1e-6)) if clips[m] else 1.0
             for param, grad in zip(params, grads):
-                param.grad = grad * scale
+                param.grad = None if grad is None else grad * scale
             reference.step()
     for m, (params, _) in enumerate(singles):
         for k, param in zip(("W", "b"), params):

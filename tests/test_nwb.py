@@ -107,3 +107,24 @@ def test_nwb_problems_are_named(tmp_path, capsys):
         cli.main(["convert", str(good), "-o", str(tmp_path / "x.nc"), "--bin", "10"])
     assert exit_.value.code == 2
     assert "needs a unit of second" in capsys.readouterr().err
+
+
+def test_series_units_window_edges_and_alignment(tmp_path):
+    """Reference: NWB's value = data * conversion + offset; bins beyond the recording are
+    NaN; the default window runs from the alignment to the end of the shortest trial."""
+    nwbfile = pynwb.NWBFile(session_description="s", identifier="conversion",
+                            session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    nwbfile.add_acquisition(pynwb.TimeSeries(
+        name="raw", data=np.full(3000, 100, dtype=np.int16), unit="volts", rate=1000.0,
+        starting_time=0.0005, conversion=1e-3, offset=0.5))
+    nwbfile.add_trial_column("go", "go cue (s)")
+    for start in (0.5, 2.5):  # the second trial runs past the recording's end (3 s)
+        nwbfile.add_trial(start_time=start, stop_time=start + 1.0, go=start + 0.2)
+    path = tmp_path / "conv.nwb"
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwbfile)
+    data = read_nwb(path, source="raw", bin_size=0.1, align="go")
+    values = data["activity"].values[:, :, 0]
+    assert values.shape == (2, 8)  # 0.8 s from the go cue to the end of each trial
+    np.testing.assert_allclose(values[0], 0.6)
+    assert np.isfinite(values[1, :3]).all() and np.isnan(values[1, 4:]).all()

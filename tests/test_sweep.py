@@ -56,7 +56,7 @@ def test_sweep_equals_the_single_runs(tmp_path):
     assert list(dataset["lr"].values) == [0.003, 0.03]
     assert list(dataset["seed"].values) == [0, 1, 2]
     assert dataset["lr"].attrs["key"] == "rule.optimizer.lr"
-    assert (dataset["point_status"].values == "complete").all()
+    assert (dataset["network_status"].values == "complete").all()
     check_against_single_runs(path, dataset, [(lr, s) for lr in (0.003, 0.03) for s in (0, 1, 2)])
     assert cli.main(["plot", str(out), "-o", str(tmp_path / "sweep.png"), "--quiet"]) == 0
     assert cli.main(["analyze", str(out), "--select", "lr=0.03", "--select", "seed=1",
@@ -140,3 +140,24 @@ def test_grid_errors_name_the_point(tmp_path, capsys):
                      str(tmp_path / "s.nc")])
     err = capsys.readouterr().err
     assert code == 2 and "rule.optimizer.lr=-1" in err and "lr" in err
+
+
+def test_changed_protocols_rerun_and_points_of_different_sizes_stack(tmp_path):
+    """A re-run with other settings does not reuse the old shards; grid keys that change
+    the model's size or name a parameter (model.tau) stack with padding and per-point
+    attrs, and one point can be selected and analysed."""
+    path = write_protocol(tmp_path, epochs=2)
+    out = tmp_path / "s.nc"
+    grid = ["--grid", "model.n_units=4,6", "--grid", "model.tau=10 ms,20 ms"]
+    assert cli.main(["sweep", str(path), *grid, "--workers", "1", "-o", str(out),
+                     "--quiet"]) == 0
+    assert cli.main(["sweep", str(path), *grid, "--set", "training.epochs=3", "--workers",
+                     "1", "-o", str(out), "--quiet"]) == 0
+    dataset = xr.load_dataset(out)
+    assert dataset.sizes["epoch"] == 3 and dataset["W_rec"].dims[:2] == ("n_units", "model_tau")
+    assert dataset["tau"].dims == ("n_units", "model_tau")  # the parameter is kept
+    small = dataset["W_rec"].sel(n_units=4, model_tau="10 ms").values
+    assert np.isfinite(small[:4, :4]).all() and np.isnan(small[4:]).all()
+    assert cli.main(["analyze", str(out), "--select", "n_units=4", "--select",
+                     "model_tau=10 ms", "--steps", "200", "-o", str(tmp_path / "a.nc"),
+                     "--quiet"]) == 0

@@ -3,11 +3,12 @@
 Needs the optional extra ``pip install bioplast[nwb]`` (pynwb). The file's ``trials`` table
 cuts the recording into trials: each trial's window ``[align + window[0], align +
 window[1])`` (``align`` a time column of the table, ``start_time`` by default; the window by
-default ``0`` to the shortest trial) is divided into bins of ``bin_size`` seconds. The
+default from the alignment to the end of the shortest trial) is divided into bins of ``bin_size`` seconds. The
 activity comes from the ``units`` table (spike counts per bin divided by the bin: spikes per
 second) or from a ``TimeSeries`` named by ``source`` (e.g. a ``RoiResponseSeries`` of
-fluorescence; the mean of its samples in each bin, linear interpolation at the bin's centre
-where a bin holds no sample). The ``time`` coordinate is the bin's start relative to the
+fluorescence, in its unit after NWB's ``conversion`` and ``offset``; the mean of its
+samples in each bin, linear interpolation at the bin's centre where a bin holds no sample,
+NaN outside the recorded span). The ``time`` coordinate is the bin's start relative to the
 alignment, in seconds, as in bioplast's results. The trials table's other scalar columns
 become coordinates along ``trial``, ready to serve as condition labels in `compare`.
 """
@@ -68,8 +69,8 @@ def read_nwb(path, *, source: str = UNITS, bin_size: float = 0.01,
     with io:
         trials = _trial_table(nwbfile, align, where)
         starts = trials[align] + (0.0 if window is None else window[0])
-        if window is None:
-            durations = trials["stop_time"] - trials["start_time"]
+        if window is None:  # from the alignment to the end of the shortest trial
+            durations = trials["stop_time"] - trials[align]
             length = float(np.min(durations))
         else:
             if not window[1] > window[0]:
@@ -152,7 +153,9 @@ def _binned_series(nwbfile, name: str, edges: np.ndarray, where: str):
     if len(found) > 1:
         raise InputError(f"{len(found)} TimeSeries are named '{name}'", file=where, key=name)
     series = found[0]
-    data = np.asarray(series.data[:], dtype=float)
+    # stored values in the series' unit: data * conversion + offset (NWB's convention)
+    data = np.asarray(series.data[:], dtype=float) * float(series.conversion) \
+        + float(getattr(series, "offset", 0.0) or 0.0)
     data = data[:, None] if data.ndim == 1 else data.reshape(data.shape[0], -1)
     if series.timestamps is not None:
         times = np.asarray(series.timestamps[:], dtype=float)
@@ -166,4 +169,6 @@ def _binned_series(nwbfile, name: str, edges: np.ndarray, where: str):
     interpolated = np.stack([np.interp(centres, times, data[:, c]) for c in
                              range(data.shape[1])], axis=-1)
     values = np.where(n > 0, sums / np.maximum(n, 1), interpolated)
+    outside = (centres < times[0]) | (centres > times[-1])  # no samples there: unknown
+    values[outside] = np.nan
     return values, np.arange(data.shape[1]), str(series.unit)

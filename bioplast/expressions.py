@@ -8,7 +8,6 @@ function table is passed. Nothing is executed that is not in the tree or the tab
 
 from __future__ import annotations
 
-import functools
 import operator
 from typing import Any, Callable, Mapping
 
@@ -81,9 +80,9 @@ def compile_expression(expr: sympy.Basic, functions: Mapping[str, Callable]) -> 
         left, right = args
         return lambda env: relation(left(env), right(env))
     if isinstance(expr, sympy.And):
-        return lambda env: functools.reduce(operator.and_, (a(env) for a in args))
+        return _fold(operator.and_, args)
     if isinstance(expr, sympy.Or):
-        return lambda env: functools.reduce(operator.or_, (a(env) for a in args))
+        return _fold(operator.or_, args)
     if isinstance(expr, sympy.Not):
         (inner,) = args
         return lambda env: ~inner(env)
@@ -96,6 +95,9 @@ def compile_expression(expr: sympy.Basic, functions: Mapping[str, Callable]) -> 
             raise UnsupportedExpression(f"function '{name}' is not supported here "
                                         f"(supported: {', '.join(sorted(functions))})")
         implementation = functions[name]
+        if len(args) == 1:
+            (only,) = args
+            return lambda env: implementation(only(env))
         return lambda env: implementation(*(a(env) for a in args))
     raise UnsupportedExpression(f"unsupported construct '{type(expr).__name__}' in "
                                 f"expression '{expr}'")
@@ -107,10 +109,23 @@ def _compile_add(expr: sympy.Add, functions):
     constant = float(sum(arg for arg in expr.args if arg.is_Number))
     terms = [compile_expression(arg, functions) for arg in expr.args if not arg.is_Number]
 
-    def add(env):
-        total = functools.reduce(operator.add, (term(env) for term in terms))
-        return total + constant if constant else total
-    return add
+    total = _fold(operator.add, terms)
+    if not constant:
+        return total
+    return lambda env: total(env) + constant
+
+
+def _fold(operation, parts):
+    """``operation`` over the values of ``parts``, left to right (pairs unrolled: this
+    runs at every step of every network)."""
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        first, second = parts
+        return lambda env: operation(first(env), second(env))
+    head = _fold(operation, parts[:-1])
+    last = parts[-1]
+    return lambda env: operation(head(env), last(env))
 
 
 def _compile_mul(expr: sympy.Mul, functions):
@@ -122,14 +137,11 @@ def _compile_mul(expr: sympy.Mul, functions):
     denominators = [compile_expression(arg.base, functions) for arg in expr.args
                     if isinstance(arg, sympy.Pow) and arg.exp == -1]
 
-    def multiply(env):
-        value = functools.reduce(operator.mul, (f(env) for f in numerators)) if numerators \
-            else 1.0
-        if coefficient == -1.0:
-            value = -value
-        elif coefficient != 1.0:
-            value = coefficient * value
-        for denominator in denominators:
-            value = value / denominator(env)
-        return value
-    return multiply
+    product = _fold(operator.mul, numerators) if numerators else (lambda env: 1.0)
+    if coefficient == -1.0:
+        scaled = lambda env: -product(env)  # noqa: E731
+    elif coefficient != 1.0:
+        scaled = lambda env: coefficient * product(env)  # noqa: E731
+    else:
+        scaled = product
+    return _fold(operator.truediv, [scaled, *denominators])

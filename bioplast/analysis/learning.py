@@ -1,0 +1,97 @@
+"""Whether and when networks learned, and how learning boundaries scale.
+
+Kurtkaya, Dinc et al. (ICML 2025; code fatihdinc/dynamical-phases-stm, sort_data.py and
+Figures/Figure4/code/nopost/plot_nopost.py):
+
+- `learning_outcome`: a network has *learned* when its mean test accuracy over the last
+  10% of epochs exceeds 0.8 and, after it first exceeded 0.8, fewer than 10% as many epochs
+  fell below 0.6 as stayed above it (else *unstable*); otherwise *not learned*. (The paper
+  also asks the same of a "reliability", the mean probability given to the correct class,
+  which bioplast's history does not hold: accuracy only.)
+- `critical_delay`: the delay T0 where a network stops learning, from the fraction not
+  learned against the delay, fitted with ``f(T) = 0`` for ``T < T0`` and ``1 - exp(-a (T -
+  T0))`` beyond.
+- `power_law`: ``log y = beta log x + c`` by least squares, with the standard error and 95%
+  interval of beta (the paper: ``eta_c ~ T0^-beta``, beta = 2.72 +- 0.07).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, stats
+
+LEARNED, NOT_LEARNED, UNSTABLE = "learned", "not_learned", "unstable"
+
+
+def learning_outcome(accuracy: np.ndarray, threshold: float = 0.8, low: float = 0.6,
+                     tail: float = 0.1, max_dips: float = 0.1) -> str:
+    """``learned``, ``not_learned`` or ``unstable`` from test accuracy per epoch (NaN
+    epochs, e.g. after an early stop, are left out)."""
+    accuracy = np.asarray(accuracy, dtype=float)
+    accuracy = accuracy[np.isfinite(accuracy)]
+    if accuracy.size == 0:
+        return NOT_LEARNED
+    last = accuracy[-max(1, int(math.ceil(tail * accuracy.size))):]
+    if not last.mean() > threshold:
+        return NOT_LEARNED
+    after = accuracy[int(np.argmax(accuracy > threshold)):]
+    above, below = np.sum(after >= low), np.sum(after < low)
+    return LEARNED if below < max_dips * max(above, 1) else UNSTABLE
+
+
+def _onset(delay, t0, rate):
+    return np.where(delay < t0, 0.0, 1.0 - np.exp(-rate * np.clip(delay - t0, 0, None)))
+
+
+def critical_delay(delays: np.ndarray, not_learned: np.ndarray) -> float:
+    """T0 of the fit of ``not_learned`` (fraction per delay) against ``delays``: NaN when
+    every delay learned (no boundary inside the range), the smallest delay when none did."""
+    delays = np.asarray(delays, dtype=float)
+    not_learned = np.asarray(not_learned, dtype=float)
+    if np.all(not_learned == 0):
+        return math.nan
+    if np.all(not_learned >= 1):
+        return float(delays.min())
+    span = float(delays.max() - delays.min()) or 1.0
+    best, best_cost = math.nan, math.inf
+    for start in np.linspace(delays.min(), delays.max(), 9):  # the fit is not convex in T0
+        try:
+            with warnings.catch_warnings():  # a flat boundary has no covariance: fine here
+                warnings.simplefilter("ignore", optimize.OptimizeWarning)
+                (t0, rate), _ = optimize.curve_fit(
+                    _onset, delays, not_learned, p0=(start, 3.0 / span),
+                    bounds=([delays.min() - span, 1e-6 / span], [delays.max(), 1e3 / span]))
+        except (RuntimeError, ValueError):
+            continue
+        cost = float(np.sum((_onset(delays, t0, rate) - not_learned) ** 2))
+        if cost < best_cost:
+            best, best_cost = float(t0), cost
+    return best
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """``y ~ x^beta``: the exponent with its standard error, 95% interval and R^2."""
+
+    beta: float
+    stderr: float
+    low: float
+    high: float
+    r2: float
+    n: int
+
+
+def power_law(x: np.ndarray, y: np.ndarray) -> PowerLaw:
+    """Least squares of ``log y`` on ``log x`` over the finite, positive pairs."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if keep.sum() < 3:
+        return PowerLaw(math.nan, math.nan, math.nan, math.nan, math.nan, int(keep.sum()))
+    fit = stats.linregress(np.log(x[keep]), np.log(y[keep]))
+    spread = stats.t.ppf(0.975, keep.sum() - 2) * fit.stderr
+    return PowerLaw(float(fit.slope), float(fit.stderr), float(fit.slope - spread),
+                    float(fit.slope + spread), float(fit.rvalue ** 2), int(keep.sum()))

@@ -1,0 +1,26 @@
+"""Smoke runs of the paper reproductions (benchmarks/reproduce.py): a tiny grid end to end,
+its table rows, files and the command that reproduces them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_phases_smoke(tmp_path):
+    out = tmp_path / "phases"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "reproduce.py"), "phases",
+                           "--smoke", "--workers", "1", "--out", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| no-solution boundary eta_c ~ T_delay^-beta | beta = 2.72 +- 0.07 |" in done.stdout
+    rows = json.loads((out / "rows.json").read_text())
+    assert [row["claim"] for row in rows][0].startswith("no-solution boundary")
+    assert all(row["command"] == "python benchmarks/reproduce.py phases --smoke --workers 1"
+               for row in rows)
+    networks = json.loads((out / "networks.json").read_text())
+    assert len(networks) == 2 * 2 * 2  # learning rates x delays x seeds
+    assert {n["outcome"] for n in networks} <= {"learned", "not_learned", "unstable"}
+    assert (out / "phases.png").stat().st_size > 0

@@ -24,3 +24,10 @@ def test_phases_smoke(tmp_path):
     assert len(networks) == 2 * 2 * 2  # learning rates x delays x seeds
     assert {n["outcome"] for n in networks} <= {"learned", "not_learned", "unstable"}
     assert (out / "phases.png").stat().st_size > 0
+    markdown = subprocess.run([sys.executable, str(REPO / "benchmarks" / "reproduce.py"),
+                               "--markdown", str(out), "--to", str(tmp_path / "R.md")],
+                              capture_output=True, text=True, timeout=300)
+    assert markdown.returncode == 0, markdown.stderr[-2000:]
+    text = (tmp_path / "R.md").read_text()
+    assert rows[0]["bioplast"] in text and "Machine:" in text
+    assert (tmp_path / "docs" / "reproductions" / "phases-phases.png").exists()

@@ -212,8 +212,10 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
     dataset = combine(grid, points, shards, protocol_path)
     from .results import save
     save(dataset, output)
-    for checkpoint in shards.glob("group_*.checkpoint.pt"):  # of groups planned before
-        checkpoint.unlink(missing_ok=True)
+    # every task is done: what is left are checkpoints of groups planned before and the
+    # temporary files of writers killed mid-write
+    for leftover in [*shards.glob("group_*.checkpoint.pt"), *shards.glob(".*.tmp")]:
+        leftover.unlink(missing_ok=True)
     return dataset
 
 

@@ -78,6 +78,9 @@ class BackendSection(_Strict):
 class RecordSection(_Strict):
     trials: int = pydantic.Field(8, ge=0, description="test trials recorded in the result")
     variables: list[str] | None = None
+    levels: bool = pydantic.Field(
+        False, description="keep the parameters as they were when each curriculum level "
+                           "was passed (as the paper saves a model per N)")
 
 
 def _model_spec(value):

@@ -26,6 +26,7 @@ from .files import atomic_write
 from .model import Model
 
 INITIAL_PREFIX = "initial_"
+LEVEL_PREFIX = "level_"
 
 
 def library_versions() -> dict[str, str]:
@@ -269,6 +270,40 @@ def select_network(dataset: xr.Dataset, **indexers) -> xr.Dataset:
     return one
 
 
+def passed_level_variables(model: Model, passed: dict) -> dict[str, xr.Variable]:
+    """``level_<param> (passed_level, ...)``: the parameters when each curriculum level N
+    was passed, and ``level_epoch (passed_level)``: the epoch it was passed in."""
+    if not passed:
+        return {}
+    levels = sorted(passed)
+    variables = {LEVEL_PREFIX + "epoch": xr.Variable(
+        schema.PASSED_LEVEL, np.array([passed[n][0] for n in levels], dtype=float),
+        {schema.ATTR_LONG_NAME: "epoch in which the level was passed"})}
+    for name, spec in model.params.items():
+        variables[LEVEL_PREFIX + name] = xr.Variable(
+            (schema.PASSED_LEVEL, *spec.dims), np.stack([passed[n][1][name] for n in levels]),
+            {schema.ATTR_UNITS: spec.unit})
+    return variables
+
+
+def network_at_level(network: xr.Dataset, n: int) -> xr.Dataset:
+    """One network's Dataset with its parameters as they were when curriculum level ``n``
+    was passed (a result trained with ``record.levels: true``), e.g. for its timescales."""
+    if schema.PASSED_LEVEL not in network.coords:
+        raise InputError("the result has no parameters per curriculum level (train with "
+                         "record.levels: true)", key=schema.PASSED_LEVEL)
+    passed = network[LEVEL_PREFIX + "epoch"].dropna(schema.PASSED_LEVEL)[schema.PASSED_LEVEL]
+    if n not in passed.values:
+        raise InputError(f"level N = {n} was not passed (passed: "
+                         f"{', '.join(str(v) for v in passed.values)})",
+                         key=schema.PASSED_LEVEL)
+    names = [str(v)[len(LEVEL_PREFIX):] for v in network.data_vars
+             if str(v).startswith(LEVEL_PREFIX) and str(v) != LEVEL_PREFIX + "epoch"]
+    return network.assign({name: network[LEVEL_PREFIX + name].sel({schema.PASSED_LEVEL: n},
+                                                                   drop=True)
+                           for name in names})
+
+
 def member_dataset(result, info: dict, status: str, message: str) -> xr.Dataset:
     """The Dataset of one trained network (`bioplast.training.MemberResult`)."""
     protocol, history, model = result.protocol, result.history, result.protocol.model
@@ -297,10 +332,14 @@ def member_dataset(result, info: dict, status: str, message: str) -> xr.Dataset:
                 (schema.EPOCH, "parameter"), history.per_parameter(name),
                 {schema.ATTR_LONG_NAME: long_name})
     data.update(params_variables(model, result.params, members=False))
+    data.update(passed_level_variables(model, history.passed))
     coords = {schema.EPOCH: (schema.EPOCH, np.arange(n_epochs)),
               schema.HEAD: (schema.HEAD, np.arange(task.n_heads)),
               "parameter": ("parameter", np.array(history.parameters, dtype=str)),
               **model_coords(model)}
+    if history.passed:
+        coords[schema.PASSED_LEVEL] = (schema.PASSED_LEVEL, np.array(sorted(history.passed)),
+                                       {schema.ATTR_LONG_NAME: "curriculum N passed"})
     if getattr(task.config, "curriculum", None) == "multi_head":
         top = task.level_at(task.config.max_n)
         coords["head_n"] = (schema.HEAD, np.array([n for _, n in top.heads]),

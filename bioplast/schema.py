@@ -13,6 +13,7 @@ INPUT = "input"
 OUTPUT = "output"
 EPOCH = "epoch"
 HEAD = "head"
+PASSED_LEVEL = "passed_level"  # curriculum N passed (parameters kept by record.levels)
 
 # Variables and coordinates
 INPUTS = "inputs"

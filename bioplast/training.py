@@ -66,6 +66,8 @@ class History:
     alignment: list[np.ndarray] = field(default_factory=list)
     update_norm: list[np.ndarray] = field(default_factory=list)
     gradient_norm: list[np.ndarray] = field(default_factory=list)
+    #: curriculum N -> (epoch it was passed in, parameters then), with ``record.levels``
+    passed: dict[int, tuple[int, dict[str, np.ndarray]]] = field(default_factory=dict)
 
     SCALARS = ("loss", "grad_norm", "eval_loss", "wall_time")
     PER_PARAMETER = ("alignment", "update_norm", "gradient_norm")
@@ -103,6 +105,9 @@ class History:
         state["level"] = torch.tensor(self.level, dtype=torch.int64)
         for name in self.PER_PARAMETER:
             state[name] = torch.as_tensor(self.per_parameter(name), dtype=torch.float64)
+        state["passed"] = {str(n): {"epoch": epoch, "params": {
+            k: torch.as_tensor(v) for k, v in params.items()}}
+            for n, (epoch, params) in self.passed.items()}
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -112,6 +117,9 @@ class History:
         self.level = state["level"].tolist()
         for name in self.PER_PARAMETER:
             setattr(self, name, list(state[name].numpy()))
+        self.passed = {int(n): (int(saved["epoch"]), {k: v.numpy() for k, v in
+                                                      saved["params"].items()})
+                       for n, saved in state["passed"].items()}
 
 
 @dataclass
@@ -535,6 +543,12 @@ class Trainer:
         if not math.isfinite(eval_loss):
             self.diverge(index, f"non-finite test loss after epoch {self.next_epoch}")
             return
+        curriculum = member.curriculum
+        if self.protocols[0].schema.record.levels and curriculum.active and \
+                curriculum.passed(accuracy) and curriculum.n not in member.history.passed:
+            member.history.passed[curriculum.n] = (self.next_epoch, {
+                k: v.detach()[index].cpu().numpy().astype(np.float64)
+                for k, v in self.params.items()})
         if member.curriculum.finished(accuracy) and training.stop_at_max_level:
             member.finished = f"last curriculum level (N = {member.curriculum.n}) passed"
         elif training.target_accuracy is not None and \

@@ -15,8 +15,10 @@ import torch
 import xarray as xr
 
 from bioplast import cli
+from bioplast.errors import InputError
 from bioplast.protocol import load_protocol
-from bioplast.training import checkpoint_path, train
+from bioplast.results import network_at_level, select_network
+from bioplast.training import History, checkpoint_path, train
 
 REPO = Path(__file__).resolve().parent.parent
 HISTORY = ["loss", "grad_norm", "eval_loss", "accuracy", "level"]
@@ -418,3 +420,53 @@ def test_ctrl_c_writes_the_result_so_far(tmp_path):
     assert "interrupted" in err and "Traceback" not in err
     ds = xr.load_dataset(out)
     assert ds.attrs["status"] == "interrupted" and ds.sizes["epoch"] >= 2
+
+
+def test_record_levels_keeps_the_parameters_of_every_passed_level(tmp_path):
+    """Reference: the same run stopped at the epoch a level was passed has, as its final
+    parameters, exactly the parameters kept for that level; the kept levels survive a
+    checkpoint round trip and an ensemble's padding."""
+    text = SMALL_PARITY.replace("record: {trials: 4}", "record: {trials: 4, levels: true}") \
+        .replace("n: 2, curriculum: multi_head, max_n: 8}",
+                 "n: 1, curriculum: multi_head, max_n: 8, threshold: 0.7}")
+    path = write(tmp_path, text)
+    out = tmp_path / "o.nc"
+    assert cli.main(["run", str(path), "-o", str(out), "--quiet"]) == 0
+    ds = xr.load_dataset(out)
+    levels = ds["passed_level"].values
+    assert len(levels) >= 2 and list(levels) == list(range(1, 1 + len(levels)))
+    for n in levels:  # passed in the epoch after which the history shows level n + 1
+        epoch = int(ds["level_epoch"].sel(passed_level=n))
+        assert ds["level"].values[epoch] == n
+        assert epoch + 1 == ds.sizes["epoch"] or ds["level"].values[epoch + 1] == n + 1
+    n = int(levels[1])
+    epoch = int(ds["level_epoch"].sel(passed_level=n))
+    short = tmp_path / "short.nc"
+    assert cli.main(["run", str(path), "--set", f"training.epochs={epoch + 1}", "-o",
+                     str(short), "--quiet"]) == 0
+    stopped = xr.load_dataset(short)
+    at_level = network_at_level(ds, n)
+    for name in ("W_rec", "tau", "W_out"):
+        np.testing.assert_array_equal(at_level[name].values, stopped[name].values)
+    # the checkpoint of the full run holds them (read back as --resume does)
+    saved = torch.load(checkpoint_path(out), weights_only=True)
+    history = History(n_heads=8)
+    history.load_state_dict(saved["history"][0])
+    assert sorted(history.passed) == list(levels)
+    np.testing.assert_array_equal(history.passed[n][1]["W_rec"],
+                                  ds["level_W_rec"].sel(passed_level=n).values)
+    with pytest.raises(InputError, match="N = 99 was not passed"):
+        network_at_level(ds, 99)
+    plain = ds.drop_vars([v for v in ds.variables if str(v).startswith("level_")] +
+                         ["passed_level"])
+    with pytest.raises(InputError, match="record.levels: true"):
+        network_at_level(plain, 2)
+    # an ensemble whose members passed different numbers of levels is padded with NaN
+    ensemble = tmp_path / "e.nc"
+    assert cli.main(["run", str(path), "--set", "training.members=3", "-o", str(ensemble),
+                     "--quiet"]) == 0
+    stacked = xr.load_dataset(ensemble)
+    for member in range(3):
+        one = select_network(stacked, member=member)
+        kept = one["level_epoch"].dropna("passed_level")["passed_level"].values
+        assert np.all(np.isfinite(network_at_level(one, int(kept[0]))["tau"].values))

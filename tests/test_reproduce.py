@@ -31,3 +31,28 @@ def test_phases_smoke(tmp_path):
     text = (tmp_path / "R.md").read_text()
     assert rows[0]["bioplast"] in text and "Machine:" in text
     assert (tmp_path / "docs" / "reproductions" / "phases-phases.png").exists()
+
+
+def test_curriculum_smoke(tmp_path):
+    out = tmp_path / "curriculum"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "reproduce.py"),
+                           "curriculum", "--smoke", "--workers", "1", "--out", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| max N passed, single-head, trained tau | 37, 33, 35, 35 (" in done.stdout
+    rows = json.loads((out / "rows.json").read_text())
+    assert len(rows) == 8 and all(row["agrees"] in ("yes", "no", "n/a") for row in rows)
+    networks = json.loads((out / "networks.json").read_text())
+    assert set(networks) == {"multi-head, trained tau", "single-head, trained tau",
+                             "single-head, tau = 1"}
+    for condition, nets in networks.items():
+        assert [net["seed"] for net in nets] == [0, 1]
+        for net in nets:
+            # one mean tau per passed level, and the largest level passed is max N
+            assert len(net["mean_tau"]) == len(net["levels"])
+            assert net["max_n"] == (max(net["levels"]) if net["levels"] else 1)
+            assert set(net["timescale_levels"]) <= set(net["levels"])
+            assert all(t > 0 for t in net["network_timescale"])
+    # tau = 1 fixed: it stays exactly 1 at every level
+    assert all(t == 1 for net in networks["single-head, tau = 1"] for t in net["mean_tau"])
+    assert (out / "curriculum.png").stat().st_size > 0

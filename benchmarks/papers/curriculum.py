@@ -1,0 +1,192 @@
+"""Curricula and timescales (Khajehabdollahi, Zeraati et al., ICLR 2024).
+
+Leaky networks with per-unit trainable tau (models/leaky_tau.yaml) on the N-parity
+curriculum with the paper's optimizer (SGD lr 0.05, Nesterov momentum 0.1, clip 2, level up
+at 98%), three conditions with the same seeds and the same budget of updates:
+multi-head with trained tau, single-head with trained tau, single-head with tau = 1 fixed
+(protocols/nparity_multi_head.yaml and nparity_single_head.yaml). One Dask sweep over seeds
+per condition; the parameters are kept at every passed level (``record.levels``).
+
+Per network: the largest N passed; the mean tau at every passed level; the network's
+timescale at (up to ``timescale_levels`` of) its passed levels, from autocorrelations of its
+activity driven by random bits (`bioplast.analysis.analyze`, as the paper: mean over units
+of the fitted timescale, in steps). Rows: max N per condition and their ordering (one-sided
+Mann-Whitney tests), the rank correlation of mean tau with N (single-head) and the change of
+mean tau (multi-head), the rank correlation of the network timescale with N. Writes
+``rows.json``, ``networks.json`` and ``curriculum.png``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from bioplast.analysis.analyze import analyze, result_model
+from bioplast.results import LEVEL_PREFIX, network_at_level, select_network
+from bioplast.sweep import run_sweep
+
+from .common import REPO, command, greater, row, save, spread
+
+MULTI, SINGLE, FIXED = "multi-head, trained tau", "single-head, trained tau", \
+    "single-head, tau = 1"
+CONDITIONS = {
+    MULTI: ("nparity_multi_head.yaml", {}),
+    SINGLE: ("nparity_single_head.yaml", {}),
+    FIXED: ("nparity_single_head.yaml", {"model.parameters.tau.init": 1,
+                                         "model.parameters.tau.trainable": False}),
+}
+#: Max N of the paper's 4 networks per condition (notebook Fig_trained_tau_loc_nonlin_correct;
+#: N = 500 units, up to 1000 epochs of 600 updates of batch 256).
+PAPER_MAX_N = {MULTI: [100, 101, 100, 101], SINGLE: [37, 33, 35, 35], FIXED: [24, 25, 24, 26]}
+SCALES = {
+    "smoke": dict(seeds=2, n_units=16, epochs=3, steps_per_epoch=8, batch_size=32,
+                  eval_batches=2, threshold=0.7, timescale_steps=300, timescale_trials=2,
+                  timescale_levels=2),
+    # sized for well under 1 h on 2 cores (measured: 2 networks batched, 64 units, take
+    # ~2 s per epoch of 50 updates at N = 8, ~3 s at N = 15)
+    "reduced": dict(seeds=4, n_units=64, epochs=150, steps_per_epoch=50, batch_size=64,
+                    eval_batches=8, threshold=0.98, timescale_steps=2000, timescale_trials=5,
+                    timescale_levels=6),
+    "full": dict(seeds=4, n_units=500, epochs=1000, steps_per_epoch=600, batch_size=256,
+                 eval_batches=50, threshold=0.98, timescale_steps=100000,
+                 timescale_trials=10, timescale_levels=100),
+}
+
+
+def settings_of(scale: dict) -> dict:
+    """The protocol edits of a scale (every condition gets the same budget)."""
+    return {"model.n_units": scale["n_units"], "training.epochs": scale["epochs"],
+            "training.steps_per_epoch": scale["steps_per_epoch"],
+            "training.batch_size": scale["batch_size"],
+            "training.eval_batches": scale["eval_batches"],
+            "task.threshold": scale["threshold"], "training.checkpoint_every": 5,
+            "record.levels": True}
+
+
+def network_summary(network, scale: dict, seed: int) -> dict:
+    """Max N passed, mean tau and the network timescale (steps) per passed level."""
+    if LEVEL_PREFIX + "epoch" not in network:
+        levels = np.array([], dtype=int)
+    else:
+        levels = network[LEVEL_PREFIX + "epoch"].dropna("passed_level")[
+            "passed_level"].values.astype(int)
+    model, params = result_model(network)
+    initial_tau = float(np.mean(model.init_params(seed)["tau"]))
+    mean_tau = [float(network[LEVEL_PREFIX + "tau"].sel(passed_level=n).mean())
+                for n in levels]
+    chosen = levels[np.unique(np.linspace(0, len(levels) - 1,
+                                          min(len(levels), scale["timescale_levels"]))
+                              .round().astype(int))] if len(levels) else levels
+    timescales = {}
+    for n in chosen:
+        analysis = analyze(network_at_level(network, int(n)), do_dynamics=False,
+                           do_geometry=False, steps=scale["timescale_steps"],
+                           trials=scale["timescale_trials"], drive="bits", seed=seed)
+        timescales[int(n)] = float(analysis["mean_unit_tau"]) / model.dt
+    first_n = int(network["level"].values[0])
+    return {"seed": seed, "max_n": int(levels.max()) if len(levels) else first_n - 1,
+            "levels": levels.tolist(), "mean_tau": mean_tau, "initial_mean_tau": initial_tau,
+            "final_mean_tau": float(np.mean(params["tau"])),
+            "timescale_levels": sorted(timescales), "network_timescale":
+                [timescales[n] for n in sorted(timescales)],
+            "epochs": int(network.sizes["epoch"])}
+
+
+def run(scale_name: str, out: Path, workers: int) -> list[dict]:
+    scale = SCALES[scale_name]
+    seeds = list(range(scale["seeds"]))
+    started = time.perf_counter()
+    networks = {}
+    for index, (condition, (protocol, edits)) in enumerate(CONDITIONS.items()):
+        print(f"{condition}: {len(seeds)} seeds, {scale['epochs']} epochs of "
+              f"{scale['steps_per_epoch']} updates", flush=True)
+        dataset = run_sweep(str(REPO / "protocols" / protocol), {"seed": seeds},
+                            out / f"condition{index}.nc",
+                            base_settings={**settings_of(scale), **edits}, workers=workers)
+        networks[condition] = [network_summary(select_network(dataset, seed=seed), scale,
+                                                seed) for seed in seeds]
+    elapsed = time.perf_counter() - started
+    rows = summarize(networks, scale_name, workers, elapsed)
+    save(out, rows, networks)
+    plot(networks, out / "curriculum.png")
+    return rows
+
+
+def pooled_correlation(networks: list[dict], values: str, levels: str = "levels") -> float:
+    """Spearman rank correlation of ``values`` with N over every network's passed levels."""
+    n = [level for net in networks for level in net[levels]]
+    v = [value for net in networks for value in net[values]]
+    if len(set(n)) < 2 or len(set(v)) < 2:
+        return float("nan")
+    return float(stats.spearmanr(n, v).statistic)
+
+
+def summarize(networks: dict, scale_name: str, workers: int, elapsed: float) -> list[dict]:
+    command_text = command("curriculum", scale_name, workers)
+    max_n = {c: [net["max_n"] for net in nets] for c, nets in networks.items()}
+    rows = [row(f"max N passed, {condition}",
+                f"{', '.join(map(str, PAPER_MAX_N[condition]))} (4 networks of 500 units, "
+                "<= 600k updates of batch 256)",
+                f"{spread(max_n[condition])}: {max_n[condition]}", "n/a", command_text,
+                elapsed) for condition in CONDITIONS]
+    p_multi = greater(max_n[MULTI], max_n[SINGLE])
+    p_tau = greater(max_n[SINGLE], max_n[FIXED])
+    ordered = np.mean(max_n[MULTI]) > np.mean(max_n[SINGLE]) > np.mean(max_n[FIXED])
+    rows.append(row("max N: multi-head > single-head trained tau > single-head tau = 1",
+                    "100-101 > 33-37 > 24-26",
+                    f"means {np.mean(max_n[MULTI]):.1f} > {np.mean(max_n[SINGLE]):.1f} > "
+                    f"{np.mean(max_n[FIXED]):.1f}: {'yes' if ordered else 'no'} (one-sided "
+                    f"Mann-Whitney p = {p_multi:.3f}, {p_tau:.3f})", bool(ordered),
+                    command_text, elapsed))
+    rho_single = pooled_correlation(networks[SINGLE], "mean_tau")
+    rows.append(row("mean tau grows with N, single-head (rank correlation > 0.5)",
+                    "rises from ~1.5 towards 2 (Fig. 3)",
+                    f"Spearman rho = {rho_single:.2f} over the passed levels of "
+                    f"{len(networks[SINGLE])} networks", bool(rho_single > 0.5),
+                    command_text, elapsed))
+    change = [abs(net["final_mean_tau"] / net["initial_mean_tau"] - 1)
+              for net in networks[MULTI]]
+    rows.append(row("mean tau stays near its start, multi-head (change < 20%)",
+                    "stays about 1-1.5 (Fig. 3)",
+                    f"relative change {spread(change)}", bool(np.max(change) < 0.2),
+                    command_text, elapsed))
+    for condition in (MULTI, SINGLE):
+        rho = pooled_correlation(networks[condition], "network_timescale", "timescale_levels")
+        rows.append(row(f"network timescale grows with N, {condition}",
+                        "grows with N in both curricula (Fig. 4)",
+                        f"Spearman rho = {rho:.2f} (mean unit autocorrelation timescale at "
+                        f"up to {SCALES[scale_name]['timescale_levels']} levels per network)",
+                        bool(rho > 0), command_text, elapsed))
+    return rows
+
+
+def plot(networks: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    for index, (condition, nets) in enumerate(networks.items()):
+        color = f"C{index}"
+        axes[0].scatter(np.full(len(nets), index), [n["max_n"] for n in nets], color=color)
+        axes[0].scatter([index + 0.2] * len(PAPER_MAX_N[condition]), PAPER_MAX_N[condition],
+                        color=color, marker="x", alpha=0.5)
+        for number, net in enumerate(nets):
+            label = condition if number == 0 else None
+            axes[1].plot(net["levels"], net["mean_tau"], color=color, alpha=0.7, label=label)
+            axes[2].plot(net["timescale_levels"], net["network_timescale"], "o-",
+                         color=color, alpha=0.7, label=label)
+    axes[0].set_xticks(range(len(networks)), [c.replace(", ", "\n") for c in networks],
+                       fontsize=7)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("max N passed (o bioplast, x paper)")
+    axes[1].set_xlabel("N")
+    axes[1].set_ylabel("mean tau [steps]")
+    axes[2].set_xlabel("N")
+    axes[2].set_ylabel("network timescale [steps]")
+    axes[1].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,143 @@
+"""Dynamical phases of short-term memory (Kurtkaya, Dinc et al., ICML 2025).
+
+Delayed-cue networks (protocols/papers/phases.yaml) over a grid of learning rates x delays
+x seeds, one Dask sweep per learning rate (its epochs are max(1000, 30/lr), as in the
+paper). Each network is classified as learned / not learned / unstable
+(`bioplast.analysis.learning`), each learned one as a limit cycle or slow-point manifold
+from its test trials continued for 9x their length with zero input
+(`bioplast.analysis.dynamics`). Per learning rate, the critical delay T0 of the no-solution
+boundary; over learning rates, beta of eta_c ~ T0^-beta with its 95% interval (paper: 2.72
++- 0.07). Writes ``rows.json``, ``networks.json`` and ``phases.png``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bioplast.analysis.analyze import result_model
+from bioplast.analysis.dynamics import LIMIT_CYCLE, SLOW_POINT, classify_mechanism, extended_run
+from bioplast.analysis.learning import (LEARNED, NOT_LEARNED, critical_delay,
+                                        learning_outcome, power_law)
+from bioplast.results import INITIAL_PREFIX, select_network
+from bioplast.sweep import run_sweep
+
+from .common import PROTOCOLS, command, row, save
+
+PAPER_BETA = (2.72, 0.07)
+SCALES = {
+    "smoke": dict(lrs=[0.5, 0.05], delays_ms=[0, 40], seeds=2, n_units=16,
+                  epochs=lambda lr: 15),
+    # sized for ~1 h on 2 cores (cost ~ epochs x trial steps; measured: a 4-seed ensemble
+    # runs 1000 epochs of a 16-step trial in ~2.5 min on one core)
+    "reduced": dict(lrs=list(np.logspace(-0.5, -1.5, 5)), delays_ms=[0, 40, 80, 120, 200],
+                    seeds=4, n_units=100, epochs=lambda lr: max(1000, int(round(30 / lr)))),
+    "full": dict(lrs=list(np.logspace(-1, -3, 15)), delays_ms=list(range(0, 401, 20)),
+                 seeds=100, n_units=100, epochs=lambda lr: max(1000, int(round(30 / lr)))),
+}
+
+
+def classify_network(network) -> tuple[str, str | None]:
+    """``(learning outcome, mechanism or None)`` of one trained network's dataset."""
+    outcome = learning_outcome(network["accuracy"].mean("head", skipna=True).values)
+    if outcome != LEARNED:
+        return outcome, None
+    model, params = result_model(network)
+    inputs = network["inputs"].transpose("trial", "time", "input").values
+    initial = {name: network[INITIAL_PREFIX + name].values for name in model.state_names}
+    run = extended_run(model, params, inputs, initial)
+    kinds = classify_mechanism(run, trial_steps=inputs.shape[1])["mechanism"].values
+    return outcome, LIMIT_CYCLE if np.mean(kinds == LIMIT_CYCLE) > 0.5 else SLOW_POINT
+
+
+def run(scale: str, out: Path, workers: int) -> list[dict]:
+    settings = SCALES[scale]
+    protocol = PROTOCOLS / "phases.yaml"
+    delays = [f"{d} ms" for d in settings["delays_ms"]]
+    networks = []
+    started = time.perf_counter()
+    for index, lr in enumerate(settings["lrs"]):
+        base = {"rule.optimizer.lr": float(lr), "training.epochs": settings["epochs"](lr),
+                "model.n_units": settings["n_units"]}
+        print(f"lr {lr:.4g}: {len(delays)} delays x {settings['seeds']} seeds, "
+              f"{base['training.epochs']} epochs", flush=True)
+        dataset = run_sweep(str(protocol), {"task.delay": delays,
+                                            "seed": list(range(settings["seeds"]))},
+                            out / f"lr{index}.nc", base_settings=base, workers=workers)
+        for delay, delay_ms in zip(delays, settings["delays_ms"]):
+            for seed in range(settings["seeds"]):
+                outcome, mechanism = classify_network(select_network(dataset, delay=delay,
+                                                                     seed=seed))
+                networks.append({"lr": float(lr), "delay_ms": delay_ms, "seed": seed,
+                                 "outcome": outcome, "mechanism": mechanism})
+    elapsed = time.perf_counter() - started
+    rows = summarize(networks, settings, scale, elapsed, workers)
+    save(out, rows, networks)
+    plot_phases(networks, rows, out / "phases.png")
+    return rows
+
+
+def summarize(networks, settings, scale, elapsed, workers) -> list[dict]:
+    """Table rows: beta of the no-solution boundary, the phases seen, the runtime."""
+    lrs, delays = settings["lrs"], np.array(settings["delays_ms"], dtype=float)
+    boundaries = []
+    for lr in lrs:
+        fraction = [np.mean([n["outcome"] == NOT_LEARNED for n in networks
+                             if n["lr"] == float(lr) and n["delay_ms"] == d]) for d in delays]
+        boundaries.append(critical_delay(delays, np.array(fraction)))
+    fit = power_law(np.array(boundaries), np.array(lrs, dtype=float))
+    beta, low, high = -fit.beta, -fit.high, -fit.low
+    phases_seen = sorted({phase_of(networks, float(lr), d) for lr in lrs for d in delays})
+    command_text = command("phases", scale, workers)
+    overlap = low <= PAPER_BETA[0] + PAPER_BETA[1] and high >= PAPER_BETA[0] - PAPER_BETA[1]
+    return [
+        row("no-solution boundary eta_c ~ T_delay^-beta",
+            f"beta = {PAPER_BETA[0]} +- {PAPER_BETA[1]}",
+            f"beta = {beta:.2f} +- {fit.stderr:.2f} (95%: {low:.2f} to {high:.2f}; "
+            f"R^2 {fit.r2:.2f}; {fit.n} learning rates with a boundary)",
+            overlap, command_text, elapsed),
+        row("three phases: both mechanisms, limit cycles only, no learning",
+            "all three (Fig. 4G-I)", ", ".join(phases_seen),
+            {"both", "limit cycles only", "no learning"} <= set(phases_seen), command_text,
+            elapsed),
+    ]
+
+
+def phase_of(networks, lr: float, delay: float) -> str:
+    chosen = [n for n in networks if n["lr"] == lr and n["delay_ms"] == delay]
+    if np.mean([n["outcome"] == NOT_LEARNED for n in chosen]) > 0.5:
+        return "no learning"
+    kinds = {n["mechanism"] for n in chosen if n["outcome"] == LEARNED}
+    if kinds == {LIMIT_CYCLE}:
+        return "limit cycles only"
+    if LIMIT_CYCLE in kinds:
+        return "both"
+    return "slow points only" if kinds else "unstable"
+
+
+def plot_phases(networks, rows, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    colors = {"no learning": "0.6", "limit cycles only": "C3", "both": "C2",
+              "slow points only": "C0", "unstable": "C1"}
+    lrs = sorted({n["lr"] for n in networks})
+    delays = sorted({n["delay_ms"] for n in networks})
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    for lr in lrs:
+        for delay in delays:
+            phase = phase_of(networks, lr, delay)
+            axis.scatter(delay, lr, s=160, marker="s", color=colors[phase])
+    for phase, color in colors.items():
+        axis.scatter([], [], marker="s", color=color, label=phase)
+    axis.set_yscale("log")
+    axis.set_xlabel("delay [ms]")
+    axis.set_ylabel("learning rate")
+    axis.legend(fontsize=7, loc="upper right")
+    axis.set_title(rows[0]["bioplast"].split(" (")[0] + f" (paper {rows[0]['paper']})",
+                   fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,8 +1,8 @@
 """Dynamical phases of short-term memory (Kurtkaya, Dinc et al., ICML 2025).
 
 Delayed-cue networks (protocols/papers/phases.yaml) over a grid of learning rates x delays
-x seeds, one Dask sweep per learning rate (its epochs are max(1000, 30/lr), as in the
-paper). Each network is classified as learned / not learned / unstable
+x seeds, one Dask sweep per epoch budget (max(1000, 30/lr), as in the paper; the
+learning rate is a grid dim). Each network is classified as learned / not learned / unstable
 (`bioplast.analysis.learning`), each learned one as a limit cycle or slow-point manifold
 from its test trials continued for 9x their length with zero input
 (`bioplast.analysis.dynamics`). Per learning rate, the critical delay T0 of the no-solution
@@ -30,10 +30,12 @@ PAPER_BETA = (2.72, 0.07)
 SCALES = {
     "smoke": dict(lrs=[0.5, 0.05], delays_ms=[0, 40], seeds=2, n_units=16,
                   epochs=lambda lr: 15),
-    # sized for ~1 h on 2 cores (cost ~ epochs x trial steps; measured: a 4-seed ensemble
-    # runs 1000 epochs of a 16-step trial in ~2.5 min on one core)
-    "reduced": dict(lrs=list(np.logspace(-0.5, -1.5, 5)), delays_ms=[0, 40, 80, 120, 200],
-                    seeds=4, n_units=100, epochs=lambda lr: max(1000, int(round(30 / lr)))),
+    # sized for ~45 min on 2 cores (measured: 1000 epochs of a 16-step trial take ~0.18 min
+    # per network on one core, proportional to the trial's steps; the boundary at lr 0.32
+    # lies near 120 ms)
+    "reduced": dict(lrs=list(np.logspace(-0.25, -1.25, 5)),
+                    delays_ms=[25, 75, 125, 175, 225, 275], seeds=6, n_units=100,
+                    epochs=lambda lr: max(1000, int(round(30 / lr)))),
     "full": dict(lrs=list(np.logspace(-1, -3, 15)), delays_ms=list(range(0, 401, 20)),
                  seeds=100, n_units=100, epochs=lambda lr: max(1000, int(round(30 / lr)))),
 }
@@ -58,20 +60,24 @@ def run(scale: str, out: Path, workers: int) -> list[dict]:
     delays = [f"{d} ms" for d in settings["delays_ms"]]
     networks = []
     started = time.perf_counter()
-    for index, lr in enumerate(settings["lrs"]):
-        base = {"rule.optimizer.lr": float(lr), "training.epochs": settings["epochs"](lr),
-                "model.n_units": settings["n_units"]}
-        print(f"lr {lr:.4g}: {len(delays)} delays x {settings['seeds']} seeds, "
-              f"{base['training.epochs']} epochs", flush=True)
-        dataset = run_sweep(str(protocol), {"task.delay": delays,
+    by_epochs: dict[int, list[float]] = {}  # one sweep per epoch budget, lr a grid dim
+    for lr in settings["lrs"]:
+        by_epochs.setdefault(settings["epochs"](lr), []).append(float(lr))
+    for index, (epochs, lrs) in enumerate(by_epochs.items()):
+        print(f"{len(lrs)} learning rates x {len(delays)} delays x {settings['seeds']} seeds,"
+              f" {epochs} epochs", flush=True)
+        dataset = run_sweep(str(protocol), {"rule.optimizer.lr": lrs, "task.delay": delays,
                                             "seed": list(range(settings["seeds"]))},
-                            out / f"lr{index}.nc", base_settings=base, workers=workers)
-        for delay, delay_ms in zip(delays, settings["delays_ms"]):
-            for seed in range(settings["seeds"]):
-                outcome, mechanism = classify_network(select_network(dataset, delay=delay,
-                                                                     seed=seed))
-                networks.append({"lr": float(lr), "delay_ms": delay_ms, "seed": seed,
-                                 "outcome": outcome, "mechanism": mechanism})
+                            out / f"sweep{index}.nc", workers=workers,
+                            base_settings={"training.epochs": epochs,
+                                           "model.n_units": settings["n_units"]})
+        for lr in lrs:
+            for delay, delay_ms in zip(delays, settings["delays_ms"]):
+                for seed in range(settings["seeds"]):
+                    outcome, mechanism = classify_network(
+                        select_network(dataset, lr=lr, delay=delay, seed=seed))
+                    networks.append({"lr": lr, "delay_ms": delay_ms, "seed": seed,
+                                     "outcome": outcome, "mechanism": mechanism})
     elapsed = time.perf_counter() - started
     rows = summarize(networks, settings, scale, elapsed, workers)
     save(out, rows, networks)

@@ -81,6 +81,9 @@ class RecordSection(_Strict):
     levels: bool = pydantic.Field(
         False, description="keep the parameters as they were when each curriculum level "
                            "was passed (as the paper saves a model per N)")
+    snapshots_every: int | None = pydantic.Field(
+        None, ge=1, description="keep the parameters after every k-th epoch (epochs 0, k, "
+                                "2k, ... and the last)")
 
 
 def _model_spec(value):

@@ -27,6 +27,7 @@ from .model import Model
 
 INITIAL_PREFIX = "initial_"
 LEVEL_PREFIX = "level_"
+SNAPSHOT_PREFIX = "snapshot_"
 
 
 def library_versions() -> dict[str, str]:
@@ -270,38 +271,58 @@ def select_network(dataset: xr.Dataset, **indexers) -> xr.Dataset:
     return one
 
 
-def passed_level_variables(model: Model, passed: dict) -> dict[str, xr.Variable]:
-    """``level_<param> (passed_level, ...)``: the parameters when each curriculum level N
-    was passed, and ``level_epoch (passed_level)``: the epoch it was passed in."""
-    if not passed:
-        return {}
-    levels = sorted(passed)
-    variables = {LEVEL_PREFIX + "epoch": xr.Variable(
-        schema.PASSED_LEVEL, np.array([passed[n][0] for n in levels], dtype=float),
-        {schema.ATTR_LONG_NAME: "epoch in which the level was passed"})}
-    for name, spec in model.params.items():
-        variables[LEVEL_PREFIX + name] = xr.Variable(
-            (schema.PASSED_LEVEL, *spec.dims), np.stack([passed[n][1][name] for n in levels]),
-            {schema.ATTR_UNITS: spec.unit})
+def kept_parameter_variables(model: Model, history) -> dict[str, xr.Variable]:
+    """Parameters kept during training: ``level_<param> (passed_level, ...)`` when each
+    curriculum level N was passed, with ``level_epoch (passed_level)`` the epoch it was
+    passed in (``record.levels``); ``snapshot_<param> (snapshot_epoch, ...)`` after every
+    k-th epoch (``record.snapshots_every``)."""
+    variables = {}
+    levels = sorted(history.passed)
+    if levels:
+        variables[LEVEL_PREFIX + "epoch"] = xr.Variable(
+            schema.PASSED_LEVEL, np.array([history.passed[n][0] for n in levels], dtype=float),
+            {schema.ATTR_LONG_NAME: "epoch in which the level was passed"})
+    epochs = sorted(history.snapshots)
+    for prefix, dim, kept in ((LEVEL_PREFIX, schema.PASSED_LEVEL,
+                               [history.passed[n][1] for n in levels]),
+                              (SNAPSHOT_PREFIX, schema.SNAPSHOT_EPOCH,
+                               [history.snapshots[e] for e in epochs])):
+        for name, spec in model.params.items():
+            if kept:
+                variables[prefix + name] = xr.Variable(
+                    (dim, *spec.dims), np.stack([params[name] for params in kept]),
+                    {schema.ATTR_UNITS: spec.unit})
     return variables
+
+
+def _with_kept(network: xr.Dataset, prefix: str, dim: str, value: int, option: str,
+               what: str) -> xr.Dataset:
+    if dim not in network.coords:
+        raise InputError(f"the result kept no parameters per {what} (train with "
+                         f"{option})", key=dim)
+    names = [str(v)[len(prefix):] for v in network.data_vars
+             if str(v).startswith(prefix) and network[v].dims[:1] == (dim,)
+             and str(v) != LEVEL_PREFIX + "epoch"]
+    kept = network[prefix + names[0]].dropna(dim, how="all")[dim].values
+    if value not in kept:
+        raise InputError(f"no parameters kept at {what} {value} (kept: "
+                         f"{', '.join(str(v) for v in kept)})", key=dim)
+    return network.assign({name: network[prefix + name].sel({dim: value}, drop=True)
+                           for name in names})
 
 
 def network_at_level(network: xr.Dataset, n: int) -> xr.Dataset:
     """One network's Dataset with its parameters as they were when curriculum level ``n``
     was passed (a result trained with ``record.levels: true``), e.g. for its timescales."""
-    if schema.PASSED_LEVEL not in network.coords:
-        raise InputError("the result has no parameters per curriculum level (train with "
-                         "record.levels: true)", key=schema.PASSED_LEVEL)
-    passed = network[LEVEL_PREFIX + "epoch"].dropna(schema.PASSED_LEVEL)[schema.PASSED_LEVEL]
-    if n not in passed.values:
-        raise InputError(f"level N = {n} was not passed (passed: "
-                         f"{', '.join(str(v) for v in passed.values)})",
-                         key=schema.PASSED_LEVEL)
-    names = [str(v)[len(LEVEL_PREFIX):] for v in network.data_vars
-             if str(v).startswith(LEVEL_PREFIX) and str(v) != LEVEL_PREFIX + "epoch"]
-    return network.assign({name: network[LEVEL_PREFIX + name].sel({schema.PASSED_LEVEL: n},
-                                                                   drop=True)
-                           for name in names})
+    return _with_kept(network, LEVEL_PREFIX, schema.PASSED_LEVEL, n, "record.levels: true",
+                      "curriculum level N =")
+
+
+def network_at_epoch(network: xr.Dataset, epoch: int) -> xr.Dataset:
+    """One network's Dataset with its parameters as they were after ``epoch`` (a result
+    trained with ``record.snapshots_every``), e.g. for its fixed points then."""
+    return _with_kept(network, SNAPSHOT_PREFIX, schema.SNAPSHOT_EPOCH, epoch,
+                      "record.snapshots_every: K", "epoch")
 
 
 def member_dataset(result, info: dict, status: str, message: str) -> xr.Dataset:
@@ -332,7 +353,7 @@ def member_dataset(result, info: dict, status: str, message: str) -> xr.Dataset:
                 (schema.EPOCH, "parameter"), history.per_parameter(name),
                 {schema.ATTR_LONG_NAME: long_name})
     data.update(params_variables(model, result.params, members=False))
-    data.update(passed_level_variables(model, history.passed))
+    data.update(kept_parameter_variables(model, history))
     coords = {schema.EPOCH: (schema.EPOCH, np.arange(n_epochs)),
               schema.HEAD: (schema.HEAD, np.arange(task.n_heads)),
               "parameter": ("parameter", np.array(history.parameters, dtype=str)),
@@ -340,6 +361,10 @@ def member_dataset(result, info: dict, status: str, message: str) -> xr.Dataset:
     if history.passed:
         coords[schema.PASSED_LEVEL] = (schema.PASSED_LEVEL, np.array(sorted(history.passed)),
                                        {schema.ATTR_LONG_NAME: "curriculum N passed"})
+    if history.snapshots:
+        coords[schema.SNAPSHOT_EPOCH] = (schema.SNAPSHOT_EPOCH,
+                                         np.array(sorted(history.snapshots)),
+                                         {schema.ATTR_LONG_NAME: "parameters after epoch"})
     if getattr(task.config, "curriculum", None) == "multi_head":
         top = task.level_at(task.config.max_n)
         coords["head_n"] = (schema.HEAD, np.array([n for _, n in top.heads]),

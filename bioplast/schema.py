@@ -14,6 +14,7 @@ OUTPUT = "output"
 EPOCH = "epoch"
 HEAD = "head"
 PASSED_LEVEL = "passed_level"  # curriculum N passed (parameters kept by record.levels)
+SNAPSHOT_EPOCH = "snapshot_epoch"  # epochs whose parameters record.snapshots_every kept
 
 # Variables and coordinates
 INPUTS = "inputs"

@@ -68,6 +68,8 @@ class History:
     gradient_norm: list[np.ndarray] = field(default_factory=list)
     #: curriculum N -> (epoch it was passed in, parameters then), with ``record.levels``
     passed: dict[int, tuple[int, dict[str, np.ndarray]]] = field(default_factory=dict)
+    #: epoch -> parameters after it, with ``record.snapshots_every``
+    snapshots: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
     SCALARS = ("loss", "grad_norm", "eval_loss", "wall_time")
     PER_PARAMETER = ("alignment", "update_norm", "gradient_norm")
@@ -105,9 +107,10 @@ class History:
         state["level"] = torch.tensor(self.level, dtype=torch.int64)
         for name in self.PER_PARAMETER:
             state[name] = torch.as_tensor(self.per_parameter(name), dtype=torch.float64)
-        state["passed"] = {str(n): {"epoch": epoch, "params": {
-            k: torch.as_tensor(v) for k, v in params.items()}}
-            for n, (epoch, params) in self.passed.items()}
+        state["passed"] = {str(n): {"epoch": epoch, "params": _tensors(params)}
+                           for n, (epoch, params) in self.passed.items()}
+        state["snapshots"] = {str(epoch): _tensors(params)
+                              for epoch, params in self.snapshots.items()}
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -117,9 +120,18 @@ class History:
         self.level = state["level"].tolist()
         for name in self.PER_PARAMETER:
             setattr(self, name, list(state[name].numpy()))
-        self.passed = {int(n): (int(saved["epoch"]), {k: v.numpy() for k, v in
-                                                      saved["params"].items()})
+        self.passed = {int(n): (int(saved["epoch"]), _arrays(saved["params"]))
                        for n, saved in state["passed"].items()}
+        self.snapshots = {int(epoch): _arrays(params)
+                          for epoch, params in state["snapshots"].items()}
+
+
+def _tensors(params: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(v) for k, v in params.items()}
+
+
+def _arrays(params: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in params.items()}
 
 
 @dataclass
@@ -533,6 +545,11 @@ class Trainer:
                                       {n: recorded[n][j] for n in names})
         return tests
 
+    def member_params(self, index: int) -> dict[str, np.ndarray]:
+        """The parameters of member ``index`` now, as float64 arrays."""
+        return {k: v.detach()[index].cpu().numpy().astype(np.float64)
+                for k, v in self.params.items()}
+
     def finish_epoch(self, index: int, row: tuple, evaluation: tuple, wall_time: float,
                      comparison) -> None:
         """Record one epoch of a member and apply its stopping rules and curriculum."""
@@ -543,12 +560,13 @@ class Trainer:
         if not math.isfinite(eval_loss):
             self.diverge(index, f"non-finite test loss after epoch {self.next_epoch}")
             return
-        curriculum = member.curriculum
-        if self.protocols[0].schema.record.levels and curriculum.active and \
-                curriculum.passed(accuracy) and curriculum.n not in member.history.passed:
-            member.history.passed[curriculum.n] = (self.next_epoch, {
-                k: v.detach()[index].cpu().numpy().astype(np.float64)
-                for k, v in self.params.items()})
+        curriculum, record = member.curriculum, self.protocols[0].schema.record
+        if record.levels and curriculum.active and curriculum.passed(accuracy) and \
+                curriculum.n not in member.history.passed:
+            member.history.passed[curriculum.n] = (self.next_epoch, self.member_params(index))
+        if record.snapshots_every and (self.next_epoch % record.snapshots_every == 0 or
+                                       self.next_epoch == training.epochs - 1):
+            member.history.snapshots[self.next_epoch] = self.member_params(index)
         if member.curriculum.finished(accuracy) and training.stop_at_max_level:
             member.finished = f"last curriculum level (N = {member.curriculum.n}) passed"
         elif training.target_accuracy is not None and \
@@ -653,8 +671,7 @@ def _result(trainer: Trainer, interrupted: bool, member_coords: dict,
             else member.status
         message = member.finished or (f"interrupted during epoch {trainer.next_epoch}"
                                       if interrupted else "epoch budget used")
-        params = {k: v.detach()[index].cpu().numpy().astype(np.float64)
-                  for k, v in trainer.params.items()}
+        params = trainer.member_params(index)
         test = tests[index] if member.status != schema.STATUS_DIVERGED else None
         results.append(MemberResult(member.protocol, params, member.history, status, message,
                                     test, len(member.history)))

@@ -17,7 +17,7 @@ import xarray as xr
 from bioplast import cli
 from bioplast.errors import InputError
 from bioplast.protocol import load_protocol
-from bioplast.results import network_at_level, select_network
+from bioplast.results import network_at_epoch, network_at_level, select_network
 from bioplast.training import History, checkpoint_path, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -455,7 +455,7 @@ def test_record_levels_keeps_the_parameters_of_every_passed_level(tmp_path):
     assert sorted(history.passed) == list(levels)
     np.testing.assert_array_equal(history.passed[n][1]["W_rec"],
                                   ds["level_W_rec"].sel(passed_level=n).values)
-    with pytest.raises(InputError, match="N = 99 was not passed"):
+    with pytest.raises(InputError, match="no parameters kept at curriculum level N = 99"):
         network_at_level(ds, 99)
     plain = ds.drop_vars([v for v in ds.variables if str(v).startswith("level_")] +
                          ["passed_level"])
@@ -470,3 +470,26 @@ def test_record_levels_keeps_the_parameters_of_every_passed_level(tmp_path):
         one = select_network(stacked, member=member)
         kept = one["level_epoch"].dropna("passed_level")["passed_level"].values
         assert np.all(np.isfinite(network_at_level(one, int(kept[0]))["tau"].values))
+
+
+def test_record_snapshots_keeps_the_parameters_every_k_epochs(tmp_path):
+    """Reference: the same run stopped after epoch 3 ends with the parameters kept for
+    epoch 3."""
+    path = write(tmp_path, SMALL_PARITY.replace("record: {trials: 4}",
+                                                "record: {trials: 4, snapshots_every: 3}"))
+    out, short = tmp_path / "o.nc", tmp_path / "short.nc"
+    assert cli.main(["run", str(path), "-o", str(out), "--quiet"]) == 0
+    assert cli.main(["run", str(path), "--set", "training.epochs=4", "-o", str(short),
+                     "--quiet"]) == 0
+    ds, stopped = xr.load_dataset(out), xr.load_dataset(short)
+    assert list(ds["snapshot_epoch"].values) == [0, 3, 6, 7]
+    assert ds["snapshot_W_rec"].dims == ("snapshot_epoch", "unit", "presynaptic")
+    at_epoch = network_at_epoch(ds, 3)
+    for name in ("W_rec", "tau", "W_out", "b"):
+        np.testing.assert_array_equal(at_epoch[name].values, stopped[name].values)
+    np.testing.assert_array_equal(network_at_epoch(ds, 7)["W_rec"].values, ds["W_rec"].values)
+    with pytest.raises(InputError, match=r"no parameters kept at epoch 4 \(kept: 0, 3, 6, 7\)"):
+        network_at_epoch(ds, 4)
+    with pytest.raises(InputError, match="record.snapshots_every"):
+        network_at_epoch(stopped.drop_vars([v for v in stopped.variables
+                                            if str(v).startswith("snapshot_")]), 0)

@@ -149,12 +149,27 @@ def apply_settings(data: dict, settings: Mapping[str, Any], name: str) -> dict:
         *parents, last = dotted.split(".")
         node = data
         for depth, part in enumerate(parents):
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
+            node = _item(node, part, dotted, name, create=True)
+            if not isinstance(node, (dict, list)):
                 raise InputError(f"cannot set '{dotted}': '{'.'.join(parents[:depth + 1])}' "
-                                 "is not a mapping", file=name, key="--set")
-        node[last] = value
+                                 "is not a mapping or list", file=name, key="--set")
+        if isinstance(node, list):
+            _item(node, last, dotted, name, create=False)  # the index must exist
+            node[int(last)] = value
+        else:
+            node[last] = value
     return data
+
+
+def _item(node, part: str, dotted: str, name: str, create: bool):
+    """``node[part]``: a key of a mapping (created empty if missing and ``create``) or an
+    index of a list (``regularizers.0.weight``)."""
+    if isinstance(node, list):
+        if not part.isdigit() or int(part) >= len(node):
+            raise InputError(f"cannot set '{dotted}': the list has no item '{part}' (items "
+                             f"0 to {len(node) - 1})", file=name, key="--set")
+        return node[int(part)]
+    return node.setdefault(part, {}) if create else node.get(part)
 
 
 class _Locator:

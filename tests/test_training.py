@@ -394,9 +394,17 @@ def test_set_edits_the_protocol_and_errors_name_the_key(tmp_path, capsys):
     code = cli.main(["run", str(bad), "--set", "training.epochs=2", "-o",
                      str(tmp_path / "o.nc"), "--quiet"])
     assert code == 2 and f"{bad}:6: training.batch_size:" in capsys.readouterr().err
+    # list items by index: the TCR weight of a protocol with regularizers
+    tcr = REPO / "protocols" / "flip_flop_eprop_tcr.yaml"
+    assert load_protocol(tcr, {"regularizers.0.weight": 0.5}).schema.regularizers[0][
+        "weight"] == 0.5
+    code = cli.main(["run", str(tcr), "--set", "regularizers.3.weight=1", "-o",
+                     str(tmp_path / "o.nc"), "--quiet"])
+    assert code == 2 and "the list has no item '3' (items 0 to 0)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "protocols").glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(str(p.relative_to(REPO / "protocols").with_suffix(""))
+                                         for p in (REPO / "protocols").rglob("*.yaml")))
 def test_shipped_protocols_run_a_tiny_epoch(name):
     """Every shipped protocol is valid and trains (shrunk to one tiny epoch)."""
     protocol = load_protocol(REPO / "protocols" / f"{name}.yaml", {

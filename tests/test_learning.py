@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from bioplast.analysis.learning import (LEARNED, NOT_LEARNED, UNSTABLE, critical_delay,
+                                        drop_epoch, null_loss,
                                         learning_outcome, power_law)
 
 
@@ -34,3 +35,19 @@ def test_power_law_exponent_and_interval():
     assert fit.low < -2.72 < fit.high and fit.beta == pytest.approx(-2.72, abs=0.1)
     assert fit.r2 > 0.99 and fit.n == 12
     assert np.isnan(power_law(x[:2], y[:2]).beta)
+
+
+def test_drop_epoch_and_null_loss():
+    loss = np.concatenate([np.full(30, 0.8), [0.5, 0.05], np.full(10, 0.01)])
+    assert drop_epoch(loss, reference=1.0) == 31  # first epoch below 0.1 x reference
+    assert drop_epoch(loss, reference=1.0, fraction=0.6) == 30
+    assert np.isnan(drop_epoch(np.full(10, 0.5), reference=1.0))
+    # flip-flop, MSE over every step and bit: a zero output scores the mean squared target,
+    # 1 wherever a bit has been set (targets are +-1 after the first pulse, 0 before)
+    from bioplast.tasks import TASKS
+    flip_flop = TASKS.get("flip_flop")
+    task = flip_flop(flip_flop.Config(n_bits=3, duration="100 ms", flip_probability=0.05),
+                     1e-3)
+    batch = task.sample(256, np.random.default_rng(0), task.initial_level())
+    expected = np.sum(batch.mask * batch.targets ** 2) / np.sum(batch.mask)
+    assert null_loss(task, batch_size=256, seed=0) == pytest.approx(expected, rel=1e-12)

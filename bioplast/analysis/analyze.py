@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..model import load_model
 from ..results import INITIAL_PREFIX, provenance
 from .data import activity, time_step
-from .dynamics import classify_mechanism, extended_run, find_fixed_points
+from .dynamics import classify_mechanism, extended_run, find_fixed_points, starting_points
 from .geometry import geometry
 from .timescales import timescales
 
@@ -124,12 +124,7 @@ def _dynamics(dataset, model, params, variable, recorded, n_points, rng, where):
     values = np.concatenate([dataset[name].transpose(schema.TRIAL, schema.TIME,
                                                      schema.UNIT).values
                              for name in model.state_names], axis=-1)
-    samples = values.reshape(-1, values.shape[-1])
-    chosen = samples[rng.choice(len(samples), size=min(n_points, len(samples)),
-                                replace=False)]
-    scale = float(np.std(samples)) or 1.0
-    initial_points = chosen + 0.01 * scale * rng.normal(size=chosen.shape)
-    points = find_fixed_points(model, params, initial_points)
+    points = find_fixed_points(model, params, starting_points(values, n_points, rng))
     inputs = dataset[schema.INPUTS].transpose(schema.TRIAL, schema.TIME, schema.INPUT).values
     initial = {name: dataset[INITIAL_PREFIX + name].values for name in model.state_names
                if INITIAL_PREFIX + name in dataset} or None

@@ -58,6 +58,16 @@ def step_map(model: Model, params, inputs: np.ndarray | None = None,
     return function
 
 
+def starting_points(states: np.ndarray, n_points: int, rng: np.random.Generator) -> np.ndarray:
+    """``(points, S*N)`` starting points for `find_fixed_points`: visited states
+    ``(..., S*N)`` drawn without replacement, jittered by 1% of their spread."""
+    samples = states.reshape(-1, states.shape[-1])
+    chosen = samples[rng.choice(len(samples), size=min(n_points, len(samples)),
+                                replace=False)]
+    scale = float(np.std(samples)) or 1.0
+    return chosen + 0.01 * scale * rng.normal(size=chosen.shape)
+
+
 def find_fixed_points(model: Model, params, initial: np.ndarray,
                       inputs: np.ndarray | None = None, max_iterations: int = 500,
                       fixed_tolerance: float = 1e-12, merge_distance: float = 1e-4

@@ -13,6 +13,10 @@ Figures/Figure4/code/nopost/plot_nopost.py):
   T0))`` beyond.
 - `power_law`: ``log y = beta log x + c`` by least squares, with the standard error and 95%
   interval of beta (the paper: ``eta_c ~ T0^-beta``, beta = 2.72 +- 0.07).
+
+Abrupt learning (Haputhanthri et al. 2025): `drop_epoch`, the first epoch whose loss falls
+below a fraction of a reference loss (bioplast uses the loss of a network that outputs zero,
+`null_loss`: the plateau of a network that has learned nothing is near it).
 """
 
 from __future__ import annotations
@@ -95,3 +99,21 @@ def power_law(x: np.ndarray, y: np.ndarray) -> PowerLaw:
     spread = stats.t.ppf(0.975, keep.sum() - 2) * fit.stderr
     return PowerLaw(float(fit.slope), float(fit.stderr), float(fit.slope - spread),
                     float(fit.slope + spread), float(fit.rvalue ** 2), int(keep.sum()))
+
+
+def drop_epoch(loss: np.ndarray, reference: float, fraction: float = 0.1) -> float:
+    """The first epoch whose ``loss`` is below ``fraction * reference`` (NaN: never)."""
+    loss = np.asarray(loss, dtype=float)
+    below = np.nonzero(np.isfinite(loss) & (loss < fraction * reference))[0]
+    return float(below[0]) if below.size else math.nan
+
+
+def null_loss(task, level=None, batch_size: int = 256, seed: int = 0) -> float:
+    """The task's loss for outputs that are zero everywhere, on a fresh batch: what a
+    network that has learned nothing (silent readout) scores."""
+    import torch
+    level = task.initial_level() if level is None else level
+    batch = task.sample(batch_size, np.random.default_rng(seed), level)
+    targets = torch.as_tensor(batch.targets, dtype=torch.float64)
+    return float(task.loss_value(torch.zeros_like(targets), targets,
+                                 torch.as_tensor(batch.mask, dtype=torch.float64), level))

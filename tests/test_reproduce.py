@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import xarray as xr
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -56,3 +58,26 @@ def test_curriculum_smoke(tmp_path):
     # tau = 1 fixed: it stays exactly 1 at every level
     assert all(t == 1 for net in networks["single-head, tau = 1"] for t in net["mean_tau"])
     assert (out / "curriculum.png").stat().st_size > 0
+
+
+def test_consistency_smoke(tmp_path):
+    out = tmp_path / "consistency"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "reproduce.py"),
+                           "consistency", "--smoke", "--workers", "1", "--out", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| epochs to the drop, bptt, g = 3: TCR shortens it |" in done.stdout
+    networks = json.loads((out / "networks.json").read_text())
+    assert len(networks) == 2 * 2 * 2 * 2  # rules x gains x TCR x seeds
+    for network in networks:
+        assert network["learned"] == (network["drop_epoch"] == network["drop_epoch"])
+        assert network["final_loss_ratio"] > 0
+    assert (out / "consistency.png").stat().st_size > 0
+    # the fixed points of a kept snapshot and of the final network (zero input)
+    sys.path.insert(0, str(REPO))
+    from benchmarks.papers.consistency import stable_fixed_points
+    from bioplast.results import select_network
+    dataset = xr.load_dataset(out / "rule0.nc")
+    network = select_network(dataset, gain=1.0, weight=0.0, seed=0)
+    for epoch in (int(network["snapshot_epoch"][0]), None):
+        assert 0 <= stable_fixed_points(network, epoch, starts=8, seed=0) <= 8

@@ -1,0 +1,194 @@
+"""Temporal-consistency regularization and abrupt learning (Haputhanthri, Storan, Jiang et
+al. 2025).
+
+3-bit flip-flop networks of leaky current units (protocols/papers/consistency.yaml) over
+gains g x {no TCR, TCR} x seeds, for BPTT and for e-prop (symmetric feedback), one Dask sweep
+per rule (g and the TCR weight vary between the members of its ensembles). Per network:
+the epoch of the drop of the test loss below 10% of the loss of a silent network
+(`bioplast.analysis.learning.drop_epoch`), whether it learned within the budget, and the
+number of stable fixed points (`bioplast.analysis.dynamics.find_fixed_points`, zero input,
+started from visited states) of the parameters kept before the drop (the last snapshot at
+least ``gap`` epochs before it) and at the end. Rows: epochs to the drop without and with TCR
+per rule and g (Wilcoxon signed-rank test over seeds, pairs with the same seed and
+initialization; networks that never dropped count as the budget + 1), the fraction that
+learned at the largest g, the stable fixed points before and after the drop. Writes
+``rows.json``, ``networks.json`` and ``consistency.png``.
+
+The paper's lambda, budgets and rule are not public: lambda = 1 (the penalty weighted
+like the task loss) is bioplast's choice, made before any run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from bioplast.analysis.analyze import result_model
+from bioplast.analysis.dynamics import find_fixed_points, starting_points
+from bioplast.analysis.learning import drop_epoch, null_loss
+from bioplast.protocol import load_protocol
+from bioplast.results import INITIAL_PREFIX, network_at_epoch, select_network
+from bioplast.simulation import simulate
+from bioplast.sweep import run_sweep
+
+from .common import PROTOCOLS, command, row, save
+
+TCR_WEIGHT = 1.0
+RULES = {
+    "bptt": {},
+    "e-prop": {"rule": {"name": "eprop", "feedback": "symmetric", "update": "per_trial",
+                        "optimizer": {"name": "adam", "lr": 0.001}, "grad_clip": 1.0}},
+}
+SCALES = {
+    "smoke": dict(gains=[1.0, 3.0], seeds=2, n_units=16, epochs=4, steps_per_epoch=5,
+                  snapshots_every=2, fixed_point_starts=8, gap=1),
+    # sized for about an hour on 2 cores (measured: ~0.4 s per network and epoch of 20
+    # updates, 64 units, 100-step trials, batches of 32)
+    "reduced": dict(gains=[1.0, 3.0], seeds=10, n_units=64, epochs=150, steps_per_epoch=20,
+                    snapshots_every=5, fixed_point_starts=64, gap=5),
+    "full": dict(gains=[0.5, 1.0, 1.5, 2.0, 3.0, 4.0], seeds=20, n_units=100, epochs=1000,
+                 steps_per_epoch=20, snapshots_every=10, fixed_point_starts=128, gap=10),
+}
+
+
+def stable_fixed_points(network, epoch: int | None, starts: int, seed: int) -> int:
+    """Stable fixed points (zero input) of a network's parameters after ``epoch`` (None:
+    the final ones), searched from states it visits on its test trials."""
+    if epoch is not None:
+        network = network_at_epoch(network, epoch)
+    model, params = result_model(network)
+    inputs = network["inputs"].transpose("trial", "time", "input").values
+    initial = {name: network[INITIAL_PREFIX + name].values for name in model.state_names}
+    run = simulate(model, params, inputs, initial_state=initial, record=model.state_names,
+                   noise=False)
+    states = np.concatenate([run[name].transpose("trial", "time", "unit").values
+                             for name in model.state_names], axis=-1)
+    points = find_fixed_points(model, params, starting_points(states, starts,
+                                                              np.random.default_rng(seed)))
+    return int(np.sum((points["stable"].values == 1) & (points["kind"].values == "fixed")))
+
+
+def network_summary(network, reference: float, scale: dict, seed: int) -> dict:
+    loss = network["eval_loss"].values
+    drop = drop_epoch(loss, reference)
+    summary = {"seed": seed, "drop_epoch": drop, "learned": bool(np.isfinite(drop)),
+               "final_loss_ratio": float(loss[np.isfinite(loss)][-1] / reference)
+               if np.isfinite(loss).any() else float("nan"),
+               "status": str(network.attrs.get("status")),
+               "fixed_before": None, "fixed_after": None}
+    if np.isfinite(drop) and "snapshot_epoch" in network.coords:
+        kept = network["snapshot_epoch"].values
+        before = kept[kept <= drop - scale["gap"]]
+        if before.size:
+            summary["fixed_before"] = stable_fixed_points(network, int(before[-1]),
+                                                          scale["fixed_point_starts"], seed)
+            summary["fixed_after"] = stable_fixed_points(network, None,
+                                                         scale["fixed_point_starts"], seed)
+    return summary
+
+
+def run(scale_name: str, out: Path, workers: int) -> list[dict]:
+    scale = SCALES[scale_name]
+    protocol = PROTOCOLS / "consistency.yaml"
+    base = {"model.n_units": scale["n_units"], "training.epochs": scale["epochs"],
+            "training.steps_per_epoch": scale["steps_per_epoch"],
+            "record.snapshots_every": scale["snapshots_every"]}
+    reference = null_loss(load_protocol(protocol, base).task, batch_size=1024)
+    seeds = list(range(scale["seeds"]))
+    started = time.perf_counter()
+    networks = []
+    for index, (rule, edits) in enumerate(RULES.items()):
+        print(f"{rule}: {len(scale['gains'])} gains x no TCR/TCR x {len(seeds)} seeds, "
+              f"{scale['epochs']} epochs", flush=True)
+        dataset = run_sweep(str(protocol), {"model.couplings.W_rec.init.gain": scale["gains"],
+                                            "regularizers.0.weight": [0.0, TCR_WEIGHT],
+                                            "seed": seeds},
+                            out / f"rule{index}.nc", base_settings={**base, **edits},
+                            workers=workers)
+        for gain in scale["gains"]:
+            for weight in (0.0, TCR_WEIGHT):
+                for seed in seeds:
+                    network = select_network(dataset, gain=gain, weight=weight, seed=seed)
+                    networks.append({"rule": rule, "gain": gain, "tcr": weight > 0,
+                                     **network_summary(network, reference, scale, seed)})
+    elapsed = time.perf_counter() - started
+    rows = summarize(networks, scale, scale_name, workers, elapsed)
+    save(out, rows, networks)
+    plot(networks, scale, out / "consistency.png")
+    return rows
+
+
+def _chosen(networks, **where) -> list[dict]:
+    return sorted([n for n in networks if all(n[k] == v for k, v in where.items())],
+                  key=lambda n: n["seed"])
+
+
+def summarize(networks, scale, scale_name, workers, elapsed) -> list[dict]:
+    command_text = command("consistency", scale_name, workers)
+    censored = scale["epochs"] + 1  # never dropped: after the budget
+    rows = []
+    for rule in RULES:
+        for gain in scale["gains"]:
+            without, with_tcr = (_chosen(networks, rule=rule, gain=gain, tcr=t)
+                                 for t in (False, True))
+            a = np.array([n["drop_epoch"] if n["learned"] else censored for n in without])
+            b = np.array([n["drop_epoch"] if n["learned"] else censored for n in with_tcr])
+            differs = a != b
+            p = float(stats.wilcoxon(a[differs], b[differs]).pvalue) \
+                if differs.sum() >= 2 else float("nan")
+            learned = (sum(n["learned"] for n in without), sum(n["learned"] for n in with_tcr))
+            rows.append(row(
+                f"epochs to the drop, {rule}, g = {gain:g}: TCR shortens it",
+                "shorter with TCR (no numbers public)",
+                f"median {np.median(a):g} without, {np.median(b):g} with TCR (not learned = "
+                f"{censored}; learned {learned[0]}/{len(a)}, {learned[1]}/{len(b)}; "
+                f"Wilcoxon p = {p:.3g})",
+                bool(np.median(b) < np.median(a) and p < 0.05), command_text, elapsed))
+    top = max(scale["gains"])
+    for rule in RULES:
+        fractions = [np.mean([n["learned"] for n in _chosen(networks, rule=rule, gain=top,
+                                                             tcr=t)]) for t in (False, True)]
+        rows.append(row(f"networks that learn at the largest g = {top:g}, {rule}",
+                        "learning where it fails without TCR (chaotic g)",
+                        f"{fractions[0]:.0%} without, {fractions[1]:.0%} with TCR",
+                        bool(fractions[1] > fractions[0]), command_text, elapsed))
+    pairs = [(n["fixed_before"], n["fixed_after"]) for n in networks
+             if n["fixed_before"] is not None]
+    if pairs:
+        before, after = np.array(pairs, dtype=float).T
+        summary = (f"mean {before.mean():.1f} before, {after.mean():.1f} after "
+                   f"({len(pairs)} networks that dropped)")
+        agrees = bool(after.mean() > before.mean())
+    else:
+        summary, agrees = "no network dropped with a snapshot before the drop", "n/a"
+    rows.append(row("stable fixed points before and after the drop",
+                    "attractors form with learning (3-bit flip-flop: 8)", summary, agrees,
+                    command_text, elapsed))
+    return rows
+
+
+def plot(networks, scale, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(1, len(RULES), figsize=(5 * len(RULES), 3.8), squeeze=False)
+    censored = scale["epochs"] + 1
+    for axis, rule in zip(axes[0], RULES):
+        for offset, (tcr, color) in enumerate(((False, "0.4"), (True, "C2"))):
+            for position, gain in enumerate(scale["gains"]):
+                values = [n["drop_epoch"] if n["learned"] else censored
+                          for n in _chosen(networks, rule=rule, gain=gain, tcr=tcr)]
+                x = position + (offset - 0.5) * 0.3
+                axis.scatter(np.full(len(values), x), values, color=color, s=12,
+                             label=("TCR" if tcr else "no TCR") if position == 0 else None)
+        axis.axhline(censored, color="k", lw=0.5, ls=":")
+        axis.set_xticks(range(len(scale["gains"])), [f"g = {g:g}" for g in scale["gains"]])
+        axis.set_ylabel("epochs to the drop (dotted: not learned)")
+        axis.set_title(rule)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

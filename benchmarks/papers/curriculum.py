@@ -45,9 +45,9 @@ SCALES = {
     "smoke": dict(seeds=2, n_units=16, epochs=3, steps_per_epoch=8, batch_size=32,
                   eval_batches=2, threshold=0.7, timescale_steps=300, timescale_trials=2,
                   timescale_levels=2),
-    # sized for well under 1 h on 2 cores (measured: 2 networks batched, 64 units, take
-    # ~2 s per epoch of 50 updates at N = 8, ~3 s at N = 15)
-    "reduced": dict(seeds=4, n_units=64, epochs=150, steps_per_epoch=50, batch_size=64,
+    # sized for under 1 h on 2 cores (measured: 2 networks batched, 64 units, take ~2 s
+    # per epoch of 50 updates at N = 8, ~3 s at N = 15; the trials grow with N)
+    "reduced": dict(seeds=4, n_units=64, epochs=250, steps_per_epoch=50, batch_size=64,
                     eval_batches=8, threshold=0.98, timescale_steps=2000, timescale_trials=5,
                     timescale_levels=6),
     "full": dict(seeds=4, n_units=500, epochs=1000, steps_per_epoch=600, batch_size=256,

@@ -76,7 +76,9 @@ def machine() -> str:
 
 def write_markdown(directories: list[Path], path: Path = REPO / "REPRODUCTIONS.md") -> Path:
     """REPRODUCTIONS.md from the rows of finished runs, figures copied to docs/ beside it;
-    a ``notes.md`` in an output directory is appended to its section."""
+    notes on a run (``notes.md`` in its output directory, or the versioned
+    ``docs/reproductions/<directory name>.md``: where and why bioplast disagrees with the
+    paper) are appended to its section."""
     figures = path.parent / "docs" / "reproductions"
     figures.mkdir(parents=True, exist_ok=True)
     lines = ["# Reproductions", "",
@@ -90,9 +92,9 @@ def write_markdown(directories: list[Path], path: Path = REPO / "REPRODUCTIONS.m
             target = figures / f"{directory.name}-{figure.name}"
             shutil.copyfile(figure, target)
             lines += ["", f"![{directory.name}]({target.relative_to(path.parent)})"]
-        notes = directory / "notes.md"
-        if notes.exists():
-            lines += ["", notes.read_text().strip()]
+        for notes in (directory / "notes.md", figures / f"{directory.name}.md"):
+            if notes.exists():
+                lines += ["", notes.read_text().strip()]
         lines.append("")
     path.write_text("\n".join(lines))
     return path

@@ -5,8 +5,8 @@
 protocol). Points that can share one batched model (`bioplast.ensembles.ensemble_key`:
 they differ only in seed, optimizer hyperparameters, clipping or initialization) are
 grouped into ensembles of at most ``max_members``, split further so that every worker
-gets work. Each group is one Dask task (``retries``: a task whose worker died runs again;
-it resumes from its checkpoint). Every point writes its own shard atomically
+gets work, and started costliest first (`estimated_cost`). Each group is one Dask task
+(``retries``: a task whose worker died runs again; it resumes from its checkpoint). Every point writes its own shard atomically
 (``OUT.nc.shards/<point>.nc``); a re-run of the same sweep skips points whose shard
 exists. The final dataset stacks the shards along one dim per grid key (named after the
 key's last part: ``lr``, ``seed``; the full key in the dim's ``key`` attr), padding runs
@@ -86,6 +86,7 @@ def plan(protocol_path: str, grid: dict[str, list], base_settings: dict, shards:
     from .protocol import load_protocol
     by_key: dict[str, list[GridPoint]] = {}
     points = []
+    costs: dict[str, float] = {}
     for point in grid_points(grid):
         try:
             protocol = load_protocol(protocol_path, {**base_settings, **point.settings})
@@ -102,6 +103,7 @@ def plan(protocol_path: str, grid: dict[str, list], base_settings: dict, shards:
         points.append(point)
         if (shards / f"{point.name}.nc").exists():
             continue
+        costs[point.name] = estimated_cost(protocol)
         # ensembles train on torch: other backends run one point per task
         key = ensemble_key(protocol) if protocol.schema.backend.name == "torch" else point.name
         by_key.setdefault(key, []).append(point)
@@ -112,7 +114,19 @@ def plan(protocol_path: str, grid: dict[str, list], base_settings: dict, shards:
         parts = max(math.ceil(len(members) / max_members), min(share, len(members)))
         groups.extend(list(chunk) for chunk in np.array_split(np.array(members, dtype=object),
                                                                parts) if len(chunk))
+    # the costliest first: a long group started last would leave the other workers idle
+    groups.sort(key=lambda group: -sum(costs[p.name] for p in group))
     return groups, points
+
+
+def estimated_cost(protocol) -> float:
+    """Relative cost of training ``protocol``: updates x trials x steps x units^2 (trial
+    steps at the task's first level; to order the work, not to predict its time)."""
+    task, training = protocol.task, protocol.training
+    level = task.initial_level()
+    steps = task.sample(1, np.random.default_rng(0), level).n_steps
+    return float(training.epochs * training.steps_per_epoch * training.batch_size * steps *
+                 protocol.model.n_units ** 2)
 
 
 def _describe(point: GridPoint) -> str:
@@ -194,8 +208,9 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
         if progress:
             progress(finished, total)
         futures = {client.submit(train_group, str(protocol_path), base_settings, group,
-                                 str(shards), threads, retries=retries, pure=False): group
-                   for group in groups}
+                                 str(shards), threads, retries=retries, pure=False,
+                                 priority=len(groups) - rank): group
+                   for rank, group in enumerate(groups)}
         from distributed import as_completed
         done = finished
         for future in as_completed(futures):

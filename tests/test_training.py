@@ -436,7 +436,8 @@ def test_record_levels_keeps_the_parameters_of_every_passed_level(tmp_path):
     checkpoint round trip and an ensemble's padding."""
     text = SMALL_PARITY.replace("record: {trials: 4}", "record: {trials: 4, levels: true}") \
         .replace("n: 2, curriculum: multi_head, max_n: 8}",
-                 "n: 1, curriculum: multi_head, max_n: 8, threshold: 0.7}")
+                 "n: 1, curriculum: multi_head, max_n: 8, threshold: 0.7}") \
+        .replace("epochs: 8", "epochs: 5")
     path = write(tmp_path, text)
     out = tmp_path / "o.nc"
     assert cli.main(["run", str(path), "-o", str(out), "--quiet"]) == 0
@@ -471,10 +472,10 @@ def test_record_levels_keeps_the_parameters_of_every_passed_level(tmp_path):
         network_at_level(plain, 2)
     # an ensemble whose members passed different numbers of levels is padded with NaN
     ensemble = tmp_path / "e.nc"
-    assert cli.main(["run", str(path), "--set", "training.members=3", "-o", str(ensemble),
+    assert cli.main(["run", str(path), "--set", "training.members=2", "-o", str(ensemble),
                      "--quiet"]) == 0
     stacked = xr.load_dataset(ensemble)
-    for member in range(3):
+    for member in range(2):
         one = select_network(stacked, member=member)
         kept = one["level_epoch"].dropna("passed_level")["passed_level"].values
         assert np.all(np.isfinite(network_at_level(one, int(kept[0]))["tau"].values))
@@ -484,7 +485,8 @@ def test_record_snapshots_keeps_the_parameters_every_k_epochs(tmp_path):
     """Reference: the same run stopped after epoch 3 ends with the parameters kept for
     epoch 3."""
     path = write(tmp_path, SMALL_PARITY.replace("record: {trials: 4}",
-                                                "record: {trials: 4, snapshots_every: 3}"))
+                                                "record: {trials: 4, snapshots_every: 3}")
+                 .replace("steps_per_epoch: 12", "steps_per_epoch: 4"))
     out, short = tmp_path / "o.nc", tmp_path / "short.nc"
     assert cli.main(["run", str(path), "-o", str(out), "--quiet"]) == 0
     assert cli.main(["run", str(path), "--set", "training.epochs=4", "-o", str(short),

@@ -88,10 +88,11 @@ def run(scale: str, out: Path, workers: int) -> list[dict]:
 def summarize(networks, settings, scale, elapsed, workers) -> list[dict]:
     """Table rows: beta of the no-solution boundary, the phases seen, the runtime."""
     lrs, delays = settings["lrs"], np.array(settings["delays_ms"], dtype=float)
-    boundaries = []
+    boundaries, fractions = [], []
     for lr in lrs:
         fraction = [np.mean([n["outcome"] == NOT_LEARNED for n in networks
                              if n["lr"] == float(lr) and n["delay_ms"] == d]) for d in delays]
+        fractions.append(fraction)
         boundaries.append(critical_delay(delays, np.array(fraction)))
     fit = power_law(np.array(boundaries), np.array(lrs, dtype=float))
     beta, low, high = -fit.beta, -fit.high, -fit.low
@@ -104,6 +105,13 @@ def summarize(networks, settings, scale, elapsed, workers) -> list[dict]:
             f"beta = {beta:.2f} +- {fit.stderr:.2f} (95%: {low:.2f} to {high:.2f}; "
             f"R^2 {fit.r2:.2f}; {fit.n} learning rates with a boundary)",
             overlap, command_text, elapsed),
+        row("critical delay T0 per learning rate (onset fit of the not-learned fraction)",
+            "T0 grows as lr falls", "; ".join(
+                f"lr {lr:.3g}: T0 = {t0:.0f} ms (not learned "
+                f"{'/'.join(f'{f:.2f}' for f in fraction)})"
+                for lr, t0, fraction in zip(lrs, boundaries, fractions)) +
+            f" at delays {'/'.join(f'{d:g}' for d in delays)} ms", "n/a", command_text,
+            elapsed),
         row("three phases: both mechanisms, limit cycles only, no learning",
             "all three (Fig. 4G-I)", ", ".join(phases_seen),
             {"both", "limit cycles only", "no learning"} <= set(phases_seen), command_text,
@@ -131,7 +139,7 @@ def plot_phases(networks, rows, path: Path) -> None:
               "slow points only": "C0", "unstable": "C1"}
     lrs = sorted({n["lr"] for n in networks})
     delays = sorted({n["delay_ms"] for n in networks})
-    figure, axis = plt.subplots(figsize=(6, 4.5))
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
     for lr in lrs:
         for delay in delays:
             phase = phase_of(networks, lr, delay)
@@ -141,7 +149,7 @@ def plot_phases(networks, rows, path: Path) -> None:
     axis.set_yscale("log")
     axis.set_xlabel("delay [ms]")
     axis.set_ylabel("learning rate")
-    axis.legend(fontsize=7, loc="upper right")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axis.set_title(rows[0]["bioplast"].split(" (")[0] + f" (paper {rows[0]['paper']})",
                    fontsize=9)
     figure.tight_layout()

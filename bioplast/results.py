@@ -287,11 +287,10 @@ def kept_parameter_variables(model: Model, history) -> dict[str, xr.Variable]:
                                [history.passed[n][1] for n in levels]),
                               (SNAPSHOT_PREFIX, schema.SNAPSHOT_EPOCH,
                                [history.snapshots[e] for e in epochs])):
-        for name, spec in model.params.items():
-            if kept:
-                variables[prefix + name] = xr.Variable(
-                    (dim, *spec.dims), np.stack([params[name] for params in kept]),
-                    {schema.ATTR_UNITS: spec.unit})
+        for name, spec in model.params.items() if kept else ():
+            variables[prefix + name] = xr.Variable(
+                (dim, *spec.dims), np.stack([params[name] for params in kept]),
+                {schema.ATTR_UNITS: spec.unit})
     return variables
 
 

@@ -6,9 +6,9 @@ protocol). Points that can share one batched model (`bioplast.ensembles.ensemble
 they differ only in seed, optimizer hyperparameters, clipping or initialization) are
 grouped into ensembles of at most ``max_members``, split further so that every worker
 gets work, and started costliest first (`estimated_cost`). Each group is one Dask task
-(``retries``: a task whose worker died runs again; it resumes from its checkpoint). Every point writes its own shard atomically
-(``OUT.nc.shards/<point>.nc``); a re-run of the same sweep skips points whose shard
-exists. The final dataset stacks the shards along one dim per grid key (named after the
+(``retries``: a task whose worker died runs again; it resumes from its checkpoint). Every
+point writes its own shard atomically (``OUT.nc.shards/<point>.nc``); a re-run of the same
+sweep skips points whose shard exists. The final dataset stacks the shards along one dim per grid key (named after the
 key's last part: ``lr``, ``seed``; the full key in the dim's ``key`` attr), padding runs
 that stopped early with NaN.
 

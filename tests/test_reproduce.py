@@ -9,15 +9,26 @@ from pathlib import Path
 import xarray as xr
 
 REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "benchmarks" / "reproduce.py"
+
+
+def reproduce(*arguments, cwd) -> str:
+    """Run benchmarks/reproduce.py with ``arguments`` from ``cwd``; its stdout."""
+    done = subprocess.run([sys.executable, str(SCRIPT), *map(str, arguments)],
+                          capture_output=True, text=True, cwd=cwd, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def smoke(name: str, tmp_path) -> tuple[str, Path]:
+    """The smoke run of reproduction ``name`` on one worker: its stdout and output dir."""
+    out = tmp_path / name
+    return reproduce(name, "--smoke", "--workers", 1, "--out", out, cwd=tmp_path), out
 
 
 def test_phases_smoke(tmp_path):
-    out = tmp_path / "phases"
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "reproduce.py"), "phases",
-                           "--smoke", "--workers", "1", "--out", str(out)],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "| no-solution boundary eta_c ~ T_delay^-beta | beta = 2.72 +- 0.07 |" in done.stdout
+    stdout, out = smoke("phases", tmp_path)
+    assert "| no-solution boundary eta_c ~ T_delay^-beta | beta = 2.72 +- 0.07 |" in stdout
     rows = json.loads((out / "rows.json").read_text())
     assert [row["claim"] for row in rows][0].startswith("no-solution boundary")
     assert all(row["command"] == "python benchmarks/reproduce.py phases --smoke --workers 1"
@@ -26,22 +37,15 @@ def test_phases_smoke(tmp_path):
     assert len(networks) == 2 * 2 * 2  # learning rates x delays x seeds
     assert {n["outcome"] for n in networks} <= {"learned", "not_learned", "unstable"}
     assert (out / "phases.png").stat().st_size > 0
-    markdown = subprocess.run([sys.executable, str(REPO / "benchmarks" / "reproduce.py"),
-                               "--markdown", str(out), "--to", str(tmp_path / "R.md")],
-                              capture_output=True, text=True, timeout=300)
-    assert markdown.returncode == 0, markdown.stderr[-2000:]
+    reproduce("--markdown", out, "--to", tmp_path / "R.md", cwd=tmp_path)
     text = (tmp_path / "R.md").read_text()
     assert rows[0]["bioplast"] in text and "Machine:" in text
     assert (tmp_path / "docs" / "reproductions" / "phases-phases.png").exists()
 
 
 def test_curriculum_smoke(tmp_path):
-    out = tmp_path / "curriculum"
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "reproduce.py"),
-                           "curriculum", "--smoke", "--workers", "1", "--out", str(out)],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "| max N passed, single-head, trained tau | 37, 33, 35, 35 (" in done.stdout
+    stdout, out = smoke("curriculum", tmp_path)
+    assert "| max N passed, single-head, trained tau | 37, 33, 35, 35 (" in stdout
     rows = json.loads((out / "rows.json").read_text())
     assert len(rows) == 8 and all(row["agrees"] in ("yes", "no", "n/a") for row in rows)
     networks = json.loads((out / "networks.json").read_text())
@@ -61,12 +65,8 @@ def test_curriculum_smoke(tmp_path):
 
 
 def test_consistency_smoke(tmp_path):
-    out = tmp_path / "consistency"
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "reproduce.py"),
-                           "consistency", "--smoke", "--workers", "1", "--out", str(out)],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "| epochs to the drop, bptt, g = 3: TCR shortens it |" in done.stdout
+    stdout, out = smoke("consistency", tmp_path)
+    assert "| epochs to the drop, bptt, g = 3: TCR shortens it |" in stdout
     networks = json.loads((out / "networks.json").read_text())
     assert len(networks) == 2 * 2 * 2 * 2  # rules x gains x TCR x seeds
     for network in networks:

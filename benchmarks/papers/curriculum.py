@@ -28,7 +28,7 @@ from bioplast.analysis.analyze import analyze, result_model
 from bioplast.results import LEVEL_PREFIX, network_at_level, select_network
 from bioplast.sweep import run_sweep
 
-from .common import REPO, command, greater, row, save, spread
+from .common import REPO, command, greater, map_in_processes, row, save, spread
 
 MULTI, SINGLE, FIXED = "multi-head, trained tau", "single-head, trained tau", \
     "single-head, tau = 1"
@@ -99,15 +99,21 @@ def run(scale_name: str, out: Path, workers: int) -> list[dict]:
     scale = SCALES[scale_name]
     seeds = list(range(scale["seeds"]))
     started = time.perf_counter()
-    networks = {}
+    trained = []
     for index, (condition, (protocol, edits)) in enumerate(CONDITIONS.items()):
         print(f"{condition}: {len(seeds)} seeds, {scale['epochs']} epochs of "
               f"{scale['steps_per_epoch']} updates", flush=True)
         dataset = run_sweep(str(REPO / "protocols" / protocol), {"seed": seeds},
                             out / f"condition{index}.nc",
                             base_settings={**settings_of(scale), **edits}, workers=workers)
-        networks[condition] = [network_summary(select_network(dataset, seed=seed), scale,
-                                                seed) for seed in seeds]
+        trained += [(condition, select_network(dataset, seed=seed).load(), seed)
+                    for seed in seeds]
+    print(f"timescales of {len(trained)} networks", flush=True)
+    summaries = map_in_processes(network_summary, [(network, scale, seed)
+                                                   for _, network, seed in trained], workers)
+    networks = {condition: [] for condition in CONDITIONS}
+    for (condition, _, _), summary in zip(trained, summaries):
+        networks[condition].append(summary)
     elapsed = time.perf_counter() - started
     rows = summarize(networks, scale_name, workers, elapsed)
     save(out, rows, networks)

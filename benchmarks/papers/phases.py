@@ -24,7 +24,7 @@ from bioplast.analysis.learning import (LEARNED, NOT_LEARNED, critical_delay,
 from bioplast.results import INITIAL_PREFIX, select_network
 from bioplast.sweep import run_sweep
 
-from .common import PROTOCOLS, command, row, save
+from .common import PROTOCOLS, command, map_in_processes, row, save
 
 PAPER_BETA = (2.72, 0.07)
 SCALES = {
@@ -58,7 +58,7 @@ def run(scale: str, out: Path, workers: int) -> list[dict]:
     settings = SCALES[scale]
     protocol = PROTOCOLS / "phases.yaml"
     delays = [f"{d} ms" for d in settings["delays_ms"]]
-    networks = []
+    trained = []
     started = time.perf_counter()
     by_epochs: dict[int, list[float]] = {}  # one sweep per epoch budget, lr a grid dim
     for lr in settings["lrs"]:
@@ -74,10 +74,14 @@ def run(scale: str, out: Path, workers: int) -> list[dict]:
         for lr in lrs:
             for delay, delay_ms in zip(delays, settings["delays_ms"]):
                 for seed in range(settings["seeds"]):
-                    outcome, mechanism = classify_network(
-                        select_network(dataset, lr=lr, delay=delay, seed=seed))
-                    networks.append({"lr": lr, "delay_ms": delay_ms, "seed": seed,
-                                     "outcome": outcome, "mechanism": mechanism})
+                    trained.append(({"lr": lr, "delay_ms": delay_ms, "seed": seed},
+                                    select_network(dataset, lr=lr, delay=delay,
+                                                   seed=seed).load()))
+    print(f"mechanisms of {len(trained)} networks", flush=True)
+    classes = map_in_processes(classify_network, [(network,) for _, network in trained],
+                               workers)
+    networks = [{**labels, "outcome": outcome, "mechanism": mechanism}
+                for (labels, _), (outcome, mechanism) in zip(trained, classes)]
     elapsed = time.perf_counter() - started
     rows = summarize(networks, settings, scale, elapsed, workers)
     save(out, rows, networks)

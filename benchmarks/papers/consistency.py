@@ -45,9 +45,10 @@ RULES = {
 SCALES = {
     "smoke": dict(gains=[1.0, 3.0], seeds=2, n_units=16, epochs=4, steps_per_epoch=5,
                   snapshots_every=2, fixed_point_starts=8, gap=1),
-    # sized for about an hour on 2 cores (measured: ~0.4 s per network and epoch of 20
-    # updates, 64 units, 100-step trials, batches of 32)
-    "reduced": dict(gains=[1.0, 3.0], seeds=10, n_units=64, epochs=150, steps_per_epoch=20,
+    # sized for under an hour on 2 cores (measured on one core, ensembles of 10, 100-step
+    # trials, batches of 32, epochs of 20 updates: BPTT ~0.3 s per network and epoch at 64
+    # units; e-prop with per-trial traces ~1.5 s at 64 units, too slow for 64, so 32 units)
+    "reduced": dict(gains=[1.0, 3.0], seeds=10, n_units=32, epochs=150, steps_per_epoch=20,
                     snapshots_every=5, fixed_point_starts=64, gap=5),
     "full": dict(gains=[0.5, 1.0, 1.5, 2.0, 3.0, 4.0], seeds=20, n_units=100, epochs=1000,
                  steps_per_epoch=20, snapshots_every=10, fixed_point_starts=128, gap=10),

@@ -8,9 +8,9 @@ grouped into ensembles of at most ``max_members``, split further so that every w
 gets work, and started costliest first (`estimated_cost`). Each group is one Dask task
 (``retries``: a task whose worker died runs again; it resumes from its checkpoint). Every
 point writes its own shard atomically (``OUT.nc.shards/<point>.nc``); a re-run of the same
-sweep skips points whose shard exists. The final dataset stacks the shards along one dim per grid key (named after the
-key's last part: ``lr``, ``seed``; the full key in the dim's ``key`` attr), padding runs
-that stopped early with NaN.
+sweep skips points whose shard exists. The final dataset stacks the shards along one dim
+per grid key (named after the key's last part: ``lr``, ``seed``; the full key in the dim's
+``key`` attr), padding runs that stopped early with NaN.
 
 Runs on a `distributed.LocalCluster` (``workers`` processes, ``threads`` torch threads
 each) or on a running scheduler (``scheduler`` address; e.g. a Slurm cluster through

@@ -65,6 +65,53 @@ def local_derivatives(function, inputs: dict, outputs_of=None):
     return {name: value.detach() for name, value in outputs.items()}, derivatives
 
 
+def initial_traces(state_names, states, sources, unit_params):
+    """Zero eligibility traces: ``(member, unit, trial, source unit)`` per coupling in
+    ``sources`` (unit before trial, so that the contraction over trials is a batched matrix
+    product without copies) and ``(member, trial, unit)`` per unit parameter, for every
+    state variable; ``states`` are ``(member, trial, unit)``."""
+    template = next(iter(states.values()))
+    members, trials, units = template.shape
+    traces = {name: {s: template.new_zeros(members, units, trials, source.shape[-1])
+                     for s in state_names} for name, source in sources.items()}
+    traces.update({name: {s: torch.zeros_like(template) for s in state_names}
+                   for name in unit_params})
+    return traces
+
+
+def propagate_traces(old, local, drive, source):
+    """One step of ``eps_t[s] = sum_s2 local[s][s2] eps_{t-1}[s2] + drive[s] source`` for
+    every state variable s (all factors broadcast to the traces' shape). With one state
+    variable ``old`` is updated in place: its values are not needed afterwards."""
+    names = list(old)
+    if len(names) == 1:
+        (name,) = names
+        new = {name: old[name].mul_(local[name][name])}
+    else:
+        new = {s: sum(local[s][s2] * old[s2] for s2 in names) for s in names}
+    for s in names:
+        new[s].addcmul_(drive[s], source)
+    return new
+
+
+def add_trace_gradients(model, learning, traces, gradients):
+    """``gradients[name] += sum over trials of learning[s] * traces[name][s]`` for every
+    state s with a learning signal ``(member, trial, unit)`` (None: none); a shared unit
+    parameter also sums over units."""
+    for s, signal in learning.items():
+        if signal is None:
+            continue
+        per_unit = signal.transpose(1, 2)[..., None, :]  # (member, unit, 1, trial)
+        for name, by_state in traces.items():
+            if name in model.couplings:  # (member, unit, trial, source unit)
+                gradients[name] += (per_unit @ by_state[s]).squeeze(-2)
+                continue
+            contribution = (signal * by_state[s]).sum(dim=1)
+            if not model.params[name].dims:  # shared: one per network
+                contribution = contribution.sum(dim=-1)
+            gradients[name] += contribution
+
+
 class EProp(LearningRule):
     """e-prop: eligibility traces and a learning signal from the readout error."""
 
@@ -106,17 +153,16 @@ class EProp(LearningRule):
         couplings = [c for c in model.couplings.values() if c.name in trained]
         unit_params = [n for n in model.equations.parameter_names
                        if n in trained]
-        eligibility = {c.name: {s: 0.0 for s in model.state_names} for c in couplings}
-        eligibility.update({p: {s: 0.0 for s in model.state_names} for p in unit_params})
+        traces = None  # {coupling or unit parameter: {state: eligibility trace}}
         gradients = {name: torch.zeros_like(value) for name, value in trained.items()}
         total_loss = torch.zeros(n_members, dtype=context.dtype, device=context.device)
         largest = torch.zeros(n_members, dtype=torch.float64, device=context.device)
+        one = torch.ones((), dtype=context.dtype, device=context.device)
         previous_targets, previous_sources = None, {}
         n_steps = len(inputs)
         random = stepper.random_numbers(next(iter(states.values())).shape, n_steps,
                                         context.generator)  # as the forward pass draws them
         for step, inputs_t in enumerate(inputs):
-            previous_eligibility = {name: dict(traces) for name, traces in eligibility.items()}
             env = stepper.environment(states, inputs_t, bound, step * model.dt,
                                       random_t=random[step])
             target_values = {c.target: env[c.target] for c in model.couplings.values()}
@@ -133,16 +179,8 @@ class EProp(LearningRule):
                 if coupling.source == INPUT_SOURCE:
                     source = source.expand(n_members, *source.shape[-2:])
                 sources[coupling.name] = source
-                old = eligibility[coupling.name]
-                eligibility[coupling.name] = {
-                    s: sum(derivative[s][s2][..., None] * old[s2] for s2 in model.state_names)
-                    + derivative[s][coupling.target][..., None] * source[..., None, :]
-                    for s in model.state_names}
-            for parameter in unit_params:
-                old = eligibility[parameter]
-                eligibility[parameter] = {
-                    s: sum(derivative[s][s2] * old[s2] for s2 in model.state_names)
-                    + derivative[s][parameter] for s in model.state_names}
+            if traces is None:  # the initial state does not depend on the parameters
+                traces = initial_traces(model.state_names, states, sources, unit_params)
             # learning signal from the readout error of this step
             step_gradients = {name: torch.zeros_like(value) for name, value in trained.items()}
             signal, loss = self.learning_signal(context, params, new_states, env, targets,
@@ -157,19 +195,21 @@ class EProp(LearningRule):
                     if partials.get(coupling.target) is not None:
                         step_gradients[coupling.name] += torch.einsum(
                             "mbu,mbp->mup", partials[coupling.target], used[coupling.name])
-            for s in model.state_names:
-                for learning, traces in ((signal[s] + now.get(s, 0.0), eligibility),
-                                         (before.get(s), previous_eligibility)):
-                    if learning is None or step == 0 and traces is previous_eligibility:
-                        continue  # the initial state does not depend on the parameters
-                    for coupling in couplings:
-                        step_gradients[coupling.name] += torch.einsum(
-                            "mbu,mbup->mup", learning, traces[coupling.name][s])
-                    for parameter in unit_params:
-                        contribution = (learning * traces[parameter][s]).sum(dim=1)
-                        if not model.params[parameter].dims:  # shared: one per network
-                            contribution = contribution.sum(dim=-1)
-                        step_gradients[parameter] += contribution
+            # partials w.r.t. the states before this step meet the traces before this step
+            add_trace_gradients(model, {s: before.get(s) for s in model.state_names},
+                                traces, step_gradients)
+            local = {s: {s2: derivative[s][s2].transpose(1, 2)[..., None]
+                         for s2 in model.state_names} for s in model.state_names}
+            for coupling in couplings:  # (member, unit, trial, source) layout
+                drive = {s: derivative[s][coupling.target].transpose(1, 2)[..., None]
+                         for s in model.state_names}
+                traces[coupling.name] = propagate_traces(
+                    traces[coupling.name], local, drive, sources[coupling.name][:, None])
+            for parameter in unit_params:  # (member, trial, unit) layout
+                drive = {s: derivative[s][parameter] for s in model.state_names}
+                traces[parameter] = propagate_traces(traces[parameter], derivative, drive, one)
+            add_trace_gradients(model, {s: signal[s] + now.get(s, 0.0)
+                                        for s in model.state_names}, traces, step_gradients)
             previous_targets, previous_sources = target_values, sources
             if optimizer is not None:
                 largest = torch.maximum(largest, self.apply(context, params, step_gradients,

@@ -38,6 +38,7 @@ from bioplast.sweep import run_sweep
 from .common import PROTOCOLS, command, map_in_processes, row, save
 
 TCR_WEIGHT = 1.0
+DROP_FRACTION = 0.1  # the drop: test loss below this fraction of a silent network's
 RULES = {
     "bptt": {},
     "e-prop": {"rule": {"name": "eprop", "feedback": "symmetric", "update": "per_trial",
@@ -78,10 +79,12 @@ def stable_fixed_points(network, epoch: int | None, starts: int, seed: int) -> i
 
 def network_summary(network, reference: float, scale: dict, seed: int) -> dict:
     loss = network["eval_loss"].values
-    drop = drop_epoch(loss, reference)
+    drop = drop_epoch(loss, reference, DROP_FRACTION)
+    ratio = loss / reference
     summary = {"seed": seed, "drop_epoch": drop, "learned": bool(np.isfinite(drop)),
-               "final_loss_ratio": float(loss[np.isfinite(loss)][-1] / reference)
-               if np.isfinite(loss).any() else float("nan"),
+               "final_loss_ratio": float(ratio[np.isfinite(ratio)][-1])
+               if np.isfinite(ratio).any() else float("nan"),
+               "loss_ratio": [round(float(value), 5) for value in ratio],  # per epoch
                "status": str(network.attrs.get("status")),
                "fixed_before": None, "fixed_after": None}
     if np.isfinite(drop) and "snapshot_epoch" in network.coords:
@@ -182,11 +185,15 @@ def summarize(networks, scale, scale_name, workers, elapsed) -> list[dict]:
 
 
 def plot(networks, scale, path: Path) -> None:
+    """Top: epochs to the drop per network; bottom: the test loss over epochs as a fraction
+    of a silent network's (median and quartiles over seeds), the drop line dashed."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(1, len(RULES), figsize=(5 * len(RULES), 3.8), squeeze=False)
-    for axis, rule in zip(axes[0], RULES):
+    figure, axes = plt.subplots(2, len(RULES), figsize=(5 * len(RULES), 7.2), squeeze=False)
+    conditions = [(gain, tcr) for gain in scale["gains"] for tcr in (False, True)]
+    colors = {condition: f"C{index}" for index, condition in enumerate(conditions)}
+    for axis, curves, rule in zip(axes[0], axes[1], RULES):
         censored = scale["epochs"][rule] + 1
         for offset, (tcr, color) in enumerate(((False, "0.4"), (True, "C2"))):
             for position, gain in enumerate(scale["gains"]):
@@ -200,6 +207,19 @@ def plot(networks, scale, path: Path) -> None:
         axis.set_ylabel("epochs to the drop (dotted: not learned)")
         axis.set_title(rule)
         axis.legend(fontsize=7)
+        for gain, tcr in conditions:
+            ratios = np.array([n["loss_ratio"] for n in _chosen(networks, rule=rule, gain=gain,
+                                                                tcr=tcr)], dtype=float)
+            low, middle, high = np.nanpercentile(ratios, [25, 50, 75], axis=0)
+            epochs = np.arange(ratios.shape[1])
+            curves.plot(epochs, middle, color=colors[gain, tcr],
+                        label=f"g = {gain:g}, {'TCR' if tcr else 'no TCR'}")
+            curves.fill_between(epochs, low, high, color=colors[gain, tcr], alpha=0.2, lw=0)
+        curves.axhline(DROP_FRACTION, color="k", lw=0.5, ls="--")
+        curves.set_yscale("log")
+        curves.set_xlabel("epoch")
+        curves.set_ylabel("test loss / silent network's")
+        curves.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

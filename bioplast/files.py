@@ -1,28 +1,126 @@
-"""Atomic file writes: a temporary file in the target directory, renamed on success."""
+"""Files that bioplast writes: atomically (a temporary file in the target directory,
+renamed on success), never over one of the command's inputs, and without leaving the
+temporaries of killed writers behind.
+
+A temporary is named ``.NAME.HOST-PID.RANDOM.tmp``: a later write of ``NAME`` (or
+`remove_stale_temporaries` on its directory) deletes the temporaries whose writer, a
+process on this host, no longer runs.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import tempfile
 from pathlib import Path
+from typing import Iterable, Mapping
 
 from .errors import InputError
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "_").replace("-", "_") or "host"
+
+
+def _writer_is_gone(temporary: Path) -> bool:
+    """Whether ``temporary`` (``.NAME.HOST-PID.RANDOM.tmp``) was left by a process of this
+    host that no longer runs. Temporaries of other hosts and of unknown form are kept."""
+    stem = temporary.name[:-len(TEMPORARY_SUFFIX)]
+    writer = stem.rsplit(".", 2)
+    if len(writer) != 3:
+        return False
+    host, _, pid = writer[1].rpartition("-")
+    if host != _host() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, OSError):
+        return False
+    return False
+
+
+def remove_stale_temporaries(directory: Path, name: str = "*") -> list[Path]:
+    """Delete the temporaries of writers of ``name`` (any file by default) in ``directory``
+    that are no longer running; returns what was deleted."""
+    removed = []
+    try:
+        candidates = list(Path(directory).glob(f".{name}.*{TEMPORARY_SUFFIX}"))
+    except OSError:
+        return removed
+    for temporary in candidates:
+        if _writer_is_gone(temporary):
+            try:
+                temporary.unlink()
+                removed.append(temporary)
+            except OSError:
+                pass
+    return removed
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (other spellings, symlinks, hard links)."""
+    try:
+        if Path(a).resolve() == Path(b).resolve():
+            return True
+        return Path(a).exists() and Path(b).exists() and os.path.samefile(a, b)
+    except (OSError, RuntimeError):
+        return False
+
+
+def refuse_overwrite(outputs: Mapping[str, str | os.PathLike],
+                     inputs: Iterable[str | os.PathLike | None], *,
+                     directories: Mapping[str, str | os.PathLike] | None = None) -> None:
+    """InputError (before any work) if an output would replace one of the ``inputs``.
+
+    ``outputs`` maps what each output is (``"-o"``, ``"the checkpoint"``) to its path;
+    ``directories`` maps output directories (a sweep's shards) that must not hold an input.
+    """
+    inputs = [Path(p) for p in inputs if p is not None]
+    for what, output in outputs.items():
+        for source in inputs:
+            if same_file(Path(output), source):
+                detail = "" if what == "-o" else f" ({what} {output})"
+                raise InputError(f"the output would overwrite the input {source}{detail}; "
+                                 "choose another output", file=str(output), key="-o")
+    for what, directory in (directories or {}).items():
+        for source in inputs:
+            try:
+                inside = source.resolve().is_relative_to(Path(directory).resolve())
+            except (OSError, RuntimeError):
+                inside = False
+            if inside:
+                raise InputError(f"the input {source} lies in {what} {directory}, which the "
+                                 "command writes; move it or choose another output",
+                                 file=str(directory), key="-o")
 
 
 def _temporary_beside(path: Path) -> Path:
     """A new empty file in ``path``'s directory (created if needed); InputError if the
-    place cannot be written."""
+    place cannot be written. Stale temporaries of ``path`` are removed first."""
     if path.is_dir():
         raise InputError("is a directory; give a file name", file=str(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                                 dir=path.parent)
+        remove_stale_temporaries(path.parent, glob_escape(path.name))
+        descriptor, temporary = tempfile.mkstemp(
+            prefix=f".{path.name}.{_host()}-{os.getpid()}.", suffix=TEMPORARY_SUFFIX,
+            dir=path.parent)
     except OSError as error:
         raise InputError(f"cannot write here ({error.strerror})", file=str(path)) from None
     os.close(descriptor)
     return Path(temporary)
+
+
+def glob_escape(name: str) -> str:
+    """``name`` as a glob pattern that matches only itself."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def check_writable(path: str | os.PathLike) -> None:

@@ -50,6 +50,9 @@ from brian2.units.fundamentalunits import DIMENSIONLESS, Quantity
 from . import schema
 from .errors import InputError
 from .initializers import Initializer, Shape, parse_initializer
+from .limits import (MAX_EQUATIONS_CHARS, SYMBOLIC_SECONDS, ExpressionTooLarge,
+                     TimeBoundExceeded, array_bytes, check_expression, check_memory,
+                     time_bound)
 from .quantities import parse_quantity, unit_string
 from .yamlfile import YamlDocument, load_yaml
 
@@ -167,7 +170,15 @@ class Model:
         self.text = document.text
         self.file = document.name
         self.overrides = dict(overrides)
-        _ModelReader(document, overrides).fill(self)
+        try:
+            with time_bound(SYMBOLIC_SECONDS, "reading the equations"):
+                _ModelReader(document, overrides).fill(self)
+        except TimeBoundExceeded as error:
+            raise InputError(f"{error} (simplify them)", file=document.name,
+                             key="equations") from None
+        check_memory(sum(array_bytes(*self.param_shape(name)) for name in self.params),
+                     f"the parameters of {self.n_units} units", file=document.name,
+                     key="n_units")
 
     # ------------------------------------------------------------------ shapes
     @property
@@ -363,7 +374,7 @@ def list_models() -> list[str]:
     return names
 
 
-def load_model(source: str | os.PathLike, **overrides) -> Model:
+def load_model(source: str | os.PathLike, /, **overrides) -> Model:
     """Load and validate a model file.
 
     Parameters
@@ -414,6 +425,15 @@ def _leaf_paths(value, path=()):
 def _is_identifier(name) -> bool:
     return isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name) \
         and not name.startswith("_")
+
+
+def _expression_and_unit(code: str) -> list[str]:
+    """The expression and the unit text of one equation line ``LHS = EXPR : UNIT (FLAGS)``
+    (``NAME : UNIT`` for a parameter), to be measured before Brian2 and sympy see them."""
+    left, _, right = code.rpartition(":")
+    unit = re.sub(r"\(\s*[A-Za-z_][\w\s,]*\)\s*$", "", right).strip()
+    expression = left.partition("=")[2] if "=" in left else ""
+    return [part for part in (expression, unit) if part.strip()]
 
 
 _PYPARSING_REASON = re.compile(r"(Expected .*?)\s*\(at char \d+\), \(line:\d+, col:(\d+)\)")
@@ -588,12 +608,21 @@ class _ModelReader:
         text = self.data["equations"]
         if not isinstance(text, str) or not text.strip():
             raise self.error("must be a (multi-line) string of Brian2 equations", "equations")
+        if len(text) > MAX_EQUATIONS_CHARS:
+            raise self.error(f"the equations are longer than {MAX_EQUATIONS_CHARS} characters",
+                             "equations")
         first = self.doc.text_start_line(("equations",))
         lines = {}
         for offset, line in enumerate(text.split("\n")):
             code = line.split("#", 1)[0].strip()
             if not code:
                 continue
+            try:
+                for fragment in _expression_and_unit(code):
+                    check_expression(fragment)
+            except ExpressionTooLarge as error:
+                raise self.error(f"equation too large to analyse: {error}", "equations",
+                                 line=first + offset) from None
             try:
                 single = Equations(code)
             except Exception as error:  # Brian2 raises several types for a bad equation

@@ -23,6 +23,7 @@ import xarray as xr
 from . import __version__, schema
 from .errors import InputError
 from .files import atomic_write
+from .limits import check_memory
 from .model import Model
 
 INITIAL_PREFIX = "initial_"
@@ -163,14 +164,99 @@ def save(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
 
 
 def load(path: str | os.PathLike) -> xr.Dataset:
-    """Read a netCDF file fully into memory (the file is closed on return)."""
+    """Read a netCDF file fully into memory (the file is closed on return).
+
+    InputError, naming the file, if it is missing, not netCDF, damaged, or if its variables
+    would need more memory than is available (checked before anything is read).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", file=str(path))
+    if path.is_dir():
+        raise InputError("is a directory, not a netCDF file", file=str(path))
     try:
-        return xr.load_dataset(path, engine="netcdf4")
-    except (OSError, ValueError) as error:
-        raise InputError(f"not a readable netCDF file ({error})", file=str(path)) from None
+        with xr.open_dataset(path, engine="netcdf4") as lazy:
+            check_memory(sum(float(v.size) * v.dtype.itemsize
+                             for v in lazy.variables.values()),
+                         "reading the file", file=str(path))
+            return lazy.load()
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError("the file's variables do not fit in memory", file=str(path)) \
+            from None
+    except Exception as error:  # netCDF4/HDF5 raise many types for damaged files
+        reason = type(error).__name__ if not isinstance(error, OSError) else \
+            (error.strerror or "unreadable")
+        raise InputError(f"not a readable netCDF file ({reason})", file=str(path)) from None
+
+
+def attr_where(where: str, attr: str) -> str:
+    return f"{where} (attribute '{attr}')"
+
+
+def stored_json(dataset: xr.Dataset, attr: str, where: str, default, kind=dict):
+    """The JSON attr ``attr`` of a result (``default`` if absent), checked to be ``kind``."""
+    if attr not in dataset.attrs:
+        return default
+    text = dataset.attrs[attr]
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, kind):
+        raise InputError(f"the attribute '{attr}' is not a JSON {kind.__name__}: the file "
+                         "was edited or damaged", file=where)
+    return value
+
+
+def stored_int(dataset: xr.Dataset, attr: str, where: str, default: int, *,
+               minimum: int = 0, maximum: int = 2**63 - 1) -> int:
+    """The integer attr ``attr`` of a result (``default`` if absent), within bounds."""
+    if attr not in dataset.attrs:
+        return default
+    value = dataset.attrs[attr]
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()
+    if isinstance(value, (np.integer, np.floating)):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise InputError(f"the attribute '{attr}' must be an integer from {minimum} to "
+                         f"{maximum}, got {str(value)[:40]!r}: the file was edited or damaged",
+                         file=where)
+    return value
+
+
+def stored_model(dataset: xr.Dataset, where: str, **overrides) -> Model:
+    """The model a result stored (its text and overrides, plus ``overrides``), validated:
+    errors name the file and the attribute."""
+    from .yamlfile import YamlDocument
+    if schema.ATTR_MODEL not in dataset.attrs:
+        raise InputError(f"no '{schema.ATTR_MODEL}' attribute: not a bioplast result",
+                         file=where)
+    text = dataset.attrs[schema.ATTR_MODEL]
+    if not isinstance(text, str):
+        raise InputError("not model text", file=attr_where(where, schema.ATTR_MODEL))
+    stored = stored_json(dataset, schema.ATTR_MODEL_OVERRIDES, where, {})
+    document = YamlDocument(text + "\n", attr_where(where, schema.ATTR_MODEL))
+    return Model(document, {**stored, **overrides})
+
+
+def stored_params(dataset: xr.Dataset, model: Model, where: str,
+                  names=None) -> dict[str, np.ndarray]:
+    """Parameter arrays of ``model`` as a result stored them, checked against the model
+    (names, shapes, finiteness, constraints); ``names`` limits which are read."""
+    names = list(model.params) if names is None else list(names)
+    missing = [name for name in names if name not in dataset.variables]
+    if missing:
+        raise InputError(f"no parameter variable {', '.join(missing)} for model "
+                         f"'{model.name}'", file=where)
+    params = {name: dataset[name].values for name in names}
+    model.check_params({**model.init_params(0), **params} if len(names) < len(model.params)
+                       else params, where=where)
+    return params
 
 
 def training_dataset(result, command: str | None = None) -> xr.Dataset:

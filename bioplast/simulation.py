@@ -10,6 +10,7 @@ import xarray as xr
 from . import results
 from .backends import get_backend
 from .errors import InputError
+from .limits import array_bytes, check_memory
 from .model import Model, load_model
 
 
@@ -36,6 +37,20 @@ def check_inputs(model: Model, inputs, where: str = "inputs") -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise InputError("inputs hold NaN or inf", file=where)
     return array
+
+
+def check_simulation_size(model: Model, n_trials: int, n_steps: int, *,
+                          n_members: int | None = None, record: Sequence[str] | None = None,
+                          where: str | None = None) -> None:
+    """InputError, before anything is allocated, if the inputs and recorded variables of a
+    simulation of this size would not fit in the memory available now."""
+    n_recorded = len(default_record(model) if record is None else record)
+    lead = (n_members or 1, n_trials, n_steps)
+    needed = array_bytes(*lead, model.n_inputs) + array_bytes(*lead, model.n_outputs) \
+        + array_bytes(*lead, model.n_units) * n_recorded
+    check_memory(needed, f"a simulation of {n_members or 1} x {n_trials} trials x {n_steps} "
+                         f"steps x {model.n_units} units ({n_recorded} recorded variables)",
+                 file=where or model.file, key="trials x steps x n_units")
 
 
 def default_record(model: Model) -> list[str]:
@@ -100,6 +115,8 @@ def simulate(model: Model | str, params: Mapping[str, Any] | None = None, inputs
     if unknown:
         raise InputError(f"cannot record {', '.join(unknown)} (recordable: "
                          f"{', '.join(model.recordable)})", key="record")
+    check_simulation_size(model, inputs.shape[-3], inputs.shape[-2], n_members=n_members,
+                          record=record)
     engine = get_backend(backend, **options)
     engine.require(members=n_members is not None)
     n_trials = inputs.shape[-3]

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import yaml
 
 from .errors import InputError
+from .limits import MAX_DOCUMENT_BYTES, check_yaml_nodes
 
 KeyPath = Sequence["str | int"]
 
@@ -40,16 +41,10 @@ class YamlDocument:
     def __init__(self, text: str, name: str = "<string>"):
         self.text = text
         self.name = name
-        try:
-            self._root = yaml.compose(text, Loader=yaml.SafeLoader)
-            self.data = yaml.safe_load(text)
-        except yaml.MarkedYAMLError as error:
-            mark = error.problem_mark or error.context_mark
-            problem = error.problem or error.context or "malformed YAML"
-            raise InputError(f"malformed YAML: {problem}", file=name,
-                             line=None if mark is None else mark.line + 1) from None
-        except yaml.YAMLError as error:
-            raise InputError(f"malformed YAML: {error}", file=name) from None
+        if len(text) > MAX_DOCUMENT_BYTES:
+            raise InputError(f"longer than {MAX_DOCUMENT_BYTES} characters: not a model or "
+                             "protocol document", file=name)
+        self._root, self.data = compose_and_load(text, name)
         if self.data is None:
             self.data = {}
         if not isinstance(self.data, dict):
@@ -61,11 +56,23 @@ class YamlDocument:
     def from_path(cls, path: str | Path) -> "YamlDocument":
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_DOCUMENT_BYTES + 1)
         except FileNotFoundError:
             raise InputError("file not found", file=str(path)) from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise InputError(f"cannot read the file: {error}", file=str(path)) from None
+        except IsADirectoryError:
+            raise InputError("is a directory, not a YAML file", file=str(path)) from None
+        except OSError as error:
+            raise InputError(f"cannot read the file ({error.strerror})", file=str(path)) \
+                from None
+        if len(raw) > MAX_DOCUMENT_BYTES:
+            raise InputError(f"larger than {MAX_DOCUMENT_BYTES} bytes: not a model or "
+                             "protocol file", file=str(path))
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InputError(f"not UTF-8 text (byte {error.start}): not a YAML file",
+                             file=str(path)) from None
         return cls(text, str(path))
 
     def _check_duplicate_keys(self, node, path):
@@ -125,6 +132,31 @@ class YamlDocument:
         return InputError(message, file=self.name,
                           line=line if line is not None else self.line(key_path),
                           key=format_key(key_path) or None)
+
+
+def compose_and_load(text: str, name: str):
+    """``(node tree, data)`` of one YAML document, bounded (`bioplast.limits`): no alias
+    bomb, no nesting that exhausts the stack. Errors quote the parser's problem and the
+    line, never the text itself."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None:
+            check_yaml_nodes(root, file=name)
+        return root, yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        problem = error.problem or error.context or "malformed YAML"
+        raise InputError(f"malformed YAML: {problem}", file=name,
+                         line=None if mark is None else mark.line + 1) from None
+    except yaml.YAMLError:
+        raise InputError("malformed YAML", file=name) from None
+    except RecursionError:
+        raise InputError("the document is nested too deeply", file=name) from None
+
+
+def yaml_value(text: str, name: str):
+    """One YAML value (e.g. a ``--set`` value), bounded like a document."""
+    return compose_and_load(text, name)[1]
 
 
 def load_yaml(source: str | Path, name: str | None = None) -> YamlDocument:

@@ -14,6 +14,8 @@ import signal
 import shlex
 import sys
 import time
+import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +36,13 @@ parameters, initial states and inputs (unless --inputs is given).
 def _scalar(text: str):
     """A command-line value as YAML reads it, with numbers such as ``1e-3`` (text in YAML
     1.1) read as numbers."""
+    from .yamlfile import yaml_value
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        return text.strip()
+        value = yaml_value(text, "--set") if text.strip() else ""
+    except InputError as error:
+        if error.message.startswith("malformed YAML"):
+            return text.strip()
+        raise
     if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+",
                                                value.strip()):
         return float(value)
@@ -57,13 +62,7 @@ def _parse_overrides(items, flag: str) -> dict:
 def _read_inputs(path: str) -> np.ndarray:
     from .results import load
     if path.endswith(".npy"):
-        try:
-            return np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise InputError("file not found", file=path) from None
-        except (OSError, ValueError):
-            raise InputError("not a numeric .npy array (files holding Python objects are "
-                             "not read)", file=path) from None
+        return _read_npy(path)
     dataset = load(path)
     if schema.INPUTS not in dataset:
         raise InputError(f"no variable '{schema.INPUTS}' (trial, time, input) in the file",
@@ -77,60 +76,97 @@ def _read_inputs(path: str) -> np.ndarray:
     return variable.transpose(*order).values
 
 
+def _read_npy(path: str) -> np.ndarray:
+    """A numeric ``.npy`` array, its header checked against the file's size and the memory
+    available before the data is read; never unpickles."""
+    from .limits import check_memory
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            data_bytes = os.fstat(handle.fileno()).st_size - handle.tell()
+    except FileNotFoundError:
+        raise InputError("file not found", file=path) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not a .npy file", file=path) from None
+    except (OSError, ValueError, SyntaxError, TypeError):
+        raise InputError("not a .npy array file (bad header)", file=path) from None
+    if dtype.kind not in "biuf":
+        raise InputError(f"holds {dtype} values; inputs must be real numbers (files holding "
+                         "Python objects are not read)", file=path)
+    claimed = float(np.prod([float(n) for n in shape])) * dtype.itemsize
+    if claimed != data_bytes:
+        raise InputError(f"the header says shape {tuple(shape)} ({claimed:.0f} bytes) but "
+                         f"the file holds {data_bytes} bytes of data: damaged", file=path)
+    check_memory(2 * claimed, f"the inputs of shape {tuple(shape)}", file=path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        raise InputError("not a numeric .npy array", file=path) from None
+
+
 def _say(args, message: str) -> None:
     if not args.quiet:
         print(message, file=sys.stderr, flush=True)
 
 
 def cmd_simulate(args) -> int:
-    from .files import check_writable
+    from .files import check_writable, refuse_overwrite
     from .model import load_model
-    from .results import INITIAL_PREFIX, load, save
-    from .simulation import check_inputs, simulate
+    from .results import (INITIAL_PREFIX, attr_where, load, save, stored_int, stored_model,
+                          stored_params)
+    from .simulation import check_inputs, check_simulation_size, simulate
 
     overrides = _parse_overrides(args.set, "--set")
     params = initial_state = inputs = None
     seed, noise = args.seed, args.noise
     if args.source.endswith(".nc"):
         result = load(args.source)
-        if schema.ATTR_MODEL not in result.attrs:
-            raise InputError(f"no '{schema.ATTR_MODEL}' attribute: not a bioplast result",
-                             file=args.source)
         fixed = [k for k in overrides if k in ("n_units", "n_inputs", "n_outputs")]
         if fixed:
             raise InputError(f"cannot change {', '.join(fixed)} when re-simulating a result "
                              "(its parameters have their shapes)", file=args.source,
                              key="--set")
-        stored = json.loads(result.attrs.get(schema.ATTR_MODEL_OVERRIDES, "{}"))
-        model = load_model(result.attrs[schema.ATTR_MODEL] + "\n", **{**stored, **overrides})
-        model.file = f"{args.source} (attribute '{schema.ATTR_MODEL}')"
+        model = stored_model(result, args.source, **overrides)
+        model.file = attr_where(args.source, schema.ATTR_MODEL)
         # stored parameters, except those --set gives a new value
-        fresh = model.init_params(0)
-        params = {name: fresh[name] if name in overrides else result[name].values
-                  for name in model.params}
+        params = {**stored_params(result, model, args.source,
+                                  [name for name in model.params if name not in overrides]),
+                  **{name: value for name, value in model.init_params(0).items()
+                     if name in overrides}}
         initial_state = {name: result[INITIAL_PREFIX + name].values
                          for name in model.state_names if INITIAL_PREFIX + name in result}
         if schema.INPUTS in result and args.trials is None and args.steps is None:
-            inputs = result[schema.INPUTS].values
+            inputs = check_inputs(model, result[schema.INPUTS].values,
+                                  where=f"{args.source} (variable '{schema.INPUTS}')")
         if seed is None:
-            seed = int(result.attrs.get(schema.ATTR_SEED, 0))
+            seed = stored_int(result, schema.ATTR_SEED, args.source, 0)
         if noise is None:
-            noise = bool(int(result.attrs.get(schema.ATTR_NOISE, 1)))
+            noise = bool(stored_int(result, schema.ATTR_NOISE, args.source, 1, maximum=1))
+        sources = [args.source]
     else:
         model = load_model(args.source, **overrides)
+        sources = [model.file]
+    refuse_overwrite({"-o": args.output}, [*sources, args.inputs])
+    check_writable(Path(args.output))
     seed = 0 if seed is None else seed
     noise = True if noise is None else noise
     if args.inputs:
         inputs = check_inputs(model, _read_inputs(args.inputs), where=args.inputs)
     if inputs is None:
+        n_trials, n_steps = args.trials or 8, args.steps or 200
+        check_simulation_size(model, n_trials, n_steps, key="--trials x --steps")
         rng = np.random.default_rng([seed, 1])
-        inputs = rng.normal(0.0, args.input_std, size=(args.trials or 8, args.steps or 200,
-                                                       model.n_inputs))
+        inputs = rng.normal(0.0, args.input_std, size=(n_trials, n_steps, model.n_inputs))
     if initial_state and next(iter(initial_state.values())).shape[-2] != inputs.shape[-3]:
         initial_state = None  # other trials: draw initial states from the model
     options = _backend_options(args)
     record = args.record.split(",") if args.record else None
-    check_writable(Path(args.output))
     _say(args, f"simulating '{model.name}' ({model.n_units} units) on {args.backend}"
                f"{'/' + options.get('target', 'numpy') if args.backend == 'brian2' else ''}: "
                f"{inputs.shape[-3]} trials x {inputs.shape[-2]} steps of "
@@ -160,11 +196,14 @@ def _backend_options(args) -> dict:
 
 
 def cmd_run(args) -> int:
-    from .files import check_writable
+    from .files import check_writable, refuse_overwrite
     from .protocol import load_protocol
-    from .results import load, save, training_dataset
-    from .training import checkpoint_path, train
+    from .results import attr_where, load, save, training_dataset
+    from .training import checkpoint_is_complete, checkpoint_path, read_checkpoint, train
 
+    if args.resume and args.overwrite:
+        raise InputError("--resume continues the checkpoint, --overwrite starts over: give "
+                         "one", key="--overwrite")
     settings = _parse_overrides(args.set, "--set")
     if args.protocol.endswith(".nc"):
         stored = load(args.protocol)
@@ -175,18 +214,34 @@ def cmd_run(args) -> int:
             raise InputError("the model cannot change when re-running a result (it runs the "
                              "model text it stored); run a protocol file instead",
                              file=args.protocol, key="--set")
-        protocol = load_protocol(stored.attrs[schema.ATTR_PROTOCOL], settings,
-                                 model_text=stored.attrs.get(schema.ATTR_MODEL),
-                                 name=f"{args.protocol} (attribute '{schema.ATTR_PROTOCOL}')")
+        texts = {attr: stored.attrs.get(attr) for attr in (schema.ATTR_PROTOCOL,
+                                                             schema.ATTR_MODEL)}
+        for attr, text in texts.items():
+            if not isinstance(text, str) or "\0" in text:
+                raise InputError("not text", file=attr_where(args.protocol, attr))
+        protocol = load_protocol(texts[schema.ATTR_PROTOCOL] + "\n", settings,
+                                 model_text=texts[schema.ATTR_MODEL] + "\n",
+                                 name=attr_where(args.protocol, schema.ATTR_PROTOCOL),
+                                 model_name=attr_where(args.protocol, schema.ATTR_MODEL))
+        sources = [args.protocol]
     else:
         protocol = load_protocol(args.protocol, settings)
+        sources = [args.protocol, protocol.model.file]
     output = Path(args.output or f"{protocol.schema.name}.nc")
-    if output.resolve() == Path(args.protocol).resolve():
-        raise InputError("the output would overwrite the input", file=str(output))
-    check_writable(output)
     checkpoint = checkpoint_path(output)
+    refuse_overwrite({"-o": output, "the checkpoint": checkpoint}, sources)
+    check_writable(output)
+    if checkpoint.is_dir():
+        raise InputError("the checkpoint path is a directory; move it away or choose another "
+                         "output", file=str(checkpoint))
     if args.resume and not checkpoint.exists():
         _say(args, f"no checkpoint at {checkpoint}: starting from the beginning")
+    if checkpoint.exists() and not args.resume and not args.overwrite:
+        saved = read_checkpoint(checkpoint)
+        if not checkpoint_is_complete(saved):
+            raise InputError(f"holds an unfinished run (epoch {saved.get('next_epoch', '?')} "
+                             f"of its budget): continue it with --resume, or start over with "
+                             "--overwrite", file=str(checkpoint))
     result = train(protocol, checkpoint=checkpoint, resume=args.resume,
                    progress=not args.quiet)
     save(training_dataset(result, command=shlex.join(["bioplast", *sys.argv[1:]])), output)
@@ -230,10 +285,11 @@ def _read_recording(path: str, args):
 
 
 def cmd_convert(args) -> int:
-    from .files import check_writable
+    from .files import check_writable, refuse_overwrite
     from .results import save
     if Path(args.file).suffix.lower() != ".nwb":
         raise InputError("convert reads NWB files (.nwb)", file=args.file)
+    refuse_overwrite({"-o": args.output}, [args.file])
     check_writable(Path(args.output))
     dataset = _read_recording(args.file, args)
     dataset.attrs[schema.ATTR_COMMAND] = shlex.join(["bioplast", *sys.argv[1:]])
@@ -260,13 +316,17 @@ def _parse_grid(items) -> dict:
 def cmd_sweep(args) -> int:
     from tqdm.auto import tqdm
 
-    from .files import check_writable
-    from .sweep import run_sweep
+    from .files import check_writable, refuse_overwrite
+    from .protocol import load_protocol
+    from .sweep import shard_directory, run_sweep
     grid = _parse_grid(args.grid)
     settings = _parse_overrides(args.set, "--set")
     if not Path(args.protocol).is_file():
         raise InputError("no such protocol file", file=args.protocol)
     output = Path(args.output)
+    protocol = load_protocol(args.protocol, settings)
+    refuse_overwrite({"-o": output}, [args.protocol, protocol.model.file],
+                     directories={"the shard directory": shard_directory(output)})
     check_writable(output)
     bar = tqdm(desc="sweep", unit="point", disable=args.quiet)
 
@@ -278,7 +338,9 @@ def cmd_sweep(args) -> int:
         dataset = run_sweep(args.protocol, grid, output, base_settings=settings,
                             scheduler=args.scheduler, workers=args.workers,
                             threads=args.threads, max_members=args.max_members,
-                            progress=progress)
+                            progress=progress,
+                            notify=lambda message: print(f"bioplast: {message}",
+                                                         file=sys.stderr, flush=True))
     finally:
         bar.close()
     statuses = dataset["network_status"].values.ravel()
@@ -288,8 +350,9 @@ def cmd_sweep(args) -> int:
 
 def cmd_analyze(args) -> int:
     from .analysis.analyze import analyze
-    from .files import check_writable
+    from .files import check_writable, refuse_overwrite
     from .results import save
+    refuse_overwrite({"-o": args.output}, [args.file])
     dataset = _read_recording(args.file, args)
     chosen = {"do_timescales": args.timescales, "do_dynamics": args.dynamics,
               "do_geometry": args.geometry}
@@ -309,7 +372,11 @@ def cmd_analyze(args) -> int:
 
 def cmd_compare(args) -> int:
     from .analysis.similarity import compare
+    from .files import check_writable, refuse_overwrite
     from .results import provenance, save
+    if args.output:
+        refuse_overwrite({"-o": args.output}, [args.result, args.recording])
+        check_writable(Path(args.output))
     model, recording = _read_recording(args.result, args), _read_recording(args.recording, args)
     metrics = args.metric or ["procrustes", "cca", "cka", "rsa"]
     result = compare(model, recording, metrics=metrics, model_variable=args.variable,
@@ -337,22 +404,24 @@ def cmd_compare(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .results import load
+    from .results import load, stored_int, stored_json
     dataset = load(args.file)
-    attrs = dataset.attrs
+    attrs = {key: (value if isinstance(value, str) else
+                   value.item() if isinstance(value, np.ndarray) and value.size == 1 else value)
+             for key, value in dataset.attrs.items()}
     kind = attrs.get(schema.ATTR_KIND, "dataset")
     head = f"{args.file}: {kind}"
     if schema.ATTR_MODEL_NAME in attrs:
         head += f" of model '{attrs[schema.ATTR_MODEL_NAME]}'"
     if schema.ATTR_BACKEND in attrs:
-        options = json.loads(attrs.get(schema.ATTR_BACKEND_OPTIONS, "{}"))
+        options = stored_json(dataset, schema.ATTR_BACKEND_OPTIONS, args.file, {})
         detail = ", ".join(f"{k}={v}" for k, v in options.items())
         head += f" on {attrs[schema.ATTR_BACKEND]}" + (f" ({detail})" if detail else "")
     if schema.ATTR_STATUS in attrs:
         head += f" [status: {attrs[schema.ATTR_STATUS]}]"
     print(head)
     if "protocol_name" in attrs:
-        resumed = int(attrs.get("resumed_from_epoch", -1))
+        resumed = stored_int(dataset, "resumed_from_epoch", args.file, -1, minimum=-1)
         print(f"  protocol '{attrs['protocol_name']}', task '{attrs.get('task', '?')}', rule "
               f"'{attrs.get(schema.ATTR_RULE, '?')}': {attrs.get('stop_reason', '?')} after "
               f"{attrs.get('epochs_completed', '?')} epochs"
@@ -363,9 +432,11 @@ def cmd_info(args) -> int:
         if key in attrs:
             facts.append(f"{label} {attrs[key]}")
     if schema.ATTR_DT in attrs:
-        facts.append(f"dt {float(attrs[schema.ATTR_DT]) * 1e3:g} ms")
+        dt = attrs[schema.ATTR_DT]
+        facts.append(f"dt {dt * 1e3:g} ms" if isinstance(dt, (int, float)) else f"dt {dt!r:.40}")
     if schema.ATTR_NOISE in attrs:
-        facts.append("noise " + ("on" if int(attrs[schema.ATTR_NOISE]) else "off"))
+        noise = stored_int(dataset, schema.ATTR_NOISE, args.file, 1, maximum=1)
+        facts.append("noise " + ("on" if noise else "off"))
     if facts:
         print("  " + ", ".join(facts))
     print("  dims: " + ", ".join(f"{k}={v}" for k, v in dataset.sizes.items()))
@@ -433,10 +504,15 @@ def _default_text(field) -> str:
 
 
 def cmd_plot(args) -> int:
+    from .files import check_writable, refuse_overwrite
     from .plotting import plot_analysis, plot_simulations, plot_training, split_networks
     from .results import load
+    refuse_overwrite({"-o": args.output}, args.files)
+    check_writable(Path(args.output))
     datasets = [load(path) for path in args.files]
     labels = [Path(p).name for p in args.files]
+    for path, dataset in zip(args.files, datasets):
+        _check_plottable(dataset, path)
     kinds = {"training" if d.attrs.get(schema.ATTR_KIND) == "sweep" else
              d.attrs.get(schema.ATTR_KIND) for d in datasets}
     if "analysis" in kinds:
@@ -457,6 +533,29 @@ def cmd_plot(args) -> int:
     return 0
 
 
+#: what each kind of result must hold to be plotted
+_PLOTTED = {"training": ("loss", "accuracy", "level"), "sweep": ("loss", "accuracy", "level")}
+
+
+def _check_plottable(dataset, path: str) -> None:
+    """InputError naming the file if a result lacks what its kind is plotted from."""
+    kind = dataset.attrs.get(schema.ATTR_KIND)
+    missing = [name for name in _PLOTTED.get(kind, ()) if name not in dataset]
+    if missing:
+        raise InputError(f"a {kind} result without {', '.join(missing)}: the file was edited "
+                         "or damaged", file=path)
+    if kind in _PLOTTED and schema.EPOCH not in dataset["loss"].dims:
+        raise InputError(f"'loss' has dims {dataset['loss'].dims}, expected (..., epoch)",
+                         file=path)
+    if kind == "analysis":
+        return
+    if kind not in _PLOTTED and not any(
+            v.dims[-3:] == (schema.TRIAL, schema.TIME, schema.UNIT)
+            for v in dataset.data_vars.values()):
+        raise InputError("nothing to plot: not a bioplast result, and no (trial, time, unit) "
+                         "activity variable", file=path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bioplast", description="Rate networks as equations, on torch and Brian2.")
@@ -466,6 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name, help_text, **kwargs):
         command = sub.add_parser(name, help=help_text, description=help_text, **kwargs)
         command.add_argument("--quiet", action="store_true", help="no progress messages")
+        command.add_argument("--debug", action="store_true",
+                             help="show tracebacks and library warnings")
         return command
 
     def add_nwb_options(command):
@@ -495,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--steps", type=_positive_int, help="random inputs: steps (200)")
     simulate.add_argument("--input-std", type=_non_negative_float, default=1.0)
     simulate.add_argument("--inputs", metavar="FILE", help=".npy or .nc inputs")
-    simulate.add_argument("--seed", type=_non_negative_int, default=None,
+    simulate.add_argument("--seed", type=_seed, default=None,
                           help="default 0 (or the result's)")
     simulate.add_argument("--record", metavar="VAR,VAR", help="variables to record")
     simulate.add_argument("--no-noise", dest="noise", action="store_false", default=None,
@@ -512,7 +613,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                      help="edit the protocol, e.g. training.epochs=5 or model.n_units=32")
     run.add_argument("--resume", action="store_true",
-                     help="continue from the checkpoint next to OUT.nc")
+                     help="continue from the checkpoint next to OUT.nc (OUT.nc.checkpoint.pt)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="start over although the checkpoint holds an unfinished run (it is "
+                          "replaced when this run writes its first checkpoint)")
     run.set_defaults(func=cmd_run)
 
     sweep = add("sweep", "train a protocol over a grid of settings on Dask (resumable)")
@@ -552,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "and n_dms, else normal)")
     analyze_.add_argument("--max-lag", type=_positive_int, default=30,
                           help="timescales: lags fitted, in steps")
-    analyze_.add_argument("--seed", type=_non_negative_int, default=0)
+    analyze_.add_argument("--seed", type=_seed, default=0)
     analyze_.add_argument("--select", action="append", metavar="DIM=VALUE",
                           help="one network of an ensemble or sweep, e.g. member=2 or lr=0.01")
     add_nwb_options(analyze_)
@@ -570,7 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare_.add_argument("--recording-condition", help="the recording's condition labels")
     compare_.add_argument("--folds", type=_positive_int, default=2)
     compare_.add_argument("--shuffles", type=_non_negative_int, default=100)
-    compare_.add_argument("--seed", type=_non_negative_int, default=0)
+    compare_.add_argument("--seed", type=_seed, default=0)
     compare_.add_argument("-o", "--output", metavar="OUT.nc", help="also save the numbers")
     compare_.add_argument("--select", action="append", metavar="DIM=VALUE",
                           help="one network of an ensemble or sweep (both files)")
@@ -646,6 +750,16 @@ def _window(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(f"STOP must be after START, got {text!r}")
     return start, stop
 _non_negative_int = _number(int, 0, strict=False)
+
+
+def _seed(text: str) -> int:
+    from .limits import MAX_SEED
+    value = _non_negative_int(text)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be at most 2**63 - 1, got {text}")
+    return value
+
+
 _non_negative_float = _number(float, 0.0, strict=False)
 
 
@@ -656,12 +770,29 @@ def main(argv=None) -> int:
     sys.excepthook = sys.__excepthook__
     signal.signal(signal.SIGINT, signal.default_int_handler)
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("BIOPLAST_DEBUG") == "1"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        code = _run_command(args, debug)
+    if code == 0 and not args.quiet or debug:
+        # library warnings: after the work, one line each (an error line stands alone)
+        for message in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+            print(f"bioplast: warning: {message[:300]}", file=sys.stderr)
+    return code
+
+
+def _run_command(args, debug: bool) -> int:
+    """Run the command; every failure becomes one line on stderr and an exit code."""
     try:
         return args.func(args)
     except (InputError, CapabilityError) as error:
+        if debug:
+            traceback.print_exc()
         print(f"bioplast: error: {error}", file=sys.stderr)
         return 2
     except BioplastError as error:
+        if debug:
+            traceback.print_exc()
         print(f"bioplast: failed: {error}", file=sys.stderr)
         return 1
     except MemoryError:
@@ -674,6 +805,14 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # e.g. `bioplast list | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as error:  # a bug: one line, the traceback on request
+        if debug:
+            traceback.print_exc()
+        reason = " ".join(str(error).split())[:200]
+        print(f"bioplast: internal error: {type(error).__name__}: {reason} (run the same "
+              f"command with --debug to see the traceback, and please report it)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

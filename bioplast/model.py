@@ -379,9 +379,10 @@ def load_model(source: str | os.PathLike, /, **overrides) -> Model:
 
     Parameters
     ----------
-    source : str or path
-        A path to a YAML model file, YAML text (anything containing a newline), or the name
-        of a shipped model (``leaky_rate``, ``leaky_current``, ``leaky_tau``, ``ei_rate``).
+    source : str, path, Model or YamlDocument
+        A path to a YAML model file, YAML text (anything containing a newline), the name
+        of a shipped model (``leaky_rate``, ``leaky_current``, ``leaky_tau``, ``ei_rate``),
+        a parsed document, or a model (re-read with more overrides).
     **overrides
         Replace ``defaults`` entries: ``n_units``, ``n_inputs``, ``n_outputs``, ``dt``,
         ``method``, or the value of any parameter (``tau="20 ms"``). Document sections and
@@ -396,6 +397,8 @@ def load_model(source: str | os.PathLike, /, **overrides) -> Model:
     """
     if isinstance(source, Model):
         return Model(YamlDocument(source.text, source.file), {**source.overrides, **overrides})
+    if isinstance(source, YamlDocument):
+        return Model(source, overrides)
     if isinstance(source, str) and "\n" in source:
         document = load_yaml(source)
     else:

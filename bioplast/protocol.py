@@ -242,7 +242,7 @@ def _named_section(document: _Locator, data: dict, key, registry):
 
 
 def _load_model(document: _Locator, spec, base_dir: Path, sizes: Mapping[str, int],
-                model_text: str | None) -> Model:
+                model_text: str | None, model_name: str | None = None) -> Model:
     spec = {"file": spec} if isinstance(spec, str) else dict(spec)
     if "file" not in spec:
         raise document.error("missing required key 'file' (a model file or a shipped model "
@@ -260,7 +260,7 @@ def _load_model(document: _Locator, spec, base_dir: Path, sizes: Mapping[str, in
         except InputError as error:
             raise document.error(error.message, ["model", "file"]) from None
     else:
-        source = model_text
+        source = YamlDocument(model_text, model_name or "<model text>")
     try:
         return load_model(source, **spec)
     except InputError as error:
@@ -272,12 +272,13 @@ def _load_model(document: _Locator, spec, base_dir: Path, sizes: Mapping[str, in
 
 
 def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None, *,
-                  model_text: str | None = None, name: str | None = None) -> Protocol:
+                  model_text: str | None = None, name: str | None = None,
+                  model_name: str | None = None) -> Protocol:
     """Read, edit (``settings``: ``{"training.epochs": 5}``) and validate a protocol.
 
     ``source`` is a path or YAML text (``name`` then names it in messages).
     ``model_text`` replaces the model file's content (used to re-run a result with the
-    exact model it stored).
+    exact model it stored; ``model_name`` names it in messages).
     """
     raw = load_yaml(source, name)
     settings = dict(settings or {})
@@ -287,7 +288,7 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
     schema = _validate(document, ProtocolSchema, data)
     base_dir = Path(raw.name).parent if Path(raw.name).exists() else Path.cwd()
     # the task needs the model's time step, and the model the task's sizes
-    probe = _load_model(document, schema.model, base_dir, {}, model_text)
+    probe = _load_model(document, schema.model, base_dir, {}, model_text, model_name)
     task_class, task_config = _named_section(document, schema.task, "task", TASKS)
     try:
         task = task_class(task_config, probe.dt)
@@ -295,7 +296,7 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
         task.sample(1, np.random.default_rng(0), task.initial_level())  # timing checks
     except TimingError as error:
         raise document.error(str(error), ["task", error.field]) from None
-    model = _load_model(document, schema.model, base_dir, sizes, model_text)
+    model = _load_model(document, schema.model, base_dir, sizes, model_text, model_name)
     rule_class, rule_config = _named_section(document, schema.rule, "rule", RULES)
     if schema.backend.name != "torch" and rule_class.needs_torch_step:
         fitting = [n for n in RULES.names() if not RULES.get(n).needs_torch_step]

@@ -41,7 +41,8 @@ def check_inputs(model: Model, inputs, where: str = "inputs") -> np.ndarray:
 
 def check_simulation_size(model: Model, n_trials: int, n_steps: int, *,
                           n_members: int | None = None, record: Sequence[str] | None = None,
-                          where: str | None = None) -> None:
+                          where: str | None = None,
+                          key: str = "trials x steps x n_units") -> None:
     """InputError, before anything is allocated, if the inputs and recorded variables of a
     simulation of this size would not fit in the memory available now."""
     n_recorded = len(default_record(model) if record is None else record)
@@ -50,7 +51,7 @@ def check_simulation_size(model: Model, n_trials: int, n_steps: int, *,
         + array_bytes(*lead, model.n_units) * n_recorded
     check_memory(needed, f"a simulation of {n_members or 1} x {n_trials} trials x {n_steps} "
                          f"steps x {model.n_units} units ({n_recorded} recorded variables)",
-                 file=where or model.file, key="trials x steps x n_units")
+                 file=where or model.file, key=key)
 
 
 def default_record(model: Model) -> list[str]:

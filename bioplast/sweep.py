@@ -15,8 +15,9 @@ per grid key (named after the key's last part: ``lr``, ``seed``; the full key in
 Runs on a `distributed.LocalCluster` (``workers`` processes, ``threads`` torch threads
 each) or on a running scheduler (``scheduler`` address; e.g. a Slurm cluster through
 dask-jobqueue, see the README). Workers must see the protocol file and the output
-directory (a shared file system); one sweep at a time per output (a new run removes the
-temporary files that killed writers left behind).
+directory (a shared file system); one sweep at a time per output. A re-run removes the
+temporary files that killed writers on this host left behind, and trains again the points
+whose shard cannot be read (the damaged file is kept as ``<shard>.damaged``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import xarray as xr
 
 from . import schema
 from .errors import InputError, SweepError
+from .files import remove_stale_temporaries
 
 #: Seconds to wait for a scheduler given by address before giving up.
 CONNECT_TIMEOUT = 10
@@ -79,9 +81,31 @@ def shard_directory(output: Path) -> Path:
     return output.with_name(output.name + ".shards")
 
 
+def shard_is_finished(shard: Path, damaged: list[Path]) -> bool:
+    """Whether ``shard`` holds a finished point. One that cannot be read (a crash or a full
+    disk damaged it) is moved aside to ``<shard>.damaged`` and added to ``damaged``: its
+    point is trained again."""
+    if not shard.exists():
+        return False
+    try:
+        with xr.open_dataset(shard, engine="netcdf4") as dataset:
+            readable = "loss" in dataset.variables and dataset["loss"].size > 0
+            if readable:
+                dataset["loss"].load()
+    except Exception:  # netCDF4 / HDF5 raise many types for a damaged file
+        readable = False
+    if not readable:
+        shard.replace(shard.with_name(shard.name + ".damaged"))
+        damaged.append(shard)
+    return readable
+
+
 def plan(protocol_path: str, grid: dict[str, list], base_settings: dict, shards: Path,
-         max_members: int, n_workers: int) -> tuple[list[list[GridPoint]], list[GridPoint]]:
-    """Validate every point and group the unfinished ones: ``(groups, all points)``."""
+         max_members: int, n_workers: int, damaged: list[Path] | None = None
+         ) -> tuple[list[list[GridPoint]], list[GridPoint]]:
+    """Validate every point and group the unfinished ones: ``(groups, all points)``.
+    Shards that cannot be read are listed in ``damaged`` and their points trained again."""
+    damaged = [] if damaged is None else damaged
     from .ensembles import ensemble_key
     from .protocol import load_protocol
     by_key: dict[str, list[GridPoint]] = {}
@@ -101,7 +125,7 @@ def plan(protocol_path: str, grid: dict[str, list], base_settings: dict, shards:
         point = GridPoint(point.index, point.settings,
                           hashlib.sha1(text.encode()).hexdigest()[:12])
         points.append(point)
-        if (shards / f"{point.name}.nc").exists():
+        if shard_is_finished(shards / f"{point.name}.nc", damaged):
             continue
         costs[point.name] = estimated_cost(protocol)
         # ensembles train on torch: other backends run one point per task
@@ -147,7 +171,14 @@ def train_group(protocol_path: str, base_settings: dict, points: list[GridPoint]
     protocols = [load_protocol(protocol_path, {**base_settings, **p.settings}) for p in points]
     group_name = hashlib.sha1("|".join(p.name for p in points).encode()).hexdigest()[:12]
     checkpoint = shards_dir / f"group_{group_name}.checkpoint.pt"
-    result = train(protocols, checkpoint=checkpoint, resume=True)
+    try:
+        result = train(protocols, checkpoint=checkpoint, resume=True)
+    except InputError as error:
+        if error.file != str(checkpoint):
+            raise
+        # a checkpoint damaged by a crash: the group starts over (its shards do not exist)
+        checkpoint.replace(checkpoint.with_name(checkpoint.name + ".damaged"))
+        result = train(protocols, checkpoint=checkpoint, resume=False)
     if result.status == schema.STATUS_INTERRUPTED:
         raise RuntimeError("training was interrupted")
     written = []
@@ -182,9 +213,11 @@ def connect(scheduler: str | None, n_workers: int, threads: int):
 def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
               base_settings: dict | None = None, scheduler: str | None = None,
               workers: int = 2, threads: int = 1, max_members: int = 64, retries: int = 3,
-              progress: Callable[[int, int], None] | None = None) -> xr.Dataset:
+              progress: Callable[[int, int], None] | None = None,
+              notify: Callable[[str], None] | None = None) -> xr.Dataset:
     """Run a sweep and return (and write to ``output``) the stacked dataset; see the
-    module docstring. ``progress(done, total)`` is called as points finish."""
+    module docstring. ``progress(done, total)`` is called as points finish; ``notify``
+    receives messages for the user (damaged shards trained again)."""
     if not grid:
         raise InputError("a sweep needs at least one --grid KEY=V1,V2,...", key="--grid")
     for key, values in grid.items():
@@ -195,14 +228,17 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
     output = Path(output)
     shards = shard_directory(output)
     shards.mkdir(parents=True, exist_ok=True)
-    for stale in shards.glob(".*.tmp"):  # left by writers killed mid-write
-        stale.unlink(missing_ok=True)
+    remove_stale_temporaries(shards)  # left by writers killed mid-write
     base_settings = dict(base_settings or {})
     client = connect(scheduler, workers, threads)
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
+        damaged: list[Path] = []
         groups, points = plan(protocol_path, grid, base_settings, shards, max_members,
-                              n_workers)
+                              n_workers, damaged)
+        if damaged and notify:
+            notify(f"{len(damaged)} shard(s) could not be read and are trained again (kept "
+                   f"as *.damaged): {', '.join(p.name for p in damaged)}")
         total = len(points)
         finished = total - sum(len(g) for g in groups)
         if progress:
@@ -235,8 +271,9 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
     save(dataset, output)
     # every task is done: what is left are checkpoints of groups planned before and the
     # temporary files of writers killed mid-write
-    for leftover in [*shards.glob("group_*.checkpoint.pt"), *shards.glob(".*.tmp")]:
+    for leftover in shards.glob("group_*.checkpoint.pt*"):
         leftover.unlink(missing_ok=True)
+    remove_stale_temporaries(shards)
     return dataset
 
 

@@ -28,6 +28,7 @@ import pydantic
 import yaml
 
 from .errors import InputError
+from .limits import array_bytes, check_memory
 from .model import Model, find_model_file, load_model
 from .regularizers import REGULARIZERS, Regularizer
 from .rules import RULES, LearningRule
@@ -271,6 +272,27 @@ def _load_model(document: _Locator, spec, base_dir: Path, sizes: Mapping[str, in
         raise
 
 
+def _check_training_memory(document: _Locator, schema: ProtocolSchema, model: Model,
+                           n_steps: int) -> None:
+    """InputError at ``training.batch_size`` if one batch of trials and the states it
+    records (a lower bound of what an update allocates) cannot fit in memory."""
+    training = schema.training
+    itemsize = 4 if schema.backend.dtype == "float32" else 8
+    per_trial_step = model.n_units * len(model.state_names) + model.n_inputs \
+        + 2 * model.n_outputs
+    for key in ("batch_size", "eval_batch_size"):
+        size = getattr(training, key)
+        if size is None:
+            continue
+        needed = array_bytes(training.members, size, n_steps, per_trial_step,
+                             itemsize=itemsize)
+        try:
+            check_memory(needed, f"a batch of {training.members} x {size} trials x {n_steps} "
+                                 f"steps x {model.n_units} units")
+        except InputError as error:
+            raise document.error(error.message, ["training", key]) from None
+
+
 def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None, *,
                   model_text: str | None = None, name: str | None = None,
                   model_name: str | None = None) -> Protocol:
@@ -293,7 +315,7 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
     try:
         task = task_class(task_config, probe.dt)
         sizes = {"n_inputs": task.n_inputs, "n_outputs": task.n_outputs}
-        task.sample(1, np.random.default_rng(0), task.initial_level())  # timing checks
+        probe_batch = task.sample(1, np.random.default_rng(0), task.initial_level())  # timing checks
     except TimingError as error:
         raise document.error(str(error), ["task", error.field]) from None
     model = _load_model(document, schema.model, base_dir, sizes, model_text, model_name)
@@ -330,6 +352,7 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
     problem = rule.check(model)
     if problem:
         raise document.error(problem[1], ["rule", problem[0]])
+    _check_training_memory(document, schema, model, probe_batch.n_steps)
     return Protocol(schema, text, raw.name, model, task, rule, regularizers)
 
 

@@ -17,7 +17,7 @@ each) or on a running scheduler (``scheduler`` address; e.g. a Slurm cluster thr
 dask-jobqueue, see the README). Workers must see the protocol file and the output
 directory (a shared file system); one sweep at a time per output. A re-run removes the
 temporary files that killed writers on this host left behind, and trains again the points
-whose shard cannot be read (the damaged file is kept as ``<shard>.damaged``).
+whose shard cannot be read (a group checkpoint that cannot be read starts its group over).
 """
 
 from __future__ import annotations
@@ -83,8 +83,7 @@ def shard_directory(output: Path) -> Path:
 
 def shard_is_finished(shard: Path, damaged: list[Path]) -> bool:
     """Whether ``shard`` holds a finished point. One that cannot be read (a crash or a full
-    disk damaged it) is moved aside to ``<shard>.damaged`` and added to ``damaged``: its
-    point is trained again."""
+    disk damaged it) is deleted and added to ``damaged``: its point is trained again."""
     if not shard.exists():
         return False
     try:
@@ -95,7 +94,7 @@ def shard_is_finished(shard: Path, damaged: list[Path]) -> bool:
     except Exception:  # netCDF4 / HDF5 raise many types for a damaged file
         readable = False
     if not readable:
-        shard.replace(shard.with_name(shard.name + ".damaged"))
+        shard.unlink(missing_ok=True)
         damaged.append(shard)
     return readable
 
@@ -177,7 +176,7 @@ def train_group(protocol_path: str, base_settings: dict, points: list[GridPoint]
         if error.file != str(checkpoint):
             raise
         # a checkpoint damaged by a crash: the group starts over (its shards do not exist)
-        checkpoint.replace(checkpoint.with_name(checkpoint.name + ".damaged"))
+        checkpoint.unlink(missing_ok=True)
         result = train(protocols, checkpoint=checkpoint, resume=False)
     if result.status == schema.STATUS_INTERRUPTED:
         raise RuntimeError("training was interrupted")
@@ -237,8 +236,8 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
         groups, points = plan(protocol_path, grid, base_settings, shards, max_members,
                               n_workers, damaged)
         if damaged and notify:
-            notify(f"{len(damaged)} shard(s) could not be read and are trained again (kept "
-                   f"as *.damaged): {', '.join(p.name for p in damaged)}")
+            notify(f"{len(damaged)} shard(s) could not be read and are trained again: "
+                   f"{', '.join(str(p) for p in damaged)}")
         total = len(points)
         finished = total - sum(len(g) for g in groups)
         if progress:
@@ -271,7 +270,7 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
     save(dataset, output)
     # every task is done: what is left are checkpoints of groups planned before and the
     # temporary files of writers killed mid-write
-    for leftover in shards.glob("group_*.checkpoint.pt*"):
+    for leftover in shards.glob("group_*.checkpoint.pt"):
         leftover.unlink(missing_ok=True)
     remove_stale_temporaries(shards)
     return dataset

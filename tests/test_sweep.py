@@ -1,6 +1,7 @@
 """Sweeps on Dask against their reference, the single runs of every grid point; a killed
 worker, a killed sweep re-run, and an unreachable scheduler."""
 
+import json
 import os
 import signal
 import subprocess
@@ -106,7 +107,20 @@ def test_a_killed_worker_does_not_lose_or_corrupt_points(tmp_path):
     check_against_single_runs(path, xr.load_dataset(out), [(0.03, 2)])
 
 
+def dead_writers_temporary(directory: Path, name: str) -> Path:
+    """A temporary as a writer killed mid-write leaves it (its process no longer runs)."""
+    from bioplast.files import _host
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    path = directory / f".{name}.{_host()}-{gone}.abc123.tmp"
+    path.write_bytes(b"\x89HDF partial")
+    return path
+
+
 def test_killing_the_sweep_and_rerunning_finishes_only_the_missing_points(tmp_path):
+    """kill -9 of the whole sweep, then a crash-damaged shard and a dead writer's temporary:
+    the re-run skips the intact shards, trains the damaged point again (and says so) and
+    removes the temporary; every point equals its single run."""
     path = write_protocol(tmp_path, epochs=12)
     out = tmp_path / "sweep.nc"
     shards = out.with_name("sweep.nc.shards")
@@ -116,13 +130,24 @@ def test_killing_the_sweep_and_rerunning_finishes_only_the_missing_points(tmp_pa
     process.communicate()
     before = {p.name: p.stat().st_mtime_ns for p in shards.glob("p*.nc")}
     assert 2 <= len(before) < 6 and not out.exists()
+    damaged = sorted(before)[0]
+    (shards / damaged).write_bytes((shards / damaged).read_bytes()[:300])  # truncated
+    stale = dead_writers_temporary(shards, sorted(before)[-1])
     rerun = sweep_process(path, out)
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
+    assert "could not be read and are trained again" in err and damaged in err
+    assert "Traceback" not in err
     for name, mtime in before.items():
-        assert (shards / name).stat().st_mtime_ns == mtime  # finished points were skipped
+        if name != damaged:
+            assert (shards / name).stat().st_mtime_ns == mtime  # finished points were skipped
+    assert not stale.exists()
     assert_clean_shards(shards)
-    check_against_single_runs(path, xr.load_dataset(out), [(0.003, 0), (0.03, 2)])
+    result = xr.load_dataset(out)
+    retrained = json.loads(xr.load_dataset(shards / damaged).attrs["sweep_point"])
+    check_against_single_runs(path, result, [(0.003, 0), (0.03, 2),
+                                             (retrained["rule.optimizer.lr"],
+                                              retrained["seed"])])
 
 
 def test_an_unreachable_scheduler_fails_fast(tmp_path, capsys):

@@ -194,9 +194,60 @@ def test_kill_9_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path):
     saved = torch.load(checkpoint_path(out), weights_only=True)  # not corrupt
     assert saved["next_epoch"] == 3  # the fourth write died; the third is intact
     assert not out.exists()
+    kept = checkpoint_path(out).read_bytes()
+    fresh = bioplast("run", protocol, "-o", out, "--quiet")  # forgot --resume
+    assert fresh.returncode == 2 and "--resume" in fresh.stderr and "--overwrite" in \
+        fresh.stderr and "Traceback" not in fresh.stderr
+    assert checkpoint_path(out).read_bytes() == kept  # hours of training are not thrown away
     resumed = bioplast("run", protocol, "-o", out, "--resume", "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert_same_run(xr.load_dataset(reference), xr.load_dataset(out))
+
+
+KILL_WHILE_WRITING_THE_RESULT = """
+import os, signal, sys, xarray
+def write_then_die(self, path, *args, **kwargs):
+    with open(path, "wb") as handle:  # part of the file, then die like kill -9
+        handle.write(b"\\x89HDF\\r\\n partial result")
+    os.kill(os.getpid(), signal.SIGKILL)
+xarray.Dataset.to_netcdf = write_then_die
+from bioplast.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_while_writing_the_result_keeps_the_old_one_and_a_rerun_finishes(tmp_path):
+    protocol = write(tmp_path, SMALL_PARITY.replace("epochs: 8", "epochs: 3"))
+    reference = tmp_path / "reference.nc"
+    assert bioplast("run", protocol, "-o", reference, "--quiet").returncode == 0
+    out = tmp_path / "killed.nc"
+    out.write_bytes(b"the result of an earlier run")
+    killed = subprocess.run([sys.executable, "-c", KILL_WHILE_WRITING_THE_RESULT, "run",
+                             str(protocol), "-o", str(out), "--quiet"], cwd=REPO)
+    assert killed.returncode == -signal.SIGKILL
+    assert out.read_bytes() == b"the result of an earlier run"  # never a partial file
+    assert len(list(tmp_path.glob(".killed.nc.*.tmp"))) == 1  # what the killed writer left
+    rerun = bioplast("run", protocol, "-o", out, "--resume", "--quiet")
+    assert rerun.returncode == 0, rerun.stderr
+    assert_same_run(xr.load_dataset(reference), xr.load_dataset(out))
+    assert not list(tmp_path.glob(".killed.nc.*.tmp"))  # the stale temporary is gone
+
+
+def test_resume_refuses_a_changed_model_file_and_says_what_changed(tmp_path, capsys):
+    model = tmp_path / "mine.yaml"
+    model.write_text((REPO / "models" / "leaky_tau.yaml").read_text())
+    path = write(tmp_path, SMALL_PARITY.replace("file: leaky_tau", "file: mine.yaml")
+                 .replace("epochs: 8", "epochs: 2"))
+    out = tmp_path / "o.nc"
+    assert cli.main(["run", str(path), "-o", str(out), "--quiet"]) == 0
+    model.write_text(model.read_text().replace("name: leaky_tau", "name: leaky_tau_edited"))
+    kept = checkpoint_path(out).read_bytes()
+    assert cli.main(["run", str(path), "-o", str(out), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "the model file changed" in err and "leaky_tau_edited" in err
+    assert str(checkpoint_path(out)) in err and len(err.strip().splitlines()) == 1
+    assert checkpoint_path(out).read_bytes() == kept
 
 
 DIVERGING = """\

@@ -8,6 +8,10 @@ known, the line and the key path, in the form ``FILE:LINE: KEY: message``.
 from __future__ import annotations
 
 
+#: the longest message an InputError shows (what it quotes is cut, not the line flooded)
+MAX_MESSAGE = 400
+
+
 class BioplastError(Exception):
     """Base class of every error bioplast raises on purpose."""
 
@@ -30,6 +34,8 @@ class InputError(BioplastError, ValueError):
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
                  key: str | None = None):
         self.message = " ".join(str(message).split())  # one line, whatever the source said
+        if len(self.message) > MAX_MESSAGE:
+            self.message = self.message[:MAX_MESSAGE - 3] + "..."
         self.file = file
         self.line = line
         self.key = key

@@ -54,7 +54,7 @@ from .limits import (MAX_EQUATIONS_CHARS, SYMBOLIC_SECONDS, ExpressionTooLarge,
                      TimeBoundExceeded, array_bytes, check_expression, check_memory,
                      time_bound)
 from .quantities import parse_quantity, unit_string
-from .yamlfile import YamlDocument, load_yaml
+from .yamlfile import YAML_SUFFIXES, YamlDocument, check_yaml_suffix, load_yaml
 
 METHODS = ("euler", "exponential_euler")
 READOUT_ACTIVATIONS = ("identity", "sigmoid", "tanh")
@@ -346,7 +346,8 @@ def find_model_file(source: str | os.PathLike) -> Path:
     ``./models`` and the shipped ``models/`` directory.
     """
     path = Path(source)
-    if path.suffix in (".yaml", ".yml") or path.exists() or os.sep in str(source):
+    if path.suffix in YAML_SUFFIXES or path.exists() or os.sep in str(source):
+        check_yaml_suffix(path, "model")
         if not path.exists():
             raise InputError("model file not found", file=str(source))
         return path

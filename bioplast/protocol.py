@@ -35,7 +35,7 @@ from .rules import RULES, LearningRule
 from .backends.torch import torch_device
 from .tasks import TASKS, Task
 from .tasks.base import TimingError
-from .yamlfile import YamlDocument, format_key, load_yaml
+from .yamlfile import YamlDocument, check_yaml_suffix, format_key, load_yaml
 
 
 class _Strict(pydantic.BaseModel):
@@ -302,6 +302,8 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
     ``model_text`` replaces the model file's content (used to re-run a result with the
     exact model it stored; ``model_name`` names it in messages).
     """
+    if not (isinstance(source, str) and "\n" in source):
+        check_yaml_suffix(source, "protocol")
     raw = load_yaml(source, name)
     settings = dict(settings or {})
     data = apply_settings(raw.data, settings, raw.name)

@@ -16,6 +16,17 @@ from .limits import MAX_DOCUMENT_BYTES, check_yaml_nodes
 
 KeyPath = Sequence["str | int"]
 
+#: the names of model and protocol files end so; any other file is not read (its content
+#: could be echoed in an error message: a password file named as a model, say)
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def check_yaml_suffix(path: str | Path, what: str) -> None:
+    """InputError, before reading, if ``path`` is not named like a YAML file."""
+    if Path(path).suffix.lower() not in YAML_SUFFIXES:
+        raise InputError(f"a {what} file must be a .yaml or .yml file; this one was not read",
+                         file=str(path))
+
 
 def format_key(key_path: KeyPath) -> str:
     """``("couplings", "W_rec", "init")`` -> ``"couplings.W_rec.init"``; indices as ``[i]``."""

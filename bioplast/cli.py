@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 from . import __version__, schema
-from .errors import BioplastError, CapabilityError, InputError
+from .errors import BioplastError, BioplastWarning, CapabilityError, InputError
 
 EPILOG_SIMULATE = """\
 inputs: without --inputs, inputs are i.i.d. normal numbers N(0, input_std^2), one per
@@ -772,12 +772,15 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("BIOPLAST_DEBUG") == "1"
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
+        if debug:
+            warnings.simplefilter("default")
         code = _run_command(args, debug)
-    if code == 0 and not args.quiet or debug:
-        # library warnings: after the work, one line each (an error line stands alone)
-        for message in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
-            print(f"bioplast: warning: {message[:300]}", file=sys.stderr)
+    # after the work, one line each (an error line stands alone): bioplast's own notices
+    # unless --quiet; the libraries' warnings with --debug
+    shown = [w for w in caught if debug or (issubclass(w.category, BioplastWarning)
+                                            and code == 0 and not args.quiet)]
+    for message in dict.fromkeys(" ".join(str(w.message).split()) for w in shown):
+        print(f"bioplast: warning: {message[:300]}", file=sys.stderr)
     return code
 
 

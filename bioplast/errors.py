@@ -61,3 +61,8 @@ class SweepError(BioplastError, RuntimeError):
 
 class CapabilityError(BioplastError, ValueError):
     """A backend asked to do what it cannot (e.g. gradients on Brian2)."""
+
+
+class BioplastWarning(UserWarning):
+    """A notice for the user from bioplast itself (e.g. samples dropped from an analysis):
+    the CLI prints it as one line ``bioplast: warning: ...`` after the work."""

@@ -65,11 +65,11 @@ def format_bytes(n_bytes: float) -> str:
 
 def check_memory(n_bytes: float, what: str, *, file: str | None = None,
                  key: str | None = None, line: int | None = None) -> None:
-    """InputError if ``n_bytes`` (a lower bound of what ``what`` will allocate) exceeds
-    the memory available now."""
+    """InputError if ``n_bytes`` (an estimate, on the low side, of what ``what`` will
+    allocate) exceeds the memory available now."""
     available = available_memory()
     if n_bytes > available:
-        raise InputError(f"{what} needs at least {format_bytes(n_bytes)} of memory, more "
+        raise InputError(f"{what} needs about {format_bytes(n_bytes)} of memory, more "
                          f"than is available ({format_bytes(available)})", file=file,
                          key=key, line=line)
 

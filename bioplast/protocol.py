@@ -272,14 +272,23 @@ def _load_model(document: _Locator, spec, base_dir: Path, sizes: Mapping[str, in
         raise
 
 
+#: arrays of a trial's size that drawing it allocates (an estimate on the low side)
+TRIAL_ARRAYS = 4
+#: tensors of a state's size that a training step keeps per unit (an estimate on the low side)
+STEP_TENSORS = 3
+
+
 def _check_training_memory(document: _Locator, schema: ProtocolSchema, model: Model,
                            n_steps: int) -> None:
-    """InputError at ``training.batch_size`` if one batch of trials and the states it
-    records (a lower bound of what an update allocates) cannot fit in memory."""
+    """InputError at ``training.batch_size`` if one batch of the longest trials the task
+    can reach and the states they record (a lower bound of what an update allocates)
+    cannot fit in memory."""
     training = schema.training
     itemsize = 4 if schema.backend.dtype == "float32" else 8
-    per_trial_step = model.n_units * len(model.state_names) + model.n_inputs \
-        + 2 * model.n_outputs
+    # per step, the autograd graph keeps each state and the activation and input current it
+    # came from (STEP_TENSORS of them), besides the trial's inputs, targets and mask
+    per_trial_step = STEP_TENSORS * model.n_units * len(model.state_names) \
+        + TRIAL_ARRAYS * (model.n_inputs + 2 * model.n_outputs)
     for key in ("batch_size", "eval_batch_size"):
         size = getattr(training, key)
         if size is None:
@@ -317,7 +326,15 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
     try:
         task = task_class(task_config, probe.dt)
         sizes = {"n_inputs": task.n_inputs, "n_outputs": task.n_outputs}
-        probe_batch = task.sample(1, np.random.default_rng(0), task.initial_level())  # timing checks
+        n_steps = task.max_steps(task.largest_level())
+        try:
+            # drawing a trial makes a few arrays of its size (pulses, signs, targets, mask)
+            check_memory(TRIAL_ARRAYS * array_bytes(n_steps, task.n_inputs + 2 * task.n_outputs),
+                         f"drawing one trial of {n_steps} steps x {task.n_inputs} inputs x "
+                         f"{task.n_outputs} outputs")
+        except InputError as error:
+            raise document.error(error.message, ["task"]) from None
+        task.sample(1, np.random.default_rng(0), task.initial_level())  # timing checks
     except TimingError as error:
         raise document.error(str(error), ["task", error.field]) from None
     model = _load_model(document, schema.model, base_dir, sizes, model_text, model_name)
@@ -354,7 +371,7 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
     problem = rule.check(model)
     if problem:
         raise document.error(problem[1], ["rule", problem[0]])
-    _check_training_memory(document, schema, model, probe_batch.n_steps)
+    _check_training_memory(document, schema, model, n_steps)
     return Protocol(schema, text, raw.name, model, task, rule, regularizers)
 
 

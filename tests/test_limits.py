@@ -67,7 +67,7 @@ def test_aliases_within_the_bound_and_deep_nesting():
 
 def test_memory_is_checked_before_allocating():
     limits.check_memory(1024, "a small array")
-    with pytest.raises(InputError, match="needs at least .* more than is available") as error:
+    with pytest.raises(InputError, match="needs about .* more than is available") as error:
         limits.check_memory(limits.array_bytes(10**6, 10**6, 10**6), "an absurd array",
                             file="m.yaml", key="n_units")
     assert str(error.value).startswith("m.yaml: n_units: ")

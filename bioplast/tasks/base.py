@@ -160,6 +160,16 @@ class Task(ABC):
     def initial_level(self) -> Level:
         return Level()
 
+    def largest_level(self) -> Level:
+        """The level with the longest trials the task can reach (its curriculum's last)."""
+        return self.initial_level()
+
+    def max_steps(self, level: Level | None = None) -> int:
+        """The longest trial at ``level`` (the initial one by default), in steps, known
+        before any trial is drawn (so that batches are sized before they are allocated).
+        Tasks override this; the default draws one trial."""
+        return self.sample(1, np.random.default_rng(0), level).n_steps
+
     @abstractmethod
     def sample(self, batch_size: int, rng: np.random.Generator,
                level: Level | None = None) -> Batch:

@@ -68,6 +68,14 @@ class _BitTask(Task):
     def initial_level(self) -> Level:
         return self.level_at(self.config.n)
 
+    def largest_level(self) -> Level:
+        if self.config.curriculum == "none":
+            return self.initial_level()
+        return self.level_at(self.config.max_n)
+
+    def max_steps(self, level: Level | None = None) -> int:
+        return 4 * (level or self.initial_level()).n_max + 1  # lengths drawn below
+
     @abstractmethod
     def bits(self, rng: np.random.Generator, batch_size: int, length: int) -> np.ndarray:
         """Input bits, (trial, time) integers 0/1."""

@@ -42,6 +42,9 @@ class DelayedCue(Task):
     def n_outputs(self) -> int:
         return self.config.n_cues
 
+    def max_steps(self, level: Level | None = None) -> int:
+        return sum(self.periods().values())
+
     def periods(self) -> dict[str, int]:
         """Steps of each period, in order."""
         minimum = {"cue": 1, "delay": 0, "response": 1, "post": 0}

@@ -37,9 +37,12 @@ class FlipFlop(Task):
     def n_outputs(self) -> int:
         return self.config.n_bits
 
+    def max_steps(self, level: Level | None = None) -> int:
+        return to_steps(self.config.duration, self.dt, "duration", 1)
+
     def sample(self, batch_size: int, rng: np.random.Generator,
                level: Level | None = None) -> Batch:
-        n_steps = to_steps(self.config.duration, self.dt, "duration", 1)
+        n_steps = self.max_steps(level)
         shape = (batch_size, n_steps, self.config.n_bits)
         pulses = rng.uniform(size=shape) < self.config.flip_probability
         signs = np.where(rng.uniform(size=shape) < 0.5, -1.0, 1.0)

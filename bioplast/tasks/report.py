@@ -42,6 +42,9 @@ class _ReportAfterDelay(Task):
     def n_outputs(self) -> int:
         return 1
 
+    def max_steps(self, level: Level | None = None) -> int:
+        return sum(self.periods().values())
+
     def periods(self) -> dict[str, int]:
         minimum = {"stimulus": 2, "delay": 0, "response": 1}
         return {name: to_steps(getattr(self.config, name), self.dt, name, least)

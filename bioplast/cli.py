@@ -165,8 +165,20 @@ def cmd_simulate(args) -> int:
         inputs = rng.normal(0.0, args.input_std, size=(n_trials, n_steps, model.n_inputs))
     if initial_state and next(iter(initial_state.values())).shape[-2] != inputs.shape[-3]:
         initial_state = None  # other trials: draw initial states from the model
+    for name, value in (initial_state or {}).items():
+        if value.ndim not in (2, 3) or value.shape[-1] != model.n_units:
+            raise InputError(f"shape {value.shape}, expected (trial, {model.n_units}) or "
+                             f"(member, trial, {model.n_units})", file=args.source,
+                             key=INITIAL_PREFIX + name)
     options = _backend_options(args)
     record = args.record.split(",") if args.record else None
+    unknown = [name for name in record or () if name not in model.recordable]
+    if unknown:
+        raise InputError(f"cannot record {', '.join(unknown)} (recordable: "
+                         f"{', '.join(model.recordable)})", key="--record")
+    check_simulation_size(model, inputs.shape[-3], inputs.shape[-2], record=record,
+                          n_members=inputs.shape[0] if inputs.ndim == 4 else None,
+                          key="--trials x --steps" if not args.inputs else "--inputs")
     _say(args, f"simulating '{model.name}' ({model.n_units} units) on {args.backend}"
                f"{'/' + options.get('target', 'numpy') if args.backend == 'brian2' else ''}: "
                f"{inputs.shape[-3]} trials x {inputs.shape[-2]} steps of "
@@ -192,6 +204,12 @@ def _backend_options(args) -> dict:
     wrong = [f"--{k}" for k, v in given.items() if v is not None and k not in wanted]
     if wrong:
         raise InputError(f"{', '.join(wrong)} does not apply to --backend {args.backend}")
+    if args.device is not None:
+        from .backends.torch import torch_device
+        try:
+            torch_device(args.device)
+        except InputError as error:
+            raise InputError(error.message, key="--device") from None
     return {k: given[k] for k in wanted if given[k] is not None}
 
 
@@ -328,12 +346,14 @@ def cmd_sweep(args) -> int:
     refuse_overwrite({"-o": output}, [args.protocol, protocol.model.file],
                      directories={"the shard directory": shard_directory(output)})
     check_writable(output)
-    bar = tqdm(desc="sweep", unit="point", disable=args.quiet)
+    bars = []  # made at the first progress report: errors found before it stand alone
 
     def progress(done, total):
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        if not bars:
+            bars.append(tqdm(desc="sweep", unit="point", disable=args.quiet))
+        bars[0].total = total
+        bars[0].n = done
+        bars[0].refresh()
     try:
         dataset = run_sweep(args.protocol, grid, output, base_settings=settings,
                             scheduler=args.scheduler, workers=args.workers,
@@ -342,7 +362,8 @@ def cmd_sweep(args) -> int:
                             notify=lambda message: print(f"bioplast: {message}",
                                                          file=sys.stderr, flush=True))
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     statuses = dataset["network_status"].values.ravel()
     _say(args, f"{statuses.size} grid points ({', '.join(f'{n} {s}' for s, n in zip(*np.unique(statuses, return_counts=True)))}): wrote {output}")
     return 0
@@ -359,15 +380,23 @@ def cmd_analyze(args) -> int:
     if not any(chosen.values()):
         chosen = {key: True for key in chosen}
     check_writable(Path(args.output))
-    _say(args, f"analyzing {args.file}: "
-               + ", ".join(k.removeprefix("do_") for k, v in chosen.items() if v) + " ...")
+    started = time.perf_counter()
     result = analyze(dataset, **chosen, variable=args.variable, steps=args.steps,
                      burn_in=args.burn_in, trials=args.trials, drive=args.drive,
                      max_lag=args.max_lag, seed=args.seed, where=args.file)
     result.attrs[schema.ATTR_COMMAND] = shlex.join(["bioplast", *sys.argv[1:]])
     save(result, args.output)
-    _say(args, f"wrote {args.output}")
+    _note_dropped(result)
+    _say(args, f"analysed {args.file} ("
+               + ", ".join(k.removeprefix("do_") for k, v in chosen.items() if v)
+               + f") in {time.perf_counter() - started:.1f} s: wrote {args.output}")
     return 0
+
+
+def _note_dropped(result) -> None:
+    """What an analysis left out (non-finite samples), as a warning after the work."""
+    if result.attrs.get("dropped"):
+        warnings.warn(str(result.attrs["dropped"]), BioplastWarning)
 
 
 def cmd_compare(args) -> int:
@@ -385,6 +414,7 @@ def cmd_compare(args) -> int:
                      if args.recording_condition is None else args.recording_condition,
                      folds=args.folds, shuffles=args.shuffles, seed=args.seed,
                      where=(args.result, args.recording))
+    _note_dropped(result)
     print(f"{args.result} vs {args.recording}: {len(result.attrs['conditions'])} conditions, "
           f"{result.attrs['n_time']} time points")
     for metric in result["metric"].values:
@@ -712,6 +742,8 @@ def _number(kind, minimum, strict):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not np.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if value < minimum or (strict and value == minimum):
             raise argparse.ArgumentTypeError(
                 f"must be {'>' if strict else '>='} {minimum}, got {text}")

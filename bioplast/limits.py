@@ -149,9 +149,14 @@ def check_expression(code: str) -> None:
         raise ExpressionTooLarge(f"parentheses nested more than {MAX_EXPRESSION_DEPTH} deep")
     try:
         tree = ast.parse(code.strip(), mode="eval")
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    except (SyntaxError, ValueError, MemoryError):
         return
-    _degree(tree.body)
+    except RecursionError:
+        raise ExpressionTooLarge("too deeply nested to analyse") from None
+    try:
+        _degree(tree.body)
+    except RecursionError:
+        raise ExpressionTooLarge("too many operations chained to analyse") from None
 
 
 def _number(node) -> float | None:

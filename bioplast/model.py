@@ -54,7 +54,8 @@ from .limits import (MAX_EQUATIONS_CHARS, SYMBOLIC_SECONDS, ExpressionTooLarge,
                      TimeBoundExceeded, array_bytes, check_expression, check_memory,
                      time_bound)
 from .quantities import parse_quantity, unit_string
-from .yamlfile import YAML_SUFFIXES, YamlDocument, check_yaml_suffix, load_yaml
+from .yamlfile import (YAML_SUFFIXES, YamlDocument, check_yaml_suffix, load_yaml,
+                       shown_key)
 
 METHODS = ("euler", "exponential_euler")
 READOUT_ACTIVATIONS = ("identity", "sigmoid", "tanh")
@@ -176,6 +177,9 @@ class Model:
         except TimeBoundExceeded as error:
             raise InputError(f"{error} (simplify them)", file=document.name,
                              key="equations") from None
+        except RecursionError:
+            raise InputError("the equations are nested too deeply to analyse (simplify them)",
+                             file=document.name, key="equations") from None
         check_memory(sum(array_bytes(*self.param_shape(name)) for name in self.params),
                      f"the parameters of {self.n_units} units", file=document.name,
                      key="n_units")
@@ -506,7 +510,8 @@ class _ModelReader:
     def check_keys(self, allowed, *key_path):
         for key in self.mapping(*key_path):
             if key not in allowed:
-                raise self.error(f"unknown key '{key}' (allowed: {', '.join(allowed)})",
+                raise self.error(f"unknown key '{shown_key(key)}' (allowed: "
+                                 f"{', '.join(allowed)})",
                                  *key_path, key)
 
     # ------------------------------------------------------------------ top level

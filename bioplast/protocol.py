@@ -35,7 +35,11 @@ from .rules import RULES, LearningRule
 from .backends.torch import torch_device
 from .tasks import TASKS, Task
 from .tasks.base import TimingError
-from .yamlfile import YamlDocument, check_yaml_suffix, format_key, load_yaml
+from .yamlfile import YamlDocument, check_yaml_suffix, format_key, load_yaml, shown_key
+
+
+#: the largest count a protocol may give (epochs, batch sizes, ...): bounds runs, not memory
+MAX_COUNT = 10**9
 
 
 class _Strict(pydantic.BaseModel):
@@ -44,21 +48,24 @@ class _Strict(pydantic.BaseModel):
 
 
 class TrainingSection(_Strict):
-    epochs: int = pydantic.Field(100, ge=1, description="epoch budget")
-    steps_per_epoch: int = pydantic.Field(100, ge=1)
-    batch_size: int = pydantic.Field(64, ge=1)
-    eval_batches: int = pydantic.Field(4, ge=1, description="test batches after each epoch")
-    eval_batch_size: int | None = pydantic.Field(None, ge=1)
-    checkpoint_every: int = pydantic.Field(10, ge=1, description="epochs between checkpoints")
+    epochs: int = pydantic.Field(100, ge=1, le=MAX_COUNT, description="epoch budget")
+    steps_per_epoch: int = pydantic.Field(100, ge=1, le=MAX_COUNT)
+    batch_size: int = pydantic.Field(64, ge=1, le=MAX_COUNT)
+    eval_batches: int = pydantic.Field(4, ge=1, le=MAX_COUNT,
+                                       description="test batches after each epoch")
+    eval_batch_size: int | None = pydantic.Field(None, ge=1, le=MAX_COUNT)
+    checkpoint_every: int = pydantic.Field(10, ge=1, le=MAX_COUNT,
+                                           description="epochs between checkpoints")
     target_accuracy: float | None = pydantic.Field(None, gt=0, le=1,
                                                    description="stop when reached")
     alignment_every: int | None = pydantic.Field(
-        10, ge=1, description="epochs between comparisons of the rule's update with the "
-                              "BPTT gradient (null: never)")
+        10, ge=1, le=MAX_COUNT, description="epochs between comparisons of the rule's "
+                                            "update with the BPTT gradient (null: never)")
     stop_at_max_level: bool = True
     noise: bool = True
-    members: int = pydantic.Field(1, ge=1, description="networks trained as one batched "
-                                                       "ensemble, seeds seed, seed+1, ...")
+    members: int = pydantic.Field(1, ge=1, le=MAX_COUNT,
+                                  description="networks trained as one batched ensemble, "
+                                              "seeds seed, seed+1, ...")
 
 
 class BackendSection(_Strict):
@@ -77,14 +84,15 @@ class BackendSection(_Strict):
 
 
 class RecordSection(_Strict):
-    trials: int = pydantic.Field(8, ge=0, description="test trials recorded in the result")
+    trials: int = pydantic.Field(8, ge=0, le=MAX_COUNT,
+                                 description="test trials recorded in the result")
     variables: list[str] | None = None
     levels: bool = pydantic.Field(
         False, description="keep the parameters as they were when each curriculum level "
                            "was passed (as the paper saves a model per N)")
     snapshots_every: int | None = pydantic.Field(
-        None, ge=1, description="keep the parameters after every k-th epoch (epochs 0, k, "
-                                "2k, ... and the last)")
+        None, ge=1, le=MAX_COUNT, description="keep the parameters after every k-th epoch "
+                                              "(epochs 0, k, 2k, ... and the last)")
 
 
 def _model_spec(value):
@@ -207,7 +215,7 @@ def _validation_error(document: _Locator, error: pydantic.ValidationError,
         ("function-", "constrained-"))]]
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        message = f"unknown key '{location[-1]}'"
+        message = f"unknown key '{shown_key(location[-1])}'"
     elif first["type"] == "missing":
         message = f"missing required key '{location[-1]}'"
         location = location[:-1]
@@ -289,17 +297,20 @@ def _check_training_memory(document: _Locator, schema: ProtocolSchema, model: Mo
     # came from (STEP_TENSORS of them), besides the trial's inputs, targets and mask
     per_trial_step = STEP_TENSORS * model.n_units * len(model.state_names) \
         + TRIAL_ARRAYS * (model.n_inputs + 2 * model.n_outputs)
-    for key in ("batch_size", "eval_batch_size"):
-        size = getattr(training, key)
-        if size is None:
+    recorded = len(schema.record.variables or model.recordable)
+    sizes = {("training", "batch_size"): (training.batch_size, per_trial_step),
+             ("training", "eval_batch_size"): (training.eval_batch_size, per_trial_step),
+             ("record", "trials"): (schema.record.trials, TRIAL_ARRAYS * (
+                 model.n_units * recorded + model.n_inputs + 3 * model.n_outputs))}
+    for key, (size, per_step) in sizes.items():
+        if not size:
             continue
-        needed = array_bytes(training.members, size, n_steps, per_trial_step,
-                             itemsize=itemsize)
+        needed = array_bytes(training.members, size, n_steps, per_step, itemsize=itemsize)
         try:
-            check_memory(needed, f"a batch of {training.members} x {size} trials x {n_steps} "
-                                 f"steps x {model.n_units} units")
+            check_memory(needed, f"{training.members} x {size} trials x {n_steps} steps x "
+                                 f"{model.n_units} units")
         except InputError as error:
-            raise document.error(error.message, ["training", key]) from None
+            raise document.error(error.message, list(key)) from None
 
 
 def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None, *,

@@ -39,7 +39,7 @@ from .errors import InputError, SweepError
 from .files import remove_stale_temporaries
 
 #: Seconds to wait for a scheduler given by address before giving up.
-CONNECT_TIMEOUT = 10
+CONNECT_TIMEOUT = 5
 #: The Dask setting that would slow the workers' torch allocations (see `connect`).
 NO_MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 

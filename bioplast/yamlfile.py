@@ -6,6 +6,7 @@ here is an `InputError` naming the file and line.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,10 +29,21 @@ def check_yaml_suffix(path: str | Path, what: str) -> None:
                          file=str(path))
 
 
+_KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
+
+
+def shown_key(key) -> str:
+    """A key as messages quote it: a name as it is; anything else (which could be a line of
+    any file named as a model, a password hash say) is not repeated."""
+    text = str(key)
+    return text if isinstance(key, int) or _KEY_NAME.fullmatch(text) else "<not a key name>"
+
+
 def format_key(key_path: KeyPath) -> str:
     """``("couplings", "W_rec", "init")`` -> ``"couplings.W_rec.init"``; indices as ``[i]``."""
     text = ""
     for part in key_path:
+        part = part if isinstance(part, int) else shown_key(part)
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
 

@@ -8,21 +8,31 @@ cycle / slow point classification from the recorded test trials followed by zero
 recording (any netCDF file with ``(trial, time, unit)`` activity) gets the analyses that
 need no model: timescales and geometry of its activity, and the classification of its
 trials as they are.
+
+Bad input is an `InputError` naming the file (``where``) and the variable or flag: several
+networks in one file (choose one with ``--select``), NaN or inf parameters where the network
+must run, arguments out of range (``--max-lag`` not below the trials' or the driven run's
+length, a driven run too large for the memory available). Trials whose activity holds NaN
+or inf are left out (see `bioplast.analysis.data.drop_nonfinite`); the result's ``dropped``
+attr says what was left out, one sentence per variable, joined by ``"; "``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import xarray as xr
 
 from .. import schema
 from ..errors import InputError
-from ..model import load_model
-from ..results import INITIAL_PREFIX, provenance
-from .data import activity, time_step
-from .dynamics import classify_mechanism, extended_run, find_fixed_points, starting_points
+from ..limits import array_bytes, check_memory
+from ..results import INITIAL_PREFIX, provenance, stored_model
+from .data import (AXES, activity, check_one_network, describe_nonfinite, drop_nonfinite,
+                   dropped_note, dtype_text, time_step)
+from .dynamics import (STATES, UNDETERMINED, classify_mechanism, extended_run, find_fixed_points,
+                       starting_points)
 from .geometry import geometry
 from .timescales import timescales
 
@@ -34,18 +44,63 @@ def result_model(dataset: xr.Dataset, where: str = "data"):
     """``(model, params)`` of a bioplast result, or ``(None, None)`` for a recording."""
     if schema.ATTR_MODEL not in dataset.attrs:
         return None, None
-    overrides = json.loads(dataset.attrs.get(schema.ATTR_MODEL_OVERRIDES, "{}"))
-    model = load_model(dataset.attrs[schema.ATTR_MODEL] + "\n", **overrides)
+    model = stored_model(dataset, where)
     missing = [name for name in model.params if name not in dataset]
     if missing:
         raise InputError(f"the result lacks the parameters {', '.join(missing)}", file=where)
-    extra = [d for d in dataset[next(iter(model.params))].dims
-             if d not in model.params[next(iter(model.params))].dims]
+    first = next(iter(model.params), None)
+    extra = [d for d in dataset[first].dims if d not in model.params[first].dims] \
+        if first is not None else []
     if extra:
         raise InputError(f"the result holds several networks (dims {', '.join(extra)}): "
                          f"select one first (--select {extra[0]}=VALUE, or "
                          f"ds.sel({extra[0]}=...) in Python)", file=where)
     return model, {name: dataset[name].values for name in model.params}
+
+
+def check_parameters(model, params: dict, where: str) -> None:
+    """InputError naming the parameter if one is not real, holds NaN or inf (a diverged
+    training run), or has the wrong shape: the analyses that run the network need them."""
+    for name, value in params.items():
+        value = np.asarray(value)
+        if value.dtype.kind not in "biuf":
+            raise InputError(f"holds {dtype_text(value.dtype)}; parameters must be real "
+                             "numbers", file=where, key=name)
+        bad = ~np.isfinite(value.astype(float))
+        if bad.any():
+            raise InputError(f"holds {bad.sum()} NaN or inf of its {bad.size} values (did the "
+                             "training diverge?): the timescales and dynamics run the "
+                             "network and need finite parameters (--geometry alone "
+                             "analyses the recorded activity)", file=where, key=name)
+    model.check_params(params, where)
+
+
+#: the defaults of the driven run (to say which flag asks too much)
+_RUN_DEFAULTS = {"--trials": 10, "--steps": 10000, "--burn-in": 500}
+
+
+def check_driven_run(model, trials, steps, burn_in, max_lag, where: str) -> None:
+    """InputError naming the flag if the driven run's settings are out of range or would
+    need more memory than is available (checked before anything is allocated)."""
+    for flag, value, minimum in (("--trials", trials, 1), ("--steps", steps, 1),
+                                 ("--burn-in", burn_in, 0), ("--max-lag", max_lag, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                or value < minimum:
+            raise InputError(f"must be an integer >= {minimum}, got {value!r}", key=flag)
+    if max_lag >= steps:
+        raise InputError(f"{max_lag} lags need a driven run longer than {max_lag} steps, but "
+                         f"--steps is {steps} (raise --steps or lower --max-lag)",
+                         file=where, key="--max-lag")
+    length = float(burn_in) + float(steps)
+    padded = 2.0 ** math.ceil(math.log2(2 * float(steps)))  # the FFT's zero padding
+    needed = (array_bytes(trials, length, 2 * model.n_inputs + 2 * model.n_units
+                          + model.n_outputs)
+              + array_bytes(trials, padded, model.n_units, itemsize=24)
+              + array_bytes(trials, steps, model.n_units, itemsize=16))
+    flag = max(_RUN_DEFAULTS, key=lambda f: {"--trials": trials, "--steps": steps,
+                                              "--burn-in": burn_in}[f] / _RUN_DEFAULTS[f])
+    check_memory(needed, f"a driven run of {trials} trials x ({burn_in} + {steps}) steps x "
+                         f"{model.n_units} units (lower {flag})", file=where, key=flag)
 
 
 def drive_inputs(kind: str, task: str | None, shape: tuple[int, int, int],
@@ -71,16 +126,31 @@ def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: boo
     and ``drive`` (``auto``, ``bits``, ``normal``, ``zero``) set the timescale run.
     """
     if drive not in DRIVES:
-        raise InputError(f"unknown drive '{drive}' (known: {', '.join(DRIVES)})", key="drive")
+        raise InputError(f"unknown drive '{drive}' (known: {', '.join(DRIVES)})",
+                         key="--drive")
+    check_one_network(dataset, where)
     model, params = result_model(dataset, where)
     if model is not None and variable is None:
         variable = model.readout.source if model.readout else model.state_names[0]
+    if model is not None and (do_timescales or do_dynamics):
+        check_parameters(model, params, where)
+        if variable not in model.recordable and not (variable == STATES and not do_timescales):
+            raise InputError(f"the model cannot record '{variable}' (recordable: "
+                             f"{', '.join(model.recordable)})", file=where, key="--variable")
+    if model is not None and do_timescales:
+        check_driven_run(model, trials, steps, burn_in, max_lag, where)
     rng = np.random.default_rng(seed)
+    notes: dict[str, list[str]] = {}  # what was dropped -> the analyses it was dropped for
     parts = []
     recorded = None
     if do_geometry or model is None:
         recorded, variable = activity(dataset, variable, where)
         time_step(recorded, where)  # a bad time coordinate is reported with the file
+        uses = [name for name, on in (("timescales", do_timescales and model is None),
+                                      ("geometry", do_geometry),
+                                      ("mechanism", do_dynamics and model is None)) if on]
+        recorded, note, _ = drop_nonfinite(recorded, where, purpose=" and ".join(uses))
+        _note(notes, note, uses)
     if do_timescales:
         if model is None:
             traces = recorded
@@ -90,12 +160,17 @@ def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: boo
                                   (trials, burn_in + steps, model.n_inputs), rng)
             run = simulate(model, params, inputs, record=[variable], noise=False, seed=seed)
             traces = run[variable].isel({schema.TIME: slice(burn_in, None)})
-        parts.append(timescales(traces, max_lag=max_lag))
+            traces, note, _ = drop_nonfinite(traces, where, purpose="the timescales",
+                                             label=f"the driven run's {variable}")
+            _note(notes, note, ["timescales"])
+        parts.append(timescales(traces, max_lag=max_lag, where=where))
     if do_geometry:
-        parts.append(geometry(recorded))
+        parts.append(geometry(recorded, where=where))
     if do_dynamics:
         parts.append(_dynamics(dataset, model, params, variable, recorded, n_points, rng,
-                               where))
+                               where, notes))
+    for part in parts:
+        part.attrs.pop("dropped", None)
     result = xr.merge(parts, compat="override", combine_attrs="drop_conflicts")
     result.attrs = provenance(**{
         schema.ATTR_KIND: "analysis",
@@ -105,6 +180,8 @@ def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: boo
         "variable": str(variable),
         "source_kind": dataset.attrs.get(schema.ATTR_KIND, "recording"),
         "source_file": where,
+        **({"dropped": "; ".join(f"{note} (for {', '.join(uses)})"
+                                 for note, uses in notes.items())} if notes else {}),
         schema.ATTR_SEED: int(seed),
         **({schema.ATTR_MODEL: dataset.attrs[schema.ATTR_MODEL],
             schema.ATTR_MODEL_NAME: model.name} if model is not None else {}),
@@ -112,23 +189,87 @@ def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: boo
     return result
 
 
-def _dynamics(dataset, model, params, variable, recorded, n_points, rng, where):
+def _note(notes: dict, note: str | None, uses) -> None:
+    if note:
+        notes.setdefault(note, []).extend(use for use in uses if use not in notes[note])
+
+
+def _variable(dataset, name: str, dims: tuple, sizes: dict, where: str) -> np.ndarray:
+    """``dataset[name]`` as an array with ``dims`` (those and no others) and the ``sizes``
+    the model needs, else InputError naming the variable."""
+    variable = dataset[name]
+    if set(variable.dims) != set(dims):
+        raise InputError(f"has dims ({', '.join(map(str, variable.dims))}); expected "
+                         f"({', '.join(dims)})", file=where, key=name)
+    wrong = [f"{dim}={variable.sizes[dim]} (the model has {size})"
+             for dim, size in sizes.items() if variable.sizes[dim] != size]
+    if wrong:
+        raise InputError(f"does not fit the model: {', '.join(wrong)}", file=where, key=name)
+    if variable.dtype.kind not in "biuf":
+        raise InputError(f"holds {dtype_text(variable.dtype)}, not real numbers", file=where,
+                         key=name)
+    return variable.transpose(*dims).values.astype(float)
+
+
+def _dynamics(dataset, model, params, variable, recorded, n_points, rng, where, notes):
     """Fixed points and mechanism of a result; the mechanism alone for a recording."""
     if model is None:
-        return classify_mechanism(recorded)
+        return classify_mechanism(recorded, where=where)
     states = [name for name in model.state_names if name in dataset]
     if len(states) < len(model.state_names) or schema.INPUTS not in dataset:
         missing = [n for n in model.state_names if n not in dataset]
         raise InputError("the dynamics need the recorded states and inputs of the result "
                          f"(missing: {', '.join(missing or [schema.INPUTS])})", file=where)
-    values = np.concatenate([dataset[name].transpose(schema.TRIAL, schema.TIME,
-                                                     schema.UNIT).values
+    n = model.n_units
+    values = np.concatenate([_variable(dataset, name, (schema.TRIAL, schema.TIME, schema.UNIT),
+                                       {schema.UNIT: n}, where)
                              for name in model.state_names], axis=-1)
-    points = find_fixed_points(model, params, starting_points(values, n_points, rng))
-    inputs = dataset[schema.INPUTS].transpose(schema.TRIAL, schema.TIME, schema.INPUT).values
-    initial = {name: dataset[INITIAL_PREFIX + name].values for name in model.state_names
-               if INITIAL_PREFIX + name in dataset} or None
+    inputs = _variable(dataset, schema.INPUTS, (schema.TRIAL, schema.TIME, schema.INPUT),
+                       {schema.INPUT: model.n_inputs}, where)
+    if values.shape[:2] != inputs.shape[:2] or 0 in values.shape:
+        raise InputError(f"the states ({values.shape[0]} trials x {values.shape[1]} steps) "
+                         f"and the inputs ({inputs.shape[0]} x {inputs.shape[1]}) do not "
+                         "match", file=where, key=schema.INPUTS)
+    names = ", ".join(model.state_names)
+    bad = ~np.isfinite(values).all(axis=(1, 2))
+    if bad.all():
+        raise InputError(f"every trial holds NaN or inf ({describe_nonfinite(values)}): no "
+                         "state to start the fixed-point search from", file=where, key=names)
+    if bad.any():
+        _note(notes, dropped_note(where, names, values, bad), ["fixed points"])
+    points = find_fixed_points(model, params, starting_points(values[~bad], n_points, rng))
+    initial = {name: _variable(dataset, INITIAL_PREFIX + name, (schema.TRIAL, schema.UNIT),
+                               {schema.TRIAL: inputs.shape[0], schema.UNIT: n}, where)
+               for name in model.state_names if INITIAL_PREFIX + name in dataset} or None
+    arrays = {schema.INPUTS: inputs, **{INITIAL_PREFIX + name: value[:, None, :]
+                                        for name, value in (initial or {}).items()}}
+    usable = np.ones(inputs.shape[0], dtype=bool)
+    for name, value in arrays.items():
+        axes = (AXES[0], AXES[1], ("input", "inputs")) if name == schema.INPUTS else \
+            (AXES[0], None, AXES[2])
+        bad = ~np.isfinite(value).all(axis=(1, 2))
+        if bad.all():
+            raise InputError(f"every trial holds NaN or inf ({describe_nonfinite(value, axes)}"
+                             "): the trials cannot be run again for the mechanism",
+                             file=where, key=name)
+        if bad.any():
+            _note(notes, dropped_note(where, name, value, bad, axes=axes), ["mechanism"])
+        usable &= ~bad
+    if not usable.any():
+        raise InputError("every trial's inputs or initial states hold NaN or inf: the trials "
+                         "cannot be run again for the mechanism", file=where,
+                         key=", ".join(arrays))
+    if not usable.all():
+        inputs = inputs[usable]
+        initial = {name: value[usable] for name, value in initial.items()} if initial \
+            else None
     extended = extended_run(model, params, inputs, initial, variable=variable)
-    mechanism = classify_mechanism(extended, trial_steps=inputs.shape[1])
-    mechanism = mechanism.rename({schema.TRIAL: "mechanism_trial"})
+    mechanism = classify_mechanism(extended, trial_steps=inputs.shape[1], where=where)
+    diverged = mechanism["mechanism"].values == UNDETERMINED
+    if diverged.any():
+        _note(notes, f"{where}: the re-run of {diverged.sum()} of {len(diverged)} trials "
+                     "(followed by zero input) diverged to NaN or inf: their mechanism is "
+                     f"'{UNDETERMINED}'", ["mechanism"])
+    mechanism = mechanism.rename({schema.TRIAL: "mechanism_trial"}).assign_coords(
+        mechanism_trial=np.flatnonzero(usable))
     return xr.merge([points, mechanism])

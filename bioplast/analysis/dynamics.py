@@ -14,9 +14,15 @@ form the time-by-time correlation matrix of the two-dimensional trajectory (``co
 rows); the share of the 2-D FFT power within radius 3 of the zero frequency is the ``ratio``:
 below 0.5 a limit cycle, otherwise a slow-point manifold. The period of a limit cycle is
 read from the dominant frequency of the first component after the trial.
+
+Trials whose activity holds NaN or inf (a run that diverged) are classified
+``undetermined`` with a NaN ratio; searches for fixed points that end at NaN or inf are
+left out.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -24,11 +30,14 @@ import xarray as xr
 
 from .. import schema
 from ..compile_torch import TorchStepper
+from ..errors import InputError
+from ..limits import array_bytes, check_memory
 from ..model import Model
 from .data import activity, time_step
 
 POINT, MODE = "point", "mode"
 LIMIT_CYCLE, SLOW_POINT = "limit_cycle", "slow_point_manifold"
+UNDETERMINED = "undetermined"
 
 
 def _state_dict(model: Model, vector: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -62,6 +71,9 @@ def starting_points(states: np.ndarray, n_points: int, rng: np.random.Generator)
     """``(points, S*N)`` starting points for `find_fixed_points`: visited states
     ``(..., S*N)`` drawn without replacement, jittered by 1% of their spread."""
     samples = states.reshape(-1, states.shape[-1])
+    samples = samples[np.isfinite(samples).all(axis=1)]  # NaN or inf: not a state to start at
+    if not len(samples):
+        raise InputError("no finite state to start the fixed-point search from")
     chosen = samples[rng.choice(len(samples), size=min(n_points, len(samples)),
                                 replace=False)]
     scale = float(np.std(samples)) or 1.0
@@ -94,17 +106,25 @@ def find_fixed_points(model: Model, params, initial: np.ndarray,
         final = points.detach()
         speed = 0.5 * ((function(final) - final) ** 2).sum(dim=1).numpy()
     final = final.numpy()
-    scale = max(float(np.median(np.linalg.norm(final, axis=1))), 1e-12)
+    converged = np.isfinite(speed) & np.isfinite(final).all(axis=1)  # diverged searches: out
+    scale = max(float(np.median(np.linalg.norm(final[converged], axis=1)))
+                if converged.any() else 0.0, 1e-12)
     kept: list[int] = []
-    for index in np.argsort(speed):
-        if all(np.linalg.norm(final[index] - final[k]) > merge_distance * scale for k in kept):
-            kept.append(int(index))
     eigenvalues = []
-    for index in kept:
+    for index in np.argsort(speed):
+        if not converged[index] or not all(
+                np.linalg.norm(final[index] - final[k]) > merge_distance * scale for k in kept):
+            continue
         jacobian = torch.autograd.functional.jacobian(
-            lambda v: function(v[None])[0], torch.as_tensor(final[index]))
-        eigenvalues.append(np.linalg.eigvals(jacobian.numpy()))
-    eigenvalues = np.array(eigenvalues).reshape(len(kept), -1)
+            lambda v: function(v[None])[0], torch.as_tensor(final[index])).numpy()
+        if not np.isfinite(jacobian).all():
+            continue
+        try:
+            eigenvalues.append(np.linalg.eigvals(jacobian))
+        except np.linalg.LinAlgError:
+            continue
+        kept.append(int(index))
+    eigenvalues = np.array(eigenvalues, dtype=complex).reshape(len(kept), final.shape[1])
     order = np.argsort(-np.abs(eigenvalues), axis=1)
     eigenvalues = np.take_along_axis(eigenvalues, order, axis=1)
     largest = np.abs(eigenvalues).max(axis=1) if eigenvalues.size else np.zeros(0)
@@ -115,7 +135,7 @@ def find_fixed_points(model: Model, params, initial: np.ndarray,
     data.update({
         "q": ((POINT,), speed[kept], {schema.ATTR_LONG_NAME: "|F(x) - x|^2 / 2"}),
         "kind": ((POINT,), np.array(["fixed" if speed[k] < fixed_tolerance else "slow"
-                                      for k in kept])),
+                                      for k in kept], dtype=str)),
         "eigenvalue_real": ((POINT, MODE), eigenvalues.real),
         "eigenvalue_imag": ((POINT, MODE), eigenvalues.imag),
         "max_abs_eigenvalue": ((POINT,), largest),
@@ -152,11 +172,18 @@ def mechanism_ratio(trajectory: np.ndarray, radius: float = 3.0) -> float:
     """Share of the 2-D FFT power of the time-by-time correlation matrix of the top two
     principal components of ``trajectory`` ``(time, unit)`` within ``radius`` of the zero
     frequency (Kurtkaya et al.)."""
+    if trajectory.shape[0] < 2 or not np.isfinite(trajectory).all():
+        return float("nan")
     centered = trajectory - trajectory.mean(axis=0)
-    _, _, components = np.linalg.svd(centered, full_matrices=False)
+    try:
+        _, _, components = np.linalg.svd(centered, full_matrices=False)
+    except np.linalg.LinAlgError:
+        return float("nan")
     low = centered @ components[:2].T
-    with np.errstate(invalid="ignore", divide="ignore"):
-        correlation = np.nan_to_num(np.corrcoef(low))
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # one unit: no correlation
+        correlation = np.nan_to_num(np.atleast_2d(np.corrcoef(low)))
     magnitude = np.abs(np.fft.fftshift(np.fft.fft2(correlation)))
     rows, columns = np.ogrid[:magnitude.shape[0], :magnitude.shape[1]]
     center = (magnitude.shape[0] // 2, magnitude.shape[1] // 2)
@@ -169,7 +196,7 @@ def dominant_period(signal: np.ndarray, dt: float) -> float:
     """Period of the strongest oscillation of ``signal`` (FFT peak, refined by a parabola
     through the peak's log power), in the unit of ``dt``; NaN without an oscillation."""
     signal = signal - signal.mean()
-    if not np.any(signal):
+    if len(signal) < 3 or not np.any(signal) or not np.isfinite(signal).all():
         return float("nan")
     size = 8 * len(signal)
     power = np.abs(np.fft.rfft(signal * np.hanning(len(signal)), n=size)) ** 2
@@ -177,30 +204,42 @@ def dominant_period(signal: np.ndarray, dt: float) -> float:
     if peak >= len(power) - 1:
         return float("nan")
     left, middle, right = np.log(power[peak - 1:peak + 2] + 1e-300)
-    offset = 0.5 * (left - right) / (left - 2 * middle + right)
+    curvature = left - 2 * middle + right
+    offset = 0.5 * (left - right) / curvature if curvature != 0 else 0.0
     frequency = (peak + offset) / (size * dt)
     return float(1.0 / frequency) if frequency > 0 else float("nan")
 
 
 def classify_mechanism(data, variable: str | None = None, trial_steps: int | None = None,
-                       threshold: float = 0.5) -> xr.Dataset:
+                       threshold: float = 0.5, where: str = "data") -> xr.Dataset:
     """Limit cycle or slow-point manifold, per trial, from activity ``(trial, time,
     unit)`` that continues after the trial with zero input (`extended_run`, or a
     recording). ``trial_steps``: where the trial ends (the period is measured after it;
     default: a tenth of the time, as with ``extension = 9``)."""
-    traces, name = activity(data, variable)
-    dt, unit = time_step(traces)
+    traces, name = activity(data, variable, where)
+    dt, unit = time_step(traces, where)
     values = traces.values
+    steps = values.shape[1]
+    check_memory(array_bytes(steps, steps, itemsize=48),
+                 f"the mechanism of trials of {steps} time points (a {steps} x {steps} "
+                 "correlation matrix per trial; for a recording, skip it: --timescales "
+                 "--geometry)", file=where, key="--dynamics")
     start = trial_steps if trial_steps is not None else values.shape[1] // 10
     ratios = np.array([mechanism_ratio(trial) for trial in values])
-    kinds = np.where(ratios < threshold, LIMIT_CYCLE, SLOW_POINT)
+    diverged = ~np.isfinite(values).all(axis=(1, 2))
+    kinds = np.where(diverged, UNDETERMINED,
+                     np.where(ratios < threshold, LIMIT_CYCLE, SLOW_POINT))
     periods = []
     for trial, kind in zip(values, kinds):
-        if kind != LIMIT_CYCLE:
+        after = trial[start:] - trial[start:].mean(axis=0) if len(trial) > start + 2 else None
+        if kind != LIMIT_CYCLE or after is None:
             periods.append(np.nan)
             continue
-        after = trial[start:] - trial[start:].mean(axis=0)
-        _, _, components = np.linalg.svd(after, full_matrices=False)
+        try:
+            _, _, components = np.linalg.svd(after, full_matrices=False)
+        except np.linalg.LinAlgError:
+            periods.append(np.nan)
+            continue
         periods.append(dominant_period(after @ components[0], dt))
     return xr.Dataset({
         "mechanism_ratio": ((schema.TRIAL,), ratios, {

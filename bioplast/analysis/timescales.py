@@ -21,7 +21,9 @@ import xarray as xr
 from scipy.optimize import OptimizeWarning, curve_fit
 
 from .. import schema
-from .data import activity, time_step
+from ..errors import InputError
+from ..limits import array_bytes, check_memory
+from .data import activity, drop_nonfinite, time_step
 
 MODELS = ("single", "double")
 #: The two-exponential model is chosen only when its AIC is lower by more than AIC_MARGIN
@@ -47,7 +49,10 @@ def autocorrelation(traces: np.ndarray, max_lag: int) -> np.ndarray:
     raw = raw / (steps - np.arange(max_lag + 1))[None, :, None]  # overlap count
     with np.errstate(invalid="ignore", divide="ignore"):
         normalized = raw / raw[:, :1]
-    return np.nanmean(normalized, axis=0).T  # silent units give NaN
+        # mean over the trials where the unit is not silent; silent in all: NaN
+        finite = np.isfinite(normalized)
+        mean = np.where(finite, normalized, 0.0).sum(axis=0) / finite.sum(axis=0)
+    return mean.T
 
 
 def single_exponential(t, a, tau):
@@ -71,14 +76,15 @@ def fit_exponentials(lags: np.ndarray, values: np.ndarray, tau_max: float) -> di
     if n < 5:
         return result
     guess = _decay_guess(lags, values, tau_max)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore",
+                                                divide="ignore"):
         warnings.simplefilter("ignore", OptimizeWarning)
         try:
             (a, tau), _ = curve_fit(single_exponential, lags, values, p0=(1.0, guess),
                                     bounds=([0, 1e-12], [1, tau_max]), maxfev=20000)
             rss = float(np.sum((single_exponential(lags, a, tau) - values) ** 2))
             result.update(tau_single=tau, aic_single=_aic(rss, n, 2))
-        except RuntimeError:
+        except (RuntimeError, ValueError):
             pass
         best = None
         for start_fast, start_slow in ((guess / 4, guess * 2), (guess / 10, guess),
@@ -88,7 +94,7 @@ def fit_exponentials(lags: np.ndarray, values: np.ndarray, tau_max: float) -> di
                     double_exponential, lags, values,
                     p0=(1.0, 0.5, max(start_fast, 1e-9), min(start_slow, tau_max)),
                     bounds=([0, 0, 1e-12, 1e-12], [1, 1, tau_max, tau_max]), maxfev=20000)
-            except RuntimeError:
+            except (RuntimeError, ValueError):
                 continue
             rss = float(np.sum((double_exponential(lags, *parameters) - values) ** 2))
             if best is None or rss < best[0]:
@@ -109,6 +115,11 @@ def fit_exponentials(lags: np.ndarray, values: np.ndarray, tau_max: float) -> di
     return result
 
 
+def _in_unit(fit: dict, dt: float) -> dict:
+    """A fit in steps with its timescales in the unit of ``dt``."""
+    return {key: value * dt if key.startswith("tau") else value for key, value in fit.items()}
+
+
 def _aic(rss: float, n: int, k: int) -> float:
     return 2 * k + n * np.log(max(rss, 1e-300) / n)
 
@@ -121,7 +132,7 @@ def _decay_guess(lags, values, tau_max) -> float:
 
 
 def timescales(data, variable: str | None = None, max_lag: int = 30,
-               tau_max: float | None = None) -> xr.Dataset:
+               tau_max: float | None = None, where: str = "data") -> xr.Dataset:
     """Single-unit and population timescales of ``data``.
 
     Parameters
@@ -134,6 +145,12 @@ def timescales(data, variable: str | None = None, max_lag: int = 30,
         Lags fitted, in steps (the paper: 30).
     tau_max : float, optional
         Upper bound of the fitted timescales (default: 100 steps, the paper's bound).
+    where : str
+        The file the data came from, for error messages.
+
+    Trials holding NaN or inf are left out (see `drop_nonfinite`; the ``dropped`` attr
+    says which); an `InputError` if none remains or ``max_lag`` is not below the trials'
+    length.
 
     Returns
     -------
@@ -143,15 +160,34 @@ def timescales(data, variable: str | None = None, max_lag: int = 30,
         ``aic_double``, ``fit_model`` ("single"/"double"/"none"), and ``network_tau``,
         ``population_tau`` and the population fit, with ``lag`` in seconds (or steps).
     """
-    traces, name = activity(data, variable)
-    dt, unit = time_step(traces)
+    traces, name = activity(data, variable, where)
+    dt, unit = time_step(traces, where)
+    traces, note, _ = drop_nonfinite(traces, where, purpose="the timescales")
+    steps = traces.sizes[schema.TIME]
+    if isinstance(max_lag, bool) or not isinstance(max_lag, (int, np.integer)) or max_lag < 1:
+        raise InputError(f"must be a positive number of steps, got {max_lag!r}",
+                         key="--max-lag")
+    if max_lag >= steps:
+        raise InputError(f"{max_lag} lags need trials longer than {max_lag} steps; "
+                         f"'{name}' has {steps} time point{'s' if steps > 1 else ''} per "
+                         f"trial (use --max-lag {steps - 1} or less)" if steps > 1 else
+                         f"'{name}' has a single time point per trial: no timescales",
+                         file=where, key="--max-lag")
     values = traces.transpose(schema.TRIAL, schema.TIME, schema.UNIT).values
+    trials, _, units = values.shape
+    padded = 2.0 ** np.ceil(np.log2(2.0 * steps))
+    check_memory(array_bytes(trials, padded, units, itemsize=40) + 2 * values.nbytes,
+                 f"the autocorrelations of {trials} trials x {steps} steps x {units} units",
+                 file=where, key=name)
     tau_max = 100 * dt if tau_max is None else tau_max
     lags = np.arange(max_lag + 1) * dt
     per_unit = autocorrelation(values, max_lag)
     population = autocorrelation(values.sum(axis=2, keepdims=True), max_lag)[0]
-    fits = [fit_exponentials(lags, row, tau_max) for row in per_unit]
-    population_fit = fit_exponentials(lags, population, tau_max)
+    # fitted in steps, where the timescales are of order 1 (in seconds the optimizer's
+    # steps are badly scaled: slow to converge), then converted to the unit of dt
+    steps_lags = np.arange(max_lag + 1, dtype=float)
+    fits = [_in_unit(fit_exponentials(steps_lags, row, tau_max / dt), dt) for row in per_unit]
+    population_fit = _in_unit(fit_exponentials(steps_lags, population, tau_max / dt), dt)
     data_vars = {"autocorrelation": ((schema.UNIT, "lag"), per_unit),
                  "population_autocorrelation": (("lag",), population)}
     for key in ("tau", "tau_single", "tau_fast", "tau_slow", "weight_fast", "aic_single",
@@ -174,4 +210,4 @@ def timescales(data, variable: str | None = None, max_lag: int = 30,
     return xr.Dataset(data_vars, coords=coords, attrs={
         "analysis": "timescales", "variable": name, "max_lag_steps": int(max_lag),
         "method": "FFT autocorrelation, 1- and 2-exponential fits, AIC (Khajehabdollahi, "
-                  "Zeraati et al. 2024)"})
+                  "Zeraati et al. 2024)", **({"dropped": note} if note else {})})

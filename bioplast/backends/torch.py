@@ -20,14 +20,25 @@ from .base import Backend, Trajectory
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+#: the device types the torch backend runs on
+DEVICE_TYPES = ("cpu", "cuda")
+
+
 def torch_device(name: str) -> torch.device:
-    """``torch.device(name)``, checked to exist on this machine (InputError otherwise)."""
+    """``torch.device(name)`` for ``cpu`` or ``cuda[:N]``, checked to exist on this machine
+    (InputError otherwise)."""
     try:
-        device = torch.device(name)
+        device = torch.device(name) if isinstance(name, str) else None
+    except (RuntimeError, ValueError, TypeError):
+        device = None
+    if device is None or device.type not in DEVICE_TYPES:
+        raise InputError(f"{str(name)[:40]!r} is not a torch device bioplast runs on "
+                         "(cpu, cuda or cuda:N)")
+    try:
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as error:
-        raise InputError(f"torch device {name!r} is not available here "
-                         f"({' '.join(str(error).split())})") from None
+        reason = " ".join(str(error).split())[:120]
+        raise InputError(f"torch device {name!r} is not available here ({reason})") from None
     return device
 
 

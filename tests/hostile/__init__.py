@@ -1,0 +1,1 @@
+"""Hostile-input corpus for the error contract of the ``bioplast`` command line."""

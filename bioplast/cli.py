@@ -79,7 +79,9 @@ def _read_inputs(path: str) -> np.ndarray:
 def _read_npy(path: str) -> np.ndarray:
     """A numeric ``.npy`` array, its header checked against the file's size and the memory
     available before the data is read; never unpickles."""
+    from .files import check_regular_file
     from .limits import check_memory
+    check_regular_file(path, ".npy file")
     try:
         with open(path, "rb") as handle:
             version = np.lib.format.read_magic(handle)

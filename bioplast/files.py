@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -62,6 +63,25 @@ def remove_stale_temporaries(directory: Path, name: str = "*") -> list[Path]:
             except OSError:
                 pass
     return removed
+
+
+def check_regular_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """``path`` if it names a regular file; else InputError (missing, a directory, or a
+    pipe, socket or device, which could block a read forever or never end)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(f"{what} not found", file=str(path)) from None
+    except OSError as error:
+        raise InputError(f"cannot read the {what} ({error.strerror})", file=str(path)) \
+            from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"is a directory, not a {what}", file=str(path))
+    if not stat.S_ISREG(mode):
+        raise InputError(f"not a regular file (a pipe, socket or device): not read as a "
+                         f"{what}", file=str(path))
+    return path
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -22,7 +22,7 @@ import xarray as xr
 
 from . import __version__, schema
 from .errors import InputError
-from .files import atomic_write
+from .files import atomic_write, check_regular_file
 from .limits import check_memory
 from .model import Model
 
@@ -169,11 +169,7 @@ def load(path: str | os.PathLike) -> xr.Dataset:
     InputError, naming the file, if it is missing, not netCDF, damaged, or if its variables
     would need more memory than is available (checked before anything is read).
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", file=str(path))
-    if path.is_dir():
-        raise InputError("is a directory, not a netCDF file", file=str(path))
+    path = check_regular_file(path, "netCDF file")
     try:
         with xr.open_dataset(path, engine="netcdf4") as lazy:
             check_memory(sum(float(v.size) * v.dtype.itemsize

@@ -38,7 +38,7 @@ from .backends.torch import DTYPES, torch_device
 from .compile_torch import TorchStepper
 from .curricula import Curriculum
 from .errors import InputError
-from .files import atomic_write
+from .files import atomic_write, check_regular_file
 from .ensembles import check_ensemble, member_protocols
 from .optimizers import MemberOptimizer
 from .protocol import Protocol
@@ -200,9 +200,7 @@ def _first_difference(old: str, new: str) -> str:
 def read_checkpoint(path: str | Path) -> dict:
     """The content of a checkpoint file (tensors and plain values only: ``weights_only``),
     or InputError naming it if it is not a readable bioplast checkpoint."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError("the checkpoint path is a directory; move it away", file=str(path))
+    path = check_regular_file(path, "checkpoint")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

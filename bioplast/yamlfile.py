@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import yaml
 
 from .errors import InputError
+from .files import check_regular_file
 from .limits import MAX_DOCUMENT_BYTES, check_yaml_nodes
 
 KeyPath = Sequence["str | int"]
@@ -77,14 +78,10 @@ class YamlDocument:
 
     @classmethod
     def from_path(cls, path: str | Path) -> "YamlDocument":
-        path = Path(path)
+        path = check_regular_file(path, "YAML file")
         try:
             with open(path, "rb") as handle:
                 raw = handle.read(MAX_DOCUMENT_BYTES + 1)
-        except FileNotFoundError:
-            raise InputError("file not found", file=str(path)) from None
-        except IsADirectoryError:
-            raise InputError("is a directory, not a YAML file", file=str(path)) from None
         except OSError as error:
             raise InputError(f"cannot read the file ({error.strerror})", file=str(path)) \
                 from None

@@ -152,7 +152,7 @@ def cmd_simulate(args) -> int:
             noise = bool(stored_int(result, schema.ATTR_NOISE, args.source, 1, maximum=1))
         sources = [args.source]
     else:
-        model = load_model(args.source, **overrides)
+        model = load_model(Path(args.source), **overrides)
         sources = [model.file]
     refuse_overwrite({"-o": args.output}, [*sources, args.inputs])
     check_writable(Path(args.output))
@@ -216,7 +216,7 @@ def _backend_options(args) -> dict:
 
 
 def cmd_run(args) -> int:
-    from .files import check_writable, refuse_overwrite
+    from .files import check_output_path, check_writable, refuse_overwrite
     from .protocol import load_protocol
     from .results import attr_where, load, save, training_dataset
     from .training import checkpoint_is_complete, checkpoint_path, read_checkpoint, train
@@ -245,15 +245,13 @@ def cmd_run(args) -> int:
                                  model_name=attr_where(args.protocol, schema.ATTR_MODEL))
         sources = [args.protocol]
     else:
-        protocol = load_protocol(args.protocol, settings)
+        protocol = load_protocol(Path(args.protocol), settings)
         sources = [args.protocol, protocol.model.file]
     output = Path(args.output or f"{protocol.schema.name}.nc")
     checkpoint = checkpoint_path(output)
     refuse_overwrite({"-o": output, "the checkpoint": checkpoint}, sources)
     check_writable(output)
-    if checkpoint.is_dir():
-        raise InputError("the checkpoint path is a directory; move it away or choose another "
-                         "output", file=str(checkpoint))
+    check_output_path(checkpoint)
     if args.resume and not checkpoint.exists():
         _say(args, f"no checkpoint at {checkpoint}: starting from the beginning")
     if checkpoint.exists() and not args.resume and not args.overwrite:
@@ -344,7 +342,7 @@ def cmd_sweep(args) -> int:
     if not Path(args.protocol).is_file():
         raise InputError("no such protocol file", file=args.protocol)
     output = Path(args.output)
-    protocol = load_protocol(args.protocol, settings)
+    protocol = load_protocol(Path(args.protocol), settings)
     refuse_overwrite({"-o": output}, [args.protocol, protocol.model.file],
                      directories={"the shard directory": shard_directory(output)})
     check_writable(output)
@@ -437,7 +435,7 @@ def cmd_compare(args) -> int:
 
 def cmd_info(args) -> int:
     from .results import load, stored_int, stored_json
-    dataset = load(args.file)
+    dataset = load(args.file, values=False)
     attrs = {key: (value if isinstance(value, str) else
                    value.item() if isinstance(value, np.ndarray) and value.size == 1 else value)
              for key, value in dataset.attrs.items()}
@@ -805,6 +803,15 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("BIOPLAST_DEBUG") == "1"
+    from .files import check_path
+    try:
+        for name in PATH_ARGUMENTS:
+            for text in _as_list(getattr(args, name, None)):
+                check_path(text, "-o" if name == "output" else "--" + name
+                           if name == "inputs" else name.upper())
+    except InputError as error:
+        print(f"bioplast: error: {error}", file=sys.stderr)
+        return 2
     with warnings.catch_warnings(record=True) as caught:
         if debug:
             warnings.simplefilter("default")
@@ -816,6 +823,15 @@ def main(argv=None) -> int:
     for message in dict.fromkeys(" ".join(str(w.message).split()) for w in shown):
         print(f"bioplast: warning: {message[:300]}", file=sys.stderr)
     return code
+
+
+#: the arguments that name files
+PATH_ARGUMENTS = ("source", "protocol", "file", "files", "result", "recording", "output",
+                  "inputs")
+
+
+def _as_list(value) -> list:
+    return [] if value is None else list(value) if isinstance(value, list) else [value]
 
 
 def _run_command(args, debug: bool) -> int:

@@ -33,7 +33,7 @@ class InputError(BioplastError, ValueError):
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
                  key: str | None = None):
-        self.message = " ".join(str(message).split())  # one line, whatever the source said
+        self.message = _printable(" ".join(str(message).split()))  # one line, always
         if len(self.message) > MAX_MESSAGE:
             self.message = self.message[:MAX_MESSAGE - 3] + "..."
         self.file = file
@@ -44,11 +44,21 @@ class InputError(BioplastError, ValueError):
     def __str__(self) -> str:
         location = ""
         if self.file is not None:
-            location = self.file + (f":{self.line}" if self.line is not None else "") + ": "
+            location = _printable(self.file) + (f":{self.line}" if self.line is not None
+                                                else "") + ": "
         elif self.line is not None:
             location = f"line {self.line}: "
-        key = f"{self.key}: " if self.key else ""
+        key = f"{_printable(self.key)}: " if self.key else ""
         return f"{location}{key}{self.message}"
+
+
+def _printable(text) -> str:
+    """``text`` with control characters (a newline in a file name) escaped, so that an
+    error stays one line."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class BackendError(BioplastError, RuntimeError):

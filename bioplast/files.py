@@ -34,7 +34,7 @@ def _writer_is_gone(temporary: Path) -> bool:
     if len(writer) != 3:
         return False
     host, _, pid = writer[1].rpartition("-")
-    if host != _host() or not pid.isdigit():
+    if host != _host() or not (pid.isascii() and pid.isdigit()):
         return False
     if int(pid) == os.getpid():
         return False
@@ -63,6 +63,32 @@ def remove_stale_temporaries(directory: Path, name: str = "*") -> list[Path]:
             except OSError:
                 pass
     return removed
+
+
+def check_path(text: str, what: str) -> None:
+    """InputError naming ``what`` (a flag or argument) if ``text`` cannot be a path here:
+    empty, a NUL byte, a name longer than the file system allows."""
+    if not text:
+        raise InputError("an empty path", key=what)
+    if "\0" in text:
+        raise InputError("a path with a NUL byte", file=text.replace("\0", "\\0"), key=what)
+    encoded = os.fsencode(text)
+    limit = _path_limits()
+    if len(encoded) > limit[1]:
+        raise InputError(f"a path longer than {limit[1]} bytes", file=text[:60] + "...",
+                         key=what)
+    for part in encoded.split(b"/"):
+        if len(part) > limit[0]:
+            raise InputError(f"a file name longer than {limit[0]} bytes",
+                             file=text[:60] + "...", key=what)
+
+
+def _path_limits() -> tuple[int, int]:
+    """(longest file name, longest path) in bytes."""
+    try:
+        return os.pathconf("/", "PC_NAME_MAX"), os.pathconf("/", "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255, 4096
 
 
 def check_regular_file(path: str | os.PathLike, what: str = "file") -> Path:
@@ -121,11 +147,31 @@ def refuse_overwrite(outputs: Mapping[str, str | os.PathLike],
                                  file=str(directory), key="-o")
 
 
+def check_output_path(path: str | os.PathLike) -> Path:
+    """``path`` if a file may be written there: nothing exists there yet, or a regular file
+    (which the write replaces). InputError for a directory, a device, pipe or socket (which
+    a rename would replace: ``-o /dev/null`` must not destroy ``/dev/null``), or a symbolic
+    link that does not resolve."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return path
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        raise InputError("a symbolic link that does not resolve (a loop, or a missing "
+                         "target): not written", file=str(path)) from None
+    if stat.S_ISDIR(mode):
+        raise InputError("is a directory; give a file name", file=str(path))
+    if not stat.S_ISREG(mode):
+        raise InputError("not a regular file (a device, pipe or socket): bioplast writes "
+                         "only regular files", file=str(path))
+    return path
+
+
 def _temporary_beside(path: Path) -> Path:
     """A new empty file in ``path``'s directory (created if needed); InputError if the
     place cannot be written. Stale temporaries of ``path`` are removed first."""
-    if path.is_dir():
-        raise InputError("is a directory; give a file name", file=str(path))
+    check_output_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path.parent, glob_escape(path.name))

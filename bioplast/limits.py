@@ -34,6 +34,9 @@ MAX_EXPRESSION_CHARS = 10_000
 MAX_EQUATIONS_CHARS = 100_000
 MAX_EXPRESSION_DEPTH = 50
 MAX_EXPONENT = 64
+#: the longest name of a variable or coupling (netCDF holds names of up to 256 bytes, and
+#: results add prefixes such as ``snapshot_``)
+MAX_NAME_CHARS = 128
 MAX_DEGREE = 256
 SYMBOLIC_SECONDS = 5.0
 #: the largest seed (numpy and torch both take seeds below 2**63 as plain integers)

@@ -49,8 +49,9 @@ from brian2.units.fundamentalunits import DIMENSIONLESS, Quantity
 
 from . import schema
 from .errors import InputError
+from .files import check_path, check_regular_file
 from .initializers import Initializer, Shape, parse_initializer
-from .limits import (MAX_EQUATIONS_CHARS, SYMBOLIC_SECONDS, ExpressionTooLarge,
+from .limits import (MAX_EQUATIONS_CHARS, MAX_NAME_CHARS, SYMBOLIC_SECONDS, ExpressionTooLarge,
                      TimeBoundExceeded, array_bytes, check_expression, check_memory,
                      time_bound)
 from .quantities import parse_quantity, unit_string
@@ -349,12 +350,11 @@ def find_model_file(source: str | os.PathLike) -> Path:
     Names are looked up in ``$BIOPLAST_MODEL_PATH`` (``:``-separated directories), then in
     ``./models`` and the shipped ``models/`` directory.
     """
+    check_path(str(source), "model file")
     path = Path(source)
-    if path.suffix in YAML_SUFFIXES or path.exists() or os.sep in str(source):
+    if path.suffix in YAML_SUFFIXES or os.path.lexists(path) or os.sep in str(source):
         check_yaml_suffix(path, "model")
-        if not path.exists():
-            raise InputError("model file not found", file=str(source))
-        return path
+        return check_regular_file(path, "model file")
     for directory in model_search_path():
         for suffix in (".yaml", ".yml"):
             candidate = directory / f"{source}{suffix}"
@@ -531,6 +531,12 @@ class _ModelReader:
         equations, self.lines = self.parse_equations()
         self.read_flags(equations)
         model.couplings = self.read_couplings(equations)
+        for name in [*equations.names, *model.couplings]:
+            if len(name) > MAX_NAME_CHARS:
+                at = ("couplings", name) if name in model.couplings else ("equations",)
+                raise self.error(f"the name '{name[:40]}...' is longer than {MAX_NAME_CHARS} "
+                                 "characters (result files could not hold it)", *at,
+                                 line=self.lines.get(name))
         model.equations = self.declare_targets(equations, model.couplings)
         model.readout = self.read_readout(model.equations)
         if model.readout is None and model.n_outputs:
@@ -987,6 +993,15 @@ class _SympyForms:
                     raise self.reader.equation_error(
                         f"method 'exponential_euler' needs dx/dt linear in '{name}' (A*{name} "
                         "+ B with A, B free of it); use method 'euler'", name) from None
+
+        forms = {**{n: [e] for n, e in model.subexpressions.items()},
+                 **{n: [e] for n, e in model.step_subexpressions.items()},
+                 **{n: [model.drift[n], *model.diffusion[n].values()] for n in model.drift}}
+        for name, expressions in forms.items():
+            if any(e.has(sympy.zoo, sympy.nan, sympy.I) for e in expressions):
+                raise self.reader.equation_error(
+                    f"the equation of '{name}' holds a constant that is infinite or complex "
+                    "(a division by zero? the log or root of a negative number?)", name)
 
     @staticmethod
     def parse(code: str) -> sympy.Expr:

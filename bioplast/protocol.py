@@ -174,7 +174,7 @@ def _item(node, part: str, dotted: str, name: str, create: bool):
     """``node[part]``: a key of a mapping (created empty if missing and ``create``) or an
     index of a list (``regularizers.0.weight``)."""
     if isinstance(node, list):
-        if not part.isdigit() or int(part) >= len(node):
+        if not (part.isascii() and part.isdigit()) or int(part) >= len(node):
             raise InputError(f"cannot set '{dotted}': the list has no item '{part}' (items "
                              f"0 to {len(node) - 1})", file=name, key="--set")
         return node[int(part)]

@@ -23,7 +23,7 @@ import xarray as xr
 from . import __version__, schema
 from .errors import InputError
 from .files import atomic_write, check_regular_file
-from .limits import check_memory
+from .limits import check_memory, format_bytes
 from .model import Model
 
 INITIAL_PREFIX = "initial_"
@@ -163,18 +163,34 @@ def save(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def load(path: str | os.PathLike) -> xr.Dataset:
-    """Read a netCDF file fully into memory (the file is closed on return).
+#: a file that unpacks to more than this many times its size, and more than
+#: `UNPACKED_MINIMUM` bytes, is refused (unwritten chunks read as fill values, extreme
+#: compression: a small file must not claim the machine's memory)
+MAX_UNPACK_RATIO = 1000
+UNPACKED_MINIMUM = 1 << 30
+
+
+def load(path: str | os.PathLike, values: bool = True) -> xr.Dataset:
+    """Read a netCDF file fully into memory (the file is closed on return); with
+    ``values=False`` only its dims, coordinates and attrs (the variables stay on disk).
 
     InputError, naming the file, if it is missing, not netCDF, damaged, or if its variables
-    would need more memory than is available (checked before anything is read).
+    would need more memory than is available or than a file of its size can honestly hold
+    (checked before anything is read).
     """
     path = check_regular_file(path, "netCDF file")
     try:
-        with xr.open_dataset(path, engine="netcdf4") as lazy:
-            check_memory(sum(float(v.size) * v.dtype.itemsize
-                             for v in lazy.variables.values()),
-                         "reading the file", file=str(path))
+        lazy = xr.open_dataset(path, engine="netcdf4")
+        if not values:
+            return lazy
+        with lazy:
+            unpacked = sum(float(v.size) * v.dtype.itemsize for v in lazy.variables.values())
+            if unpacked > UNPACKED_MINIMUM and \
+                    unpacked > MAX_UNPACK_RATIO * path.stat().st_size:
+                raise InputError(f"its variables claim {format_bytes(unpacked)} from a file of "
+                                 f"{format_bytes(path.stat().st_size)} (unwritten or "
+                                 "extremely compressed data): not read", file=str(path))
+            check_memory(unpacked, "reading the file", file=str(path))
             return lazy.load()
     except InputError:
         raise

@@ -112,7 +112,8 @@ def plan(protocol_path: str, grid: dict[str, list], base_settings: dict, shards:
     costs: dict[str, float] = {}
     for point in grid_points(grid):
         try:
-            protocol = load_protocol(protocol_path, {**base_settings, **point.settings})
+            protocol = load_protocol(Path(protocol_path),
+                                     {**base_settings, **point.settings})
         except InputError as error:
             raise InputError(f"grid point {_describe(point)}: {error.message}",
                              file=error.file, line=error.line, key=error.key) from None
@@ -167,7 +168,8 @@ def train_group(protocol_path: str, base_settings: dict, points: list[GridPoint]
     from .training import train
     torch.set_num_threads(threads)
     shards_dir = Path(shards)
-    protocols = [load_protocol(protocol_path, {**base_settings, **p.settings}) for p in points]
+    protocols = [load_protocol(Path(protocol_path), {**base_settings, **p.settings})
+                 for p in points]
     group_name = hashlib.sha1("|".join(p.name for p in points).encode()).hexdigest()[:12]
     checkpoint = shards_dir / f"group_{group_name}.checkpoint.pt"
     try:
@@ -198,6 +200,11 @@ def connect(scheduler: str | None, n_workers: int, threads: int):
         except (OSError, TimeoutError) as error:
             raise InputError(f"cannot reach the Dask scheduler at {scheduler} within "
                              f"{CONNECT_TIMEOUT} s ({type(error).__name__})",
+                             key="--scheduler") from None
+        except Exception as error:  # distributed: ValueError/TypeError for odd addresses
+            reason = " ".join(str(error).split())[:120]
+            raise InputError(f"cannot connect to a Dask scheduler at {scheduler!r} "
+                             f"({reason}); give an address such as tcp://HOST:8786",
                              key="--scheduler") from None
     import dask
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # inherited by the workers

@@ -172,6 +172,12 @@ def compose_and_load(text: str, name: str):
         raise InputError("malformed YAML", file=name) from None
     except RecursionError:
         raise InputError("the document is nested too deeply", file=name) from None
+    except InputError:
+        raise
+    except ValueError as error:  # a constructor's: an integer of more than 4300 digits
+        reason = "a number with too many digits" if "digits" in str(error) else \
+            "a value that cannot be read"
+        raise InputError(f"malformed YAML: {reason}", file=name) from None
 
 
 def yaml_value(text: str, name: str):

@@ -211,8 +211,8 @@ def condition_labels(dataset: xr.Dataset, traces: xr.DataArray, condition: str |
                              "--condition", file=where)
         condition = candidates[0]
     if condition not in dataset or dataset[condition].dims != (schema.TRIAL,):
-        raise InputError(f"no condition labels '{condition}' along 'trial' (candidates: "
-                         f"{', '.join(candidates) or 'none'})", file=where, key=condition)
+        raise InputError(f"no condition labels '{condition[:60]}' along 'trial' (candidates: "
+                         f"{', '.join(candidates) or 'none'})", file=where, key="--condition")
     labels = np.asarray(dataset[condition].values)
     if labels.dtype.kind == "O":  # text labels as netCDF stores them
         labels = np.array(["" if label is None else str(label) for label in labels])

@@ -950,6 +950,194 @@ case("analyze-nwb-text", ["analyze", "x.nwb", "-o", "a.nc"], {"x.nwb": "not hdf5
      ["x.nwb"])
 
 
+# --- round 2: special files, names, odd values (issue 14, second round) ---------------
+
+def fifo(path: Path) -> None:
+    """A named pipe: a reader that opens it blocks until a writer comes (list the case's
+    ``inputs`` without it: hashing it would block too)."""
+    os.mkfifo(path)
+
+
+def unix_socket(path: Path) -> None:
+    import socket
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+
+
+def char_device(major: int, minor: int):
+    """A character device node (1, 3 is what /dev/null is); needs root (CAP_MKNOD), else
+    the case is skipped."""
+    def write(path: Path) -> None:
+        import stat
+        import unittest
+        try:
+            os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+        except PermissionError:
+            raise unittest.SkipTest("making a device node needs root") from None
+    return write
+
+
+def nwb(trials=((1.0, 1.5),) * 4, spikes=((1.1, 1.2, 2.1, 3.3),), columns=None,
+        series=None):
+    """An NWB file (pynwb): trials ``(start, stop)``, extra trial ``columns`` ({name:
+    values}), units with these spike times, and optionally a TimeSeries ``lfp`` holding
+    ``series`` sampled at 1 kHz."""
+    def write(path: Path) -> None:
+        from datetime import datetime, timezone
+        import pynwb
+        nwbfile = pynwb.NWBFile(session_description="hostile", identifier="hostile",
+                                session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+        for times in spikes:
+            nwbfile.add_unit(spike_times=np.asarray(times, dtype=float))
+        for name in columns or {}:
+            nwbfile.add_trial_column(name, name)
+        for k, (start, stop) in enumerate(trials):
+            nwbfile.add_trial(start_time=start, stop_time=stop,
+                              **{name: values[k] for name, values in (columns or {}).items()})
+        if series is not None:
+            nwbfile.add_acquisition(pynwb.TimeSeries(name="lfp", data=series, unit="V",
+                                                     rate=1000.0, starting_time=0.0))
+        with pynwb.NWBHDF5IO(str(path), "w") as io:
+            io.write(nwbfile)
+    return write
+
+
+def sparse_netcdf(gib: float, name: str = "inputs"):
+    """A few-KB netCDF file whose chunked, never-written variable ``name`` (trial, time,
+    input) reads as ``gib`` GiB of fill values: a decompression bomb."""
+    def write(path: Path) -> None:
+        import netCDF4
+        trials = max(1, int(gib * 2**30 / (8 * 10000 * 2)))
+        with netCDF4.Dataset(path, "w") as handle:
+            for dim, size in (("trial", trials), ("time", 10000), ("input", 2)):
+                handle.createDimension(dim, size)
+            handle.createVariable(name, "f8", ("trial", "time", "input"), zlib=True,
+                                  chunksizes=(1, 10000, 2))
+    return write
+
+
+group("special")
+SIM2 = ["simulate", "m.yaml", "--trials", "2", "--steps", "5", "-o", "o.nc"]
+# special files as inputs must be refused without reading them (passing)
+case("model-fifo", SIM2, {"m.yaml": fifo}, ["m.yaml"], dos=True, inputs=[])
+case("protocol-socket", ["run", "p.yaml", "-o", "o.nc"], {"p.yaml": unix_socket}, ["p.yaml"],
+     dos=True, inputs=[])
+case("inputs-fifo", ["simulate", "m.yaml", "--inputs", "in.npy", "-o", "o.nc"],
+     {"m.yaml": MODEL, "in.npy": fifo}, ["in.npy"], dos=True, inputs=["m.yaml"])
+case("result-fifo", ["info", "r.nc"], {"r.nc": fifo}, ["r.nc"], dos=True, inputs=[])
+case("checkpoint-fifo", ["run", "p.yaml", "-o", "out.nc", "--resume"],
+     {"p.yaml": PROTOCOL, "out.nc.checkpoint.pt": fifo}, ["out.nc.checkpoint.pt"], dos=True,
+     inputs=["p.yaml"])
+case("model-symlink-loop", SIM2, {"m.yaml": Link("m2.yaml"), "m2.yaml": Link("m.yaml")},
+     ["m.yaml"], dos=True)
+case("protocol-symlink-loop", ["run", "p.yaml", "-o", "o.nc"],
+     {"p.yaml": Link("p2.yaml"), "p2.yaml": Link("p.yaml")}, ["p.yaml"], dos=True)
+case("output-under-a-file", [*SIM2[:-1], "file.txt/o.nc"], {"m.yaml": MODEL, "file.txt": "x\n"},
+     ["file.txt"])
+# a checkpoint path that is a symlink loop: --resume says 'no checkpoint' and starts over
+case("checkpoint-symlink-loop", ["run", "p.yaml", "-o", "out.nc", "--resume"],
+     {"p.yaml": PROTOCOL, "out.nc.checkpoint.pt": Link("c2"), "c2": Link("out.nc.checkpoint.pt")},
+     ["out.nc.checkpoint.pt"], inputs=["p.yaml"])
+# -o naming a device node (as root, -o /dev/null would replace /dev/null with a file): the
+# node must survive (refused, or written through)
+case("output-char-device", [*SIM2[:-1], "null.nc"], {"m.yaml": MODEL, "null.nc": char_device(1, 3)},
+     ["null.nc", "-o"], code=(0, 2))
+# a sparse netCDF variable: a 6 KB file that `info` reads as 8 GiB (here: ~13 s, 8 GiB)
+# info reads no values (it answers at once); what reads them refuses the claim unread
+case("sparse-netcdf-inputs", ["simulate", "m.yaml", "--inputs", "r.nc", "-o", "o.nc"],
+     {"m.yaml": MODEL, "r.nc": sparse_netcdf(8)}, ["r.nc"], dos=True)
+case("sparse-netcdf-analyze", ["analyze", "r.nc", "-o", "a.nc"],
+     {"r.nc": sparse_netcdf(8, "r")}, ["r.nc"], dos=True)
+
+group("paths")
+LONG_NAME = "n" * 300  # longer than NAME_MAX (255)
+for id, argv, files in [
+        ("model-name-too-long", ["simulate", f"{LONG_NAME}.yaml", "-o", "o.nc"], {}),
+        ("model-path-too-long", ["simulate", "/".join(["d" * 200] * 30) + "/m.yaml", "-o", "o.nc"],
+         {}),
+        ("output-name-too-long", [*SIM2[:-1], f"{LONG_NAME}.nc"], {"m.yaml": MODEL}),
+        ("output-nul", [*SIM2[:-1], "a\0b.nc"], {"m.yaml": MODEL}),
+        ("run-output-nul", ["run", "p.yaml", "-o", "a\0b.nc"], {"p.yaml": PROTOCOL}),
+        ("plot-output-nul", ["plot", "s.nc", "-o", "a\0b.png"], {"s.nc": Base("sim")}),
+        ("protocol-nul", ["run", "a\0b.yaml", "-o", "o.nc"], {}),
+        ("info-nul", ["info", "a\0b.nc"], {}),
+        ("inputs-nul", ["simulate", "m.yaml", "--inputs", "a\0b.npy", "-o", "o.nc"],
+         {"m.yaml": MODEL})]:
+    case(id, argv, files, ["a", "n", "d", "-o"])
+# a newline in a file name or key must not split the error line
+case("info-newline-in-name", ["info", "a\nb.nc"], {"a\nb.nc": "hello\n"}, ["b.nc"])
+case("output-newline-in-dir", [*SIM2[:-1], "f\nx/o.nc"], {"m.yaml": MODEL, "f\nx": "a file\n"},
+     ["o.nc"])
+case("condition-newline", ["compare", "r.nc", "rec.nc", "--condition", "a\nb"],
+     {"r.nc": Base("train"), "rec.nc": Base("recording")}, ["--condition"])
+# a model or protocol path with a newline is read as YAML text, and the error names no file
+case("model-newline-in-name", SIM2[:1] + ["a\nb.yaml"] + SIM2[2:],
+     {"a\nb.yaml": model("dx/dt = (-x + gain) / tau : 1")}, ["b.yaml"])
+case("protocol-newline-in-name", ["run", "a\nb.yaml", "-o", "o.nc"],
+     {"a\nb.yaml": protocol(seed="seed: -1")}, ["b.yaml"])
+# names with format characters and unicode are just names (passing)
+case("model-format-chars-in-name", SIM2[:1] + ["{0}%s%n{}.yaml"] + SIM2[2:],
+     {"{0}%s%n{}.yaml": model("dx/dt = (-x + gain) / tau : 1")}, ["{0}%s%n{}.yaml"])
+
+group("values")
+BIG = "9" * 5000  # more digits than int() converts (sys.get_int_max_str_digits)
+sim_model("n_units-5000-digits", model(defaults=f"{{n_units: {BIG}, n_inputs: 2, "
+                                                "n_outputs: 1, tau: 10 ms, dt: 1 ms}"),
+          expect=("m.yaml", "n_units"))
+run_protocol("seed-5000-digits", protocol(seed=f"seed: {BIG}"), ("p.yaml", "seed"))
+run_protocol("epochs-5000-digits", protocol(training=f"training: {{epochs: {BIG}}}"),
+             ("p.yaml", "epochs"))
+run_protocol("set-seed-5000-digits", PROTOCOL, ("seed", "--set"), extra=["--set", f"seed={BIG}"])
+case("set-tau-100000-digits", [*SIM2, "--set", "tau=" + "9" * 100000], {"m.yaml": MODEL},
+     ["tau", "--set"])
+case("grid-seed-5000-digits", ["sweep", "p.yaml", "--grid", f"seed=0,{BIG}", "--workers", "1",
+                               "-o", "o.nc"], {"p.yaml": PROTOCOL}, ["seed", "--grid"], dos=True)
+run_protocol("set-index-superscript-two", protocol(
+    regularizers="regularizers: [{name: weight_l2, weight: 0.001}]"), ("regularizers", "--set"),
+    extra=["--set", "regularizers.\u00b2.weight=1"])
+sim_model("division-by-zero", model("dx/dt = (-x + 1/0 + I_rec + I_in) / tau : 1"),
+          expect=("m.yaml", "equations"))
+sim_model("log-of-negative", model("dx/dt = (-x + log(-1) + I_rec + I_in) / tau : 1"),
+          expect=("m.yaml", "equations"))
+sim_model("name-longer-than-netcdf-allows", model(extra=f"{'v' * 300} : 1").replace(
+    "I_in + b)", f"I_in + b + 0*{'v' * 300})"), expect=("m.yaml", "vvv"))
+sim_model("coupling-name-longer-than-netcdf-allows", MODEL.replace("W_rec:", "W" * 300 + ":"),
+          expect=("m.yaml", "WWW"))
+# passing: odd but handled
+case("set-recursive-alias", [*SIM2, "--set", "tau=&a [*a]"], {"m.yaml": MODEL},
+     ["--set", "override tau"])
+sim_model("subexpression-cycle", model(extra="a = c : 1\n  c = a : 1"),
+          expect=("m.yaml", "equations"))
+sim_model("parameter-named-pi", model(extra="pi : 1"), expect=("m.yaml", "pi"))
+on_result("model-10MB", Base("train", set_attr(model="#" * 10_000_000)), ["run"],
+          ("r.nc", "model"))
+
+group("nwb")
+CONVERT = ["convert", "r.nwb", "-o", "o.nc"]
+for id, spec, extra in [
+        ("start-nan", nwb(trials=[(1.0, 1.5), (float("nan"), 2.5)]), []),
+        ("stop-inf", nwb(trials=[(1.0, float("inf"))] * 2), []),
+        ("align-column-nan", nwb(columns={"cue": [1.1, np.nan, 1.1, 1.1]}), ["--align", "cue"]),
+        ("series-empty", nwb(series=np.zeros(0)), ["--nwb-source", "lfp"]),
+        ("series-text", nwb(series=np.array(["a"] * 10)), ["--nwb-source", "lfp"]),
+        # bins that could never fit in memory: refused before allocating
+        ("bin-1e-300", nwb(), ["--bin", "1e-300 second"]),
+        ("bin-1e-12", nwb(), ["--bin", "1e-12 second"]),
+        ("window-2e9-s", nwb(), ["--window=-1e9 second,1e9 second"])]:
+    case(id, [*CONVERT, *extra], {"r.nwb": spec}, ["r.nwb"], dos=True)
+case("analyze-start-nan", ["analyze", "r.nwb", "--geometry", "-o", "a.nc"],
+     {"r.nwb": nwb(trials=[(1.0, 1.5), (float("nan"), 2.5)])}, ["r.nwb"])
+case("truncated", CONVERT, {"r.nwb": lambda p: (nwb()(p), truncate(0.6)(p))}, ["r.nwb"])
+case("hdf5-not-nwb", CONVERT, {"r.nwb": hdf5_not_netcdf}, ["r.nwb"])
+
+group("scheduler")
+for id, address in [("no-port", "not an address"), ("unknown-scheme", "foo://host:1"),
+                    ("ucx", "ucx://127.0.0.1:1"), ("inproc", "inproc://x"),
+                    ("bad-ipv6", "tcp://[::1:1"), ("tls-without-context", "tls://127.0.0.1:9")]:
+    case(id, ["sweep", "p.yaml", "--grid", "seed=0,1", "--scheduler", address, "-o", "o.nc"],
+         {"p.yaml": PROTOCOL}, ["--scheduler", "scheduler"], dos=True)
+
+
 # ----------------------------------------------------------------------------- writing
 
 def sha256(path: Path) -> str | None:

@@ -339,6 +339,11 @@ def cmd_sweep(args) -> int:
     from .sweep import shard_directory, run_sweep
     grid = _parse_grid(args.grid)
     settings = _parse_overrides(args.set, "--set")
+    cores = os.cpu_count() or 1
+    if not args.scheduler and args.workers * args.threads > 4 * cores:
+        raise InputError(f"{args.workers} workers x {args.threads} threads on a machine with "
+                         f"{cores} cores (keep workers x threads <= cores; at most "
+                         f"{4 * cores})", key="--workers" if args.workers > 1 else "--threads")
     if not Path(args.protocol).is_file():
         raise InputError("no such protocol file", file=args.protocol)
     output = Path(args.output)

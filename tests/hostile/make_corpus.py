@@ -611,6 +611,11 @@ case("sweep-unknown-grid-key", ["sweep", "p.yaml", "--grid", "nonsense.key=1,2",
      ["nonsense", "--grid"], dos=True)
 case("sweep-grid-without-values", ["sweep", "p.yaml", "--grid", "seed=", "-o", "o.nc"],
      {"p.yaml": PROTOCOL}, ["--grid"])
+case("sweep-1000-workers", ["sweep", "p.yaml", "--grid", "seed=0,1", "--workers", "1000",
+                            "-o", "o.nc"], {"p.yaml": PROTOCOL}, ["--workers"], dos=True)
+case("sweep-1000-threads", ["sweep", "p.yaml", "--grid", "seed=0,1", "--workers", "1",
+                            "--threads", "1000", "-o", "o.nc"], {"p.yaml": PROTOCOL},
+     ["--threads"], dos=True)
 case("sweep-unreachable-scheduler", ["sweep", "p.yaml", "--grid", "seed=0,1", "--scheduler",
                                      "tcp://127.0.0.1:9", "-o", "o.nc"],
      {"p.yaml": PROTOCOL}, ["scheduler", "127.0.0.1"], dos=True)

@@ -1,6 +1,7 @@
 """NWB recordings cut into (trial, time, unit): spike counts checked against counting by hand,
 a sampled sine against its analytic bin means; the CLI reads .nwb files directly."""
 
+import os
 from datetime import datetime, timezone
 
 import numpy as np
@@ -128,3 +129,76 @@ def test_series_units_window_edges_and_alignment(tmp_path):
     assert values.shape == (2, 8)  # 0.8 s from the go cue to the end of each trial
     np.testing.assert_allclose(values[0], 0.6)
     assert np.isfinite(values[1, :3]).all() and np.isnan(values[1, 4:]).all()
+
+
+def write_small(path, trials=((1.0, 1.5),) * 4, spikes=((1.1, 1.2, 2.1),), columns=None,
+                series=None, timestamps=None):
+    """A small NWB file: trials ``(start, stop)``, extra trial ``columns``, units with these
+    spike times and optionally a TimeSeries ``lfp`` (at 1 kHz, or at ``timestamps``)."""
+    nwbfile = pynwb.NWBFile(session_description="s", identifier="damaged",
+                            session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    for times in spikes:
+        nwbfile.add_unit(spike_times=np.asarray(times, dtype=float))
+    for name in columns or {}:
+        nwbfile.add_trial_column(name, name)
+    for k, (start, stop) in enumerate(trials):
+        nwbfile.add_trial(start_time=start, stop_time=stop,
+                          **{name: values[k] for name, values in (columns or {}).items()})
+    if series is not None:
+        timing = {"timestamps": timestamps} if timestamps is not None else \
+            {"rate": 1000.0, "starting_time": 0.0}
+        nwbfile.add_acquisition(pynwb.TimeSeries(name="lfp", data=series, unit="V", **timing))
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwbfile)
+    return path
+
+
+@pytest.mark.parametrize("kwargs, options, key, message", [
+    ({"trials": [(1.0, 1.5), (np.nan, 2.5)]}, {}, "trials.start_time", "NaN or infinite"),
+    ({"trials": [(1.0, np.inf)] * 2}, {}, "trials.stop_time", "NaN or infinite"),
+    ({"trials": [(1.0, 1.5), (2.0, 1.0)]}, {}, "trials.stop_time", "stops before it starts"),
+    ({"columns": {"cue": [1.1, np.nan, 1.1, 1.1]}}, {"align": "cue"}, "trials.cue",
+     "NaN or infinite"),
+    ({"spikes": [(1.1, np.nan)]}, {}, "units.spike_times", "NaN or infinite"),
+    ({"series": np.zeros(0)}, {"source": "lfp"}, "lfp.data", "holds no samples"),
+    ({"series": np.array(["a"] * 10)}, {"source": "lfp"}, "lfp.data", "holds text"),
+    ({"series": np.array([0.0, np.inf] * 5)}, {"source": "lfp"}, "lfp.data",
+     "NaN or infinite"),
+    ({"series": np.zeros(4), "timestamps": np.array([0.0, 2.0, 1.0, 3.0])},
+     {"source": "lfp"}, "lfp.timestamps", "not in increasing order"),
+    ({"series": np.zeros(4), "timestamps": np.array([0.0, np.nan, 1.0, 3.0])},
+     {"source": "lfp"}, "lfp.timestamps", "NaN or infinite"),
+])
+def test_damaged_numbers_in_the_file_are_named(tmp_path, kwargs, options, key, message):
+    path = write_small(tmp_path / "bad.nwb", **kwargs)
+    with pytest.raises(InputError, match=message) as error:
+        read_nwb(path, bin_size=0.1, **options)
+    assert error.value.file == str(path) and error.value.key == key
+
+
+@pytest.mark.parametrize("options, key, message", [
+    ({"bin_size": 1e-300}, "--bin", "too many bins"),
+    ({"bin_size": 1e-9}, "--bin", "needs about .* of memory"),  # ~75 GiB: refused first
+    ({"bin_size": float("nan")}, "--bin", "finite"),
+    ({"bin_size": float("inf")}, "--bin", "finite"),
+    ({"window": (-1e9, 1e9)}, "--window", "of memory|too many bins"),
+    ({"window": (0.0, float("inf"))}, "--window", "finite"),
+    ({"window": (0.5, 0.1)}, "--window", "empty"),
+    ({"align": "x" * 500}, "--align", "no numeric column 'x{57}\\.\\.\\.'"),
+])
+def test_absurd_bins_and_windows_fail_before_allocating(tmp_path, monkeypatch, options, key,
+                                                        message):
+    import bioplast.limits
+    monkeypatch.setattr(bioplast.limits, "available_memory", lambda: 1 << 30)  # 1 GiB
+    path = write_small(tmp_path / "rec.nwb")
+    with pytest.raises(InputError, match=message) as error:
+        read_nwb(path, **options)
+    assert error.value.key == key and len(str(error.value)) < 300
+
+
+def test_a_fifo_is_not_read_as_nwb(tmp_path, capsys):
+    fifo = tmp_path / "pipe.nwb"
+    os.mkfifo(fifo)
+    assert cli.main(["convert", str(fifo), "-o", str(tmp_path / "o.nc")]) == 2
+    err = capsys.readouterr().err
+    assert str(fifo) in err and "not a regular file" in err

@@ -19,7 +19,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from . import __version__, schema
 from .errors import BioplastError, BioplastWarning, CapabilityError, InputError

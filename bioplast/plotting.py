@@ -125,6 +125,7 @@ def plot_training(datasets: Sequence[xr.Dataset], labels: Sequence[str],
     n_panels = 2 + has_trials + has_alignment
     figure, axes = plt.subplots(1, n_panels, figsize=(5 * n_panels, 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    twin = None  # the curriculum's axis, made for the first result that has levels
     for index, (label, dataset) in enumerate(zip(labels, datasets)):
         color = colors[index % len(colors)]
         epochs = dataset[schema.EPOCH].values + 1
@@ -133,7 +134,7 @@ def plot_training(datasets: Sequence[xr.Dataset], labels: Sequence[str],
         accuracy = dataset["accuracy"].mean(schema.HEAD, skipna=True)
         axes[1].plot(epochs, accuracy, color=color, label=label)
         if (dataset["level"] >= 0).any() and dataset["level"].max() > dataset["level"].min():
-            twin = axes[1].twinx() if index == 0 else twin
+            twin = axes[1].twinx() if twin is None else twin
             twin.step(epochs, dataset["level"], ":", color=color, where="post")
             twin.set_ylabel("curriculum N (dotted)")
         if has_alignment and "gradient_alignment" in dataset:

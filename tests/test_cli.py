@@ -156,3 +156,19 @@ def test_a_diverging_simulation_exits_1_and_says_so(tmp_path, capsys):
                      "--steps", "3000", "--input-std", "10", "-o", str(out), "--quiet"])
     assert code == 1 and "diverged" in capsys.readouterr().err
     assert xr.load_dataset(out).attrs["status"] == "diverged"
+
+
+def test_plot_results_with_and_without_a_curriculum_in_one_figure(tmp_path):
+    """The curriculum axis is made for the first result that has levels, whichever it is
+    (it used to be made only for the first result: a NameError for the second)."""
+    plain, levels = tmp_path / "plain.nc", tmp_path / "levels.nc"
+    small = ["--set", "training.epochs=2", "--set", "training.steps_per_epoch=2",
+             "--set", "model.n_units=8", "--quiet"]
+    assert cli.main(["run", "protocols/quickstart.yaml", "-o", str(plain), *small]) == 0
+    assert cli.main(["run", "protocols/nparity_multi_head.yaml", "-o", str(levels), *small,
+                     "--set", "task.max_n=3", "--set", "training.target_accuracy=null",
+                     "--set", "task.threshold=0.01", "--set", "training.batch_size=8"]) == 0
+    assert len(np.unique(xr.load_dataset(levels)["level"].values)) > 1
+    figure = tmp_path / "both.png"
+    assert cli.main(["plot", str(plain), str(levels), "-o", str(figure), "--quiet"]) == 0
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

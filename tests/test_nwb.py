@@ -13,6 +13,7 @@ pynwb = pytest.importorskip("pynwb")
 from bioplast import cli  # noqa: E402
 from bioplast.analysis.nwb import read_nwb  # noqa: E402
 from bioplast.errors import InputError  # noqa: E402
+from hostile.make_corpus import nwb  # noqa: E402
 
 RATES = {"left": [5.0, 40.0], "right": [40.0, 5.0]}  # spikes/second of the two units
 TRIAL_LENGTH, GAP, N_TRIALS = 0.5, 0.25, 12
@@ -131,26 +132,10 @@ def test_series_units_window_edges_and_alignment(tmp_path):
     assert np.isfinite(values[1, :3]).all() and np.isnan(values[1, 4:]).all()
 
 
-def write_small(path, trials=((1.0, 1.5),) * 4, spikes=((1.1, 1.2, 2.1),), columns=None,
-                series=None, timestamps=None):
-    """A small NWB file: trials ``(start, stop)``, extra trial ``columns``, units with these
-    spike times and optionally a TimeSeries ``lfp`` (at 1 kHz, or at ``timestamps``)."""
-    nwbfile = pynwb.NWBFile(session_description="s", identifier="damaged",
-                            session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
-    for times in spikes:
-        nwbfile.add_unit(spike_times=np.asarray(times, dtype=float))
-    for name in columns or {}:
-        nwbfile.add_trial_column(name, name)
-    for k, (start, stop) in enumerate(trials):
-        nwbfile.add_trial(start_time=start, stop_time=stop,
-                          **{name: values[k] for name, values in (columns or {}).items()})
-    if series is not None:
-        timing = {"timestamps": timestamps} if timestamps is not None else \
-            {"rate": 1000.0, "starting_time": 0.0}
-        nwbfile.add_acquisition(pynwb.TimeSeries(name="lfp", data=series, unit="V", **timing))
-    with pynwb.NWBHDF5IO(str(path), "w") as io:
-        io.write(nwbfile)
-    return path
+def write_small(path, spikes=((1.1, 1.2, 2.1),), **kwargs):
+    """A small NWB file (`hostile.make_corpus.nwb`: trials, trial columns, units, an
+    optional TimeSeries ``lfp``)."""
+    return nwb(spikes=spikes, **kwargs)(path)
 
 
 @pytest.mark.parametrize("kwargs, options, key, message", [

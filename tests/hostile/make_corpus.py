@@ -983,11 +983,11 @@ def char_device(major: int, minor: int):
 
 
 def nwb(trials=((1.0, 1.5),) * 4, spikes=((1.1, 1.2, 2.1, 3.3),), columns=None,
-        series=None):
+        series=None, timestamps=None):
     """An NWB file (pynwb): trials ``(start, stop)``, extra trial ``columns`` ({name:
     values}), units with these spike times, and optionally a TimeSeries ``lfp`` holding
-    ``series`` sampled at 1 kHz."""
-    def write(path: Path) -> None:
+    ``series`` sampled at 1 kHz (or at ``timestamps``)."""
+    def write(path: Path) -> Path:
         from datetime import datetime, timezone
         import pynwb
         nwbfile = pynwb.NWBFile(session_description="hostile", identifier="hostile",
@@ -1000,10 +1000,13 @@ def nwb(trials=((1.0, 1.5),) * 4, spikes=((1.1, 1.2, 2.1, 3.3),), columns=None,
             nwbfile.add_trial(start_time=start, stop_time=stop,
                               **{name: values[k] for name, values in (columns or {}).items()})
         if series is not None:
+            timing = {"timestamps": timestamps} if timestamps is not None else \
+                {"rate": 1000.0, "starting_time": 0.0}
             nwbfile.add_acquisition(pynwb.TimeSeries(name="lfp", data=series, unit="V",
-                                                     rate=1000.0, starting_time=0.0))
+                                                     **timing))
         with pynwb.NWBHDF5IO(str(path), "w") as io:
             io.write(nwbfile)
+        return path
     return write
 
 

@@ -15,12 +15,25 @@ Public API::
 __version__ = "0.1.0"
 
 from .errors import BackendError, BioplastError, CapabilityError, InputError  # noqa: E402
-from .model import Model, list_models, load_model  # noqa: E402
-from .results import load, save, training_dataset  # noqa: E402
-from .simulation import simulate  # noqa: E402
-from .protocol import load_protocol  # noqa: E402
-from .training import train  # noqa: E402
 
-__all__ = ["BackendError", "BioplastError", "CapabilityError", "InputError", "Model", "list_models",
-           "load_model", "simulate", "save", "load", "load_protocol", "train", "training_dataset",
+#: the public names and the modules that hold them, imported on first use (PEP 562): the
+#: command line answers --help without loading torch, Brian2 and xarray
+_LAZY = {"Model": "model", "list_models": "model", "load_model": "model",
+         "load": "results", "save": "results", "training_dataset": "results",
+         "simulate": "simulation", "load_protocol": "protocol", "train": "training"}
+
+__all__ = ["BackendError", "BioplastError", "CapabilityError", "InputError", *_LAZY,
            "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bioplast' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -37,6 +37,10 @@ import xarray as xr
 from . import schema
 from .errors import InputError, SweepError
 from .files import remove_stale_temporaries
+# Brian2 installs a signal handler when it is imported, which only the main thread may do:
+# a Dask worker imports this module (to unpickle its tasks) in its main thread, so the
+# modules that import Brian2 are imported here, not later in a task's thread
+from . import model as _model  # noqa: F401,E402
 
 #: Seconds to wait for a scheduler given by address before giving up.
 CONNECT_TIMEOUT = 5

@@ -172,3 +172,19 @@ def test_plot_results_with_and_without_a_curriculum_in_one_figure(tmp_path):
     figure = tmp_path / "both.png"
     assert cli.main(["plot", str(plain), str(levels), "-o", str(figure), "--quiet"]) == 0
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_help_loads_neither_torch_nor_brian2():
+    """`import bioplast` is lazy (PEP 562): the command line answers --help without the
+    heavy libraries (6 s of imports before)."""
+    code = ("import sys, contextlib, io\n"
+            "from bioplast import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n"
+            "        cli.main(['--help'])\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print(sorted({'torch', 'brian2', 'xarray', 'sympy'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -91,10 +91,6 @@ def _read_npy(path: str) -> np.ndarray:
             else:
                 raise ValueError(f"unsupported .npy version {version}")
             data_bytes = os.fstat(handle.fileno()).st_size - handle.tell()
-    except FileNotFoundError:
-        raise InputError("file not found", file=path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a .npy file", file=path) from None
     except (OSError, ValueError, SyntaxError, TypeError):
         raise InputError("not a .npy array file (bad header)", file=path) from None
     if dtype.kind not in "biuf":
@@ -136,10 +132,10 @@ def cmd_simulate(args) -> int:
         model = stored_model(result, args.source, **overrides)
         model.file = attr_where(args.source, schema.ATTR_MODEL)
         # stored parameters, except those --set gives a new value
-        params = {**stored_params(result, model, args.source,
-                                  [name for name in model.params if name not in overrides]),
-                  **{name: value for name, value in model.init_params(0).items()
-                     if name in overrides}}
+        overridden = [name for name in model.params if name in overrides]
+        fresh = model.init_params(0) if overridden else {}
+        params = stored_params(result, model, args.source,
+                               replaced={name: fresh[name] for name in overridden})
         initial_state = {name: result[INITIAL_PREFIX + name].values
                          for name in model.state_names if INITIAL_PREFIX + name in result}
         if schema.INPUTS in result and args.trials is None and args.steps is None:
@@ -807,15 +803,6 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("BIOPLAST_DEBUG") == "1"
-    from .files import check_path
-    try:
-        for name in PATH_ARGUMENTS:
-            for text in _as_list(getattr(args, name, None)):
-                check_path(text, "-o" if name == "output" else "--" + name
-                           if name == "inputs" else name.upper())
-    except InputError as error:
-        print(f"bioplast: error: {error}", file=sys.stderr)
-        return 2
     with warnings.catch_warnings(record=True) as caught:
         if debug:
             warnings.simplefilter("default")
@@ -834,13 +821,20 @@ PATH_ARGUMENTS = ("source", "protocol", "file", "files", "result", "recording", 
                   "inputs")
 
 
-def _as_list(value) -> list:
-    return [] if value is None else list(value) if isinstance(value, list) else [value]
+def _check_paths(args) -> None:
+    """InputError naming the argument if one of the file arguments cannot be a path."""
+    from .files import check_path
+    for name in PATH_ARGUMENTS:
+        value = getattr(args, name, None)
+        for text in value if isinstance(value, list) else [] if value is None else [value]:
+            check_path(text, "-o" if name == "output" else "--inputs" if name == "inputs"
+                       else name.upper())
 
 
 def _run_command(args, debug: bool) -> int:
     """Run the command; every failure becomes one line on stderr and an exit code."""
     try:
+        _check_paths(args)
         return args.func(args)
     except (InputError, CapabilityError) as error:
         if debug:

@@ -185,10 +185,10 @@ def load(path: str | os.PathLike, values: bool = True) -> xr.Dataset:
             return lazy
         with lazy:
             unpacked = sum(float(v.size) * v.dtype.itemsize for v in lazy.variables.values())
-            if unpacked > UNPACKED_MINIMUM and \
-                    unpacked > MAX_UNPACK_RATIO * path.stat().st_size:
+            size = path.stat().st_size
+            if unpacked > UNPACKED_MINIMUM and unpacked > MAX_UNPACK_RATIO * size:
                 raise InputError(f"its variables claim {format_bytes(unpacked)} from a file of "
-                                 f"{format_bytes(path.stat().st_size)} (unwritten or "
+                                 f"{format_bytes(size)} (unwritten or "
                                  "extremely compressed data): not read", file=str(path))
             check_memory(unpacked, "reading the file", file=str(path))
             return lazy.load()
@@ -257,17 +257,17 @@ def stored_model(dataset: xr.Dataset, where: str, **overrides) -> Model:
 
 
 def stored_params(dataset: xr.Dataset, model: Model, where: str,
-                  names=None) -> dict[str, np.ndarray]:
-    """Parameter arrays of ``model`` as a result stored them, checked against the model
-    (names, shapes, finiteness, constraints); ``names`` limits which are read."""
-    names = list(model.params) if names is None else list(names)
+                  replaced: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Parameter arrays of ``model`` as a result stored them, except those in ``replaced``
+    (new values), all checked against the model (names, shapes, finiteness, constraints)."""
+    replaced = dict(replaced or {})
+    names = [name for name in model.params if name not in replaced]
     missing = [name for name in names if name not in dataset.variables]
     if missing:
         raise InputError(f"no parameter variable {', '.join(missing)} for model "
                          f"'{model.name}'", file=where)
-    params = {name: dataset[name].values for name in names}
-    model.check_params({**model.init_params(0), **params} if len(names) < len(model.params)
-                       else params, where=where)
+    params = {**{name: dataset[name].values for name in names}, **replaced}
+    model.check_params(params, where=where)
     return params
 
 

@@ -158,11 +158,13 @@ def compose_and_load(text: str, name: str):
     """``(node tree, data)`` of one YAML document, bounded (`bioplast.limits`): no alias
     bomb, no nesting that exhausts the stack. Errors quote the parser's problem and the
     line, never the text itself."""
+    loader = yaml.SafeLoader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        if root is not None:
-            check_yaml_nodes(root, file=name)
-        return root, yaml.safe_load(text)
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        check_yaml_nodes(root, file=name)  # before the values are built from the nodes
+        return root, loader.construct_document(root)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         problem = error.problem or error.context or "malformed YAML"
@@ -178,6 +180,8 @@ def compose_and_load(text: str, name: str):
         reason = "a number with too many digits" if "digits" in str(error) else \
             "a value that cannot be read"
         raise InputError(f"malformed YAML: {reason}", file=name) from None
+    finally:
+        loader.dispose()
 
 
 def yaml_value(text: str, name: str):

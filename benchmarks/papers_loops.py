@@ -759,10 +759,26 @@ def markdown(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def engine_revision() -> str:
+    """Where the measured bioplast comes from: its folder, git commit and whether that
+    checkout has uncommitted changes (the engine measured may be work in progress)."""
+    import subprocess
+    import bioplast
+    folder = Path(bioplast.__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=folder,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", ""
+    return f"{folder} @ {commit or 'no git'}{' + uncommitted changes' if dirty else ''}"
+
+
 def machine() -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "processor": platform.processor() or
-            platform.machine(), "dtype": "float32"}
+            platform.machine(), "dtype": "float32", "bioplast": engine_revision()}
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name(0)
     return info
@@ -814,6 +830,7 @@ def main(argv=None) -> int:
           f"torch {info['torch']}{' (--quick sizes)' if args.quick else ''}; "
           f"medians of interleaved rounds; ratio = bioplast network-epochs per core-second "
           f"/ reference's")
+    print(f"bioplast measured: {info['bioplast']}")
     print()
     print(markdown(summaries))
     print()

@@ -59,6 +59,10 @@ def torch_functions(dtype: torch.dtype, device: torch.device) -> dict[str, Calla
     return table
 
 
+#: how `TorchStepper.run` steps: ``fused`` (`bioplast.fused_loop`) or ``eager`` (one
+#: closure call per step, autograd records every operation)
+ENGINES = ("fused", "eager")
+
 READOUT_ACTIVATIONS = {"identity": lambda y: y, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 
 
@@ -114,11 +118,15 @@ class TorchStepper:
     """
 
     def __init__(self, model: Model, dtype: torch.dtype = torch.float64,
-                 device: str | torch.device = "cpu", noise: bool = True):
+                 device: str | torch.device = "cpu", noise: bool = True,
+                 engine: str = "fused"):
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         self.model = model
         self.dtype = dtype
         self.device = torch.device(device)
         self.noise = noise
+        self.engine = engine
         self.functions = torch_functions(dtype, self.device)
         silence = {} if noise else {_symbol(s): RANDOM_MEANS[f]
                                     for s, f in model.random_symbols.items()}
@@ -129,12 +137,30 @@ class TorchStepper:
         # held values that are numbers once the noise is off (noise = sigma * 0) are
         # substituted, so that the step does not add a zero at every step
         constants = {_symbol(n): e for n, e in held.items() if e.is_Number}
-        self.held = [(n, self._compile(e)) for n, e in held.items() if not e.is_Number]
+        #: sympy forms: held subexpressions that are not numbers, and the state updates
+        self.held_forms = {n: e for n, e in held.items() if not e.is_Number}
+        self.update_forms = {n: update_expression(model, n, noise).xreplace(silence)
+                             .xreplace(constants) for n in model.state_names}
+        self.held = [(n, self._compile(e)) for n, e in self.held_forms.items()]
         self.held_constants = {n: float(e) for n, e in held.items() if e.is_Number}
-        self.update = {n: self._compile(update_expression(model, n, noise).xreplace(silence)
-                                        .xreplace(constants))
-                       for n in model.state_names}
+        self.update = {n: self._compile(e) for n, e in self.update_forms.items()}
         self.plain = {n: self._compile(e) for n, e in model.subexpressions.items()}
+        self._fused_plan = None
+
+    @property
+    def random_symbol_names(self) -> list[str]:
+        """Names of the random numbers a step draws (``rand()``/``randn()`` calls, white
+        noise ``_xi_<name>``)."""
+        return [s for s, _ in self.random] + [f"_xi_{xi}" for xi in self.white_noise]
+
+    @property
+    def fused_plan(self):
+        """The fused loop's plan for this model (`bioplast.fused_loop.FusedPlan`), built
+        once; its ``problem`` says why the model cannot be fused (None if it can)."""
+        if self._fused_plan is None:
+            from .fused_loop import FusedPlan
+            self._fused_plan = FusedPlan(self)
+        return self._fused_plan
 
     def _compile(self, expr):
         return compile_expression(expr, self.functions)
@@ -174,17 +200,22 @@ class TorchStepper:
                                perturbations_t, random_t)
         return self.advance(env), env
 
-    def random_numbers(self, shape, n_steps: int, generator) -> list[dict[str, torch.Tensor]]:
+    def random_blocks(self, shape, n_steps: int, generator) -> dict[str, torch.Tensor]:
         """The random numbers of ``n_steps`` steps from states shaped ``shape``, drawn at
-        once (one call per variable, and per member with one generator per member): one
-        dict per step, for `environment`'s ``random_t``."""
+        once (one call per variable, and per member with one generator per member):
+        ``(step, *shape)`` per random symbol."""
         blocks = {symbol: draw_steps(torch.randn if function == "randn" else torch.rand,
                                      n_steps, shape, generator, self.dtype, self.device)
                   for symbol, function in self.random}
         blocks.update({f"_xi_{xi}": draw_steps(torch.randn, n_steps, shape, generator,
                                                self.dtype, self.device)
                        for xi in self.white_noise})
-        by_step = {name: block.unbind(0) for name, block in blocks.items()}
+        return blocks
+
+    def random_numbers(self, shape, n_steps: int, generator) -> list[dict[str, torch.Tensor]]:
+        """`random_blocks` as one dict per step, for `environment`'s ``random_t``."""
+        by_step = {name: block.unbind(0)
+                   for name, block in self.random_blocks(shape, n_steps, generator).items()}
         return [{name: values[k] for name, values in by_step.items()} for k in range(n_steps)]
 
     def environment(self, state, inputs_t, bound, t: float, generator=None,
@@ -240,8 +271,14 @@ class TorchStepper:
         ``(member, trial, time, unit)``. With ``truncation = k`` the states are detached
         from the graph every k steps (truncated BPTT). ``perturbations`` maps coupling
         targets to values ``([member,] trial, time, unit)`` added at every step; see
-        `step` for ``detach_recurrent``.
+        `step` for ``detach_recurrent``. With ``engine="fused"`` (and a model the fused
+        loop takes) the loop is `bioplast.fused_loop.fused_run`: same numbers, fewer
+        kernels.
         """
+        if self.engine == "fused" and self.fused_plan.problem is None:
+            from .fused_loop import fused_run
+            return fused_run(self, bound, inputs, state, names, generator, truncation,
+                             progress, detach_recurrent, perturbations)
         steps = {name: [] for name in names}
         inputs_by_step = tqdm(inputs.unbind(-2), desc="steps", unit="step", leave=False,
                               disable=not progress, mininterval=0.5)

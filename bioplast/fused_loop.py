@@ -161,6 +161,9 @@ def _with_derivatives(expr: sympy.Expr) -> sympy.Expr:
     """``expr`` with the functions sympy cannot differentiate replaced by equal ones that
     it can (`_DIFFERENTIABLE`)."""
     def replace(node):
+        if isinstance(node, sympy.Function) and type(node).__name__ == "exprel":
+            raise _NotFusable("'exprel' has a removable singularity at 0 whose derivative "
+                              "the fused loop does not write out")
         if isinstance(node, sympy.Function) and type(node).__name__ in _DIFFERENTIABLE:
             return _DIFFERENTIABLE[type(node).__name__](*[replace(a) for a in node.args])
         if node.args and not node.is_Atom:

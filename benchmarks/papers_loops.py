@@ -54,7 +54,10 @@ Columns of the table:
   forward matrix products (recurrent + input + readout; N-parity: readout of all 100 heads
   at the last step only, as the task needs), divided by the time per update, as a fraction
   of the FLOP/s ``torch.mm`` reaches on the same shapes (``torch.bmm`` over members for the
-  batched ensemble) on this machine, this thread count.
+  batched ensemble; best of several timings) on this machine, this thread count. A
+  backward pass can be cheaper than two forward products (the paper's N-parity input layer
+  is one product over all steps; weight gradients are large products), so a fraction can
+  come out near or above 1 for short trials.
 
     python benchmarks/papers_loops.py [--quick] [--device cpu|cuda] [--json PATH]
         [--only cue,cue_epoch,cue_ensemble,parity,parity_ensemble] [--rounds R]
@@ -428,7 +431,9 @@ def seconds(function: Callable, device: torch.device, repeats: int = 1) -> float
 def mm_rate(shapes: list[tuple], device, dtype=torch.float32, repeats: int = 5,
             members: int = 0) -> float:
     """FLOP/s of ``torch.mm`` (``torch.bmm`` over ``members`` if > 0) doing the matrix
-    products ``shapes`` = [(m, k, n, count), ...] once each in order."""
+    products ``shapes`` = [(m, k, n, count), ...] once each in order: the best of
+    ``repeats`` timings of at least 50 ms each (what the machine can do with these shapes,
+    as little disturbed as possible by other work on it)."""
     operands = []
     for m, k, n, count in shapes:
         lead = (members,) if members else ()
@@ -442,9 +447,11 @@ def mm_rate(shapes: list[tuple], device, dtype=torch.float32, repeats: int = 5,
         for a, b, count in operands:
             for _ in range(count):
                 product(a, b)
+    device = torch.device(device)
     run()
-    times = [seconds(run, torch.device(device)) for _ in range(repeats)]
-    return flops / statistics.median(times)
+    calls = max(1, math.ceil(0.05 / max(seconds(run, device), 1e-9)))
+    times = [seconds(run, device, calls) for _ in range(repeats)]
+    return flops / min(times)
 
 
 @dataclass

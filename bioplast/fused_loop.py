@@ -145,8 +145,9 @@ _CLIP_SLOPE = sympy.Function("clip_slope")
 _DIFFERENTIABLE = {
     "clip": _function_class("clip", lambda u, low, high: _CLIP_SLOPE(u, low, high)),
     "sqrt": _function_class("sqrt", lambda u: 1 / (2 * sympy.sqrt(u))),
-    **{name: _function_class(name, lambda u: sympy.Integer(0))
-       for name in ("floor", "ceiling", "int_", "sign")},  # flat: autograd gives 0
+    # piecewise constant: autograd gives 0, whatever the argument (a comparison too)
+    **{name: type(name, (sympy.Function,), {"_eval_derivative": lambda self, s: sympy.Integer(0)})
+       for name in ("floor", "ceiling", "int_", "sign")},
 }
 
 
@@ -274,7 +275,7 @@ class FusedPlan:
         self.derivative_forms: dict[tuple[str, str], sympy.Expr] = {}
         for name, form in updates.items():
             for leaf in leaves:
-                derivative = sympy.diff(form, _symbol(leaf))
+                derivative = _derivative(form, leaf)
                 if derivative != 0:
                     self.derivative_forms[(name, leaf)] = self._checked(saved(derivative), name)
         self.source_derivative_forms: dict[tuple[str, str], sympy.Expr] = {}
@@ -282,7 +283,7 @@ class FusedPlan:
             if self.source_is_state[coupling]:
                 continue
             for leaf in [*self.states, *hoisting.hoisted]:
-                derivative = sympy.diff(form, _symbol(leaf))
+                derivative = _derivative(form, leaf)
                 if derivative != 0:
                     self.source_derivative_forms[(coupling, leaf)] = self._checked(
                         saved(derivative), coupling)
@@ -327,6 +328,14 @@ def _compile_sum(expr: sympy.Expr, functions):
             total.add_(other(env))
         return total
     return update
+
+
+def _derivative(form: sympy.Expr, leaf: str) -> sympy.Expr:
+    """d form / d leaf by sympy; `_NotFusable` where sympy cannot take it."""
+    try:
+        return sympy.diff(form, _symbol(leaf))
+    except (AttributeError, TypeError, ValueError, NotImplementedError) as error:
+        raise _NotFusable(f"no derivative of '{form}' by '{leaf}' ({error})") from None
 
 
 def _symbol(name: str) -> sympy.Symbol:

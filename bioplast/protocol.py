@@ -1,4 +1,4 @@
-"""Protocol files: a whole training run in one YAML file (DESIGN section 8).
+"""Protocol files: a whole training run in one YAML file (docs/architecture.md section 3.2).
 
 Top-level keys: ``name``, ``description``, ``seed``, ``model``, ``task``, ``rule``,
 ``regularizers``, ``training``, ``backend``, ``record``. Validated with pydantic: unknown
@@ -58,6 +58,11 @@ class TrainingSection(_Strict):
                                            description="epochs between checkpoints")
     target_accuracy: float | None = pydantic.Field(None, gt=0, le=1,
                                                    description="stop when reached")
+    score_on: Literal["test", "training"] = pydantic.Field(
+        "test", description="test: loss and accuracy on eval_batches fresh test batches after "
+                            "each epoch; training: on the epoch's last training batch, from "
+                            "the update's own forward pass where the rule makes one (BPTT), "
+                            "as the papers' code scores (no extra pass)")
     alignment_every: int | None = pydantic.Field(
         10, ge=1, le=MAX_COUNT, description="epochs between comparisons of the rule's "
                                             "update with the BPTT gradient (null: never)")

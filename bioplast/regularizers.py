@@ -2,7 +2,7 @@
 
 A regularizer has a trajectory part, written as a sum over steps of a term that depends on
 the values at step t and t-1 (`step_penalty`), and/or a parameter part (`param_penalty`).
-Rules use them the way their own credit assignment allows (DESIGN section 5): BPTT adds the
+Rules use them the way their own credit assignment allows (docs/architecture.md section 5.4): BPTT adds the
 whole penalty to the loss; e-prop adds the immediate partial derivative of the step term
 w.r.t. the current values as an extra learning signal; node perturbation adds the penalty
 of each trial to that trial's error. Members add up, each normalized like the task loss.

@@ -1,6 +1,6 @@
 """Names of dataset dimensions, variables and attributes: the one place they are spelled.
 
-DESIGN section 7 fixes them; every module that builds or reads a Dataset uses these.
+docs/architecture.md section 3.4 fixes them; every module that builds or reads a Dataset uses these.
 """
 
 # Dimensions

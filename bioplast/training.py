@@ -127,6 +127,12 @@ class History:
                           for epoch, params in state.get("snapshots", {}).items()}
 
 
+def _member_batch(batch: Batch, index: int) -> Batch:
+    """Member ``index`` of a stacked batch (`bioplast.tasks.stack_batches`)."""
+    return Batch(batch.inputs[index], batch.targets[index], batch.mask[index],
+                 {key: value[index] for key, value in batch.conditions.items()})
+
+
 def _tensors(params: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.as_tensor(v) for k, v in params.items()}
 
@@ -345,6 +351,8 @@ class Trainer:
             [p.rule.config.grad_clip for p in protocols],
             self.rule.trainable(self.context(everyone), self.params))
         self.next_epoch = 0
+        #: member -> (loss, accuracy per head) on its epoch's last training batch
+        self.training_scores: dict[int, tuple[float, np.ndarray]] = {}
 
     @property
     def protocol(self) -> Protocol:
@@ -463,7 +471,8 @@ class Trainer:
         started = self.active()
         losses = {i: [] for i in started}
         norms = {i: [] for i in started}
-        for _ in range(training.steps_per_epoch):
+        self.training_scores = {}
+        for step in range(training.steps_per_epoch):
             active = self.active()
             if not active:
                 break
@@ -472,8 +481,9 @@ class Trainer:
                 member = self.members[i]
                 level = member.curriculum.level()
                 draws[i] = (level, *member.draw(member.rng, training.batch_size, level))
+            last = step == training.steps_per_epoch - 1 and training.score_on == "training"
             for members, level, batch, initial in self.groups(active, draws):
-                loss, norm = self.update_group(members, level, batch, initial)
+                loss, norm = self.update_group(members, level, batch, initial, score=last)
                 for j, i in enumerate(members):
                     if self.members[i].status != schema.STATUS_DIVERGED:
                         losses[i].append(loss[j])
@@ -481,15 +491,27 @@ class Trainer:
         return {i: (float(np.mean(losses[i])) if losses[i] else math.nan,
                     float(np.mean(norms[i])) if norms[i] else math.nan) for i in started}
 
-    def update_group(self, members: list[int], level: Level, batch: Batch, initial):
-        """One rule update of ``members`` on their stacked batch: ``(loss, norm)`` lists."""
+    def update_group(self, members: list[int], level: Level, batch: Batch, initial,
+                     score: bool = False):
+        """One rule update of ``members`` on their stacked batch: ``(loss, norm)`` lists.
+        With ``score``, the batch's test loss and accuracy per member (from the outputs
+        before the update) go to ``self.training_scores``."""
         index = self._index(members)
         params = {name: value[index] for name, value in self.params.items()}
         before = {name: value.clone() for name, value in params.items()}
         state = {name: value[index] for name, value in self.rule_state.items()}
         optimizer = self.optimizer.select(index)
         context = self.context(members)
+        context.keep_outputs = score
         loss, norm = self.rule.update(context, params, batch, initial, level, state, optimizer)
+        if score:
+            outputs = context.outputs
+            if outputs is None:  # the rule made no plain forward pass: one on this batch
+                own = self.context(members, [self.members[i].generator_for(9, self.next_epoch)
+                                             for i in members])  # training's noise untouched
+                with torch.no_grad():
+                    outputs, _ = forward(own, before, batch, initial)
+            self.training_scores.update(self.scores(members, level, batch, outputs))
         loss = loss.detach().double().cpu().numpy()  # one transfer per update
         norm = norm.detach().double().cpu().numpy()
         finite = torch.stack([torch.isfinite(v.reshape(len(members), -1)).all(dim=1)
@@ -558,12 +580,25 @@ class Trainer:
                 results[i] = result
         return results
 
+    def scores(self, members: list[int], level: Level, batch: Batch, outputs
+               ) -> dict[int, tuple[float, np.ndarray]]:
+        """Test loss and accuracy per head of each of ``members`` on their stacked
+        ``batch`` from its ``outputs`` ``(member, trial, time, output)``."""
+        task = self.protocols[0].task
+        loss = task.loss_value(outputs, torch.as_tensor(batch.targets, dtype=outputs.dtype,
+                                                        device=outputs.device),
+                               torch.as_tensor(batch.mask, dtype=outputs.dtype,
+                                               device=outputs.device),
+                               level, per_trial=True).mean(dim=-1).cpu().numpy()
+        outputs = outputs.cpu().numpy()
+        return {i: (float(loss[j]), task.score(outputs[j], _member_batch(batch, j), level))
+                for j, i in enumerate(members)}
+
     def evaluate(self, members: list[int]) -> dict[int, tuple[float, np.ndarray]]:
         """Mean test loss and accuracy per head over ``eval_batches`` fresh batches for
         each of ``members`` (from streams of their own, so evaluation does not change
         training)."""
         training = self.protocols[0].training
-        task = self.protocols[0].task
         size = training.eval_batch_size or training.batch_size
         rngs = {i: np.random.default_rng(_seed(self.members[i].seed, 3, self.next_epoch))
                 for i in members}
@@ -580,13 +615,10 @@ class Trainer:
                     context = self.context(group, [generators[i] for i in group])
                     params = {k: v[self._index(group)] for k, v in self.params.items()}
                     outputs, _ = forward(context, params, batch, initial)
-                    loss = task.loss_value(outputs, context.tensor(batch.targets),
-                                           context.tensor(batch.mask), level,
-                                           per_trial=True).mean(dim=-1).cpu().numpy()
-                    outputs = outputs.cpu().numpy()
-                    for j, i in enumerate(group):
-                        losses[i].append(float(loss[j]))
-                        accuracies[i].append(task.score(outputs[j], draws[i][1], level))
+                    for i, (loss, accuracy) in self.scores(group, level, batch,
+                                                           outputs).items():
+                        losses[i].append(loss)
+                        accuracies[i].append(accuracy)
         # inactive heads are NaN in every batch and stay NaN
         return {i: (float(np.mean(losses[i])), np.mean(np.stack(accuracies[i]), axis=0))
                 for i in members}
@@ -684,11 +716,16 @@ def train(protocol: Protocol | list[Protocol], *, checkpoint: str | Path | None 
             started = time.perf_counter()
             members = trainer.active()
             every = training.alignment_every
+            # a rule whose estimate is the exact gradient is not compared with itself
             comparison = trainer.compare_with_bptt(members) \
-                if every and trainer.next_epoch % every == 0 else {}
+                if every and trainer.next_epoch % every == 0 and not trainer.rule.exact \
+                else {}
             rows = trainer.train_epoch()
             alive = [i for i in members if not trainer.members[i].finished]
-            evaluation = trainer.evaluate(alive) if alive else {}
+            if training.score_on == "training":
+                evaluation = {i: trainer.training_scores[i] for i in alive}
+            else:
+                evaluation = trainer.evaluate(alive) if alive else {}
             wall_time = time.perf_counter() - started
             for i in members:
                 if i in evaluation:

@@ -554,3 +554,39 @@ def test_record_snapshots_keeps_the_parameters_every_k_epochs(tmp_path):
     with pytest.raises(InputError, match="record.snapshots_every"):
         network_at_epoch(stopped.drop_vars([v for v in stopped.variables
                                             if str(v).startswith("snapshot_")]), 0)
+
+
+@pytest.mark.parametrize("rule", ["bptt", "eprop"])
+def test_scoring_on_the_training_batch(tmp_path, rule):
+    """``training.score_on: training`` scores the epoch's last training batch. Reference:
+    the update's own loss on that batch (one update per epoch, no regularizers): BPTT
+    scores the very forward pass it trained on, so the two are equal; e-prop makes no
+    plain forward pass, so its score is a forward pass of the same batch with the same
+    parameters (other noise draws: equal to 1e-3 here). Scoring changes nothing in
+    training: the parameters equal those of a run scored on test batches."""
+    text = SMALL_PARITY.replace("bptt", rule).replace("steps_per_epoch: 12",
+                                                      "steps_per_epoch: 1")
+    path = write(tmp_path, text)
+    scored = train(load_protocol(path, {"training.score_on": "training",
+                                        "training.epochs": 3}))
+    tested = train(load_protocol(path, {"training.epochs": 3}))
+    tolerance = 1e-6 if rule == "bptt" else 1e-3
+    np.testing.assert_allclose(scored.history.eval_loss, scored.history.loss, rtol=tolerance)
+    assert not np.allclose(tested.history.eval_loss, tested.history.loss, rtol=1e-3)
+    for name, value in tested.params.items():
+        np.testing.assert_array_equal(scored.params[name], value, err_msg=name)
+    accuracy = scored.history.accuracy_array()
+    assert np.all((accuracy[:, 0] >= 0) & (accuracy[:, 0] <= 1))
+
+
+def test_exact_bptt_is_not_compared_with_itself():
+    """The alignment with BPTT is measured for truncated BPTT, not for exact BPTT (whose
+    alignment is 1 by construction: the comparison would only cost time)."""
+    settings = {"training.epochs": 2, "training.alignment_every": 1,
+                "training.steps_per_epoch": 2}
+    protocol = load_protocol(SMALL_PARITY, settings, name="small_parity")
+    exact = train(protocol).history.per_parameter("alignment")
+    truncated = train(load_protocol(SMALL_PARITY, {**settings, "rule.truncation": 2},
+                                    name="small_parity")).history.per_parameter("alignment")
+    assert np.isnan(exact).all()
+    assert np.isfinite(truncated).any() and np.nanmax(truncated) <= 1 + 1e-6

@@ -68,6 +68,10 @@ class TrainingContext:
     generator: Any  # a torch.Generator, or one per member (a list)
     regularizers: list = field(default_factory=list)
     backend: Any = None  # a Backend for rules that only need forward passes; None: torch
+    #: set True to keep the outputs ``(member, trial, time, output)`` of the first
+    #: unperturbed forward pass in ``outputs`` (scoring on the training batch)
+    keep_outputs: bool = False
+    outputs: Any = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -110,7 +114,10 @@ def forward(context: TrainingContext, params: Mapping[str, torch.Tensor], batch:
                                       state, names, context.generator, truncation=truncation,
                                       detach_recurrent=detach_recurrent,
                                       perturbations=perturbations)
-    return readout(model, recorded[model.readout.source], params), recorded
+    outputs = readout(model, recorded[model.readout.source], params)
+    if context.keep_outputs and context.outputs is None and not perturbations:
+        context.outputs = outputs.detach()
+    return outputs, recorded
 
 
 def values_at_step_start(context: TrainingContext, params, name: str, recorded,
@@ -200,6 +207,12 @@ class LearningRule(ABC):
 
     def __init__(self, config: RuleConfig):
         self.config = config
+
+    @property
+    def exact(self) -> bool:
+        """Whether `estimate` is the exact loss gradient (then comparing it with BPTT's is
+        skipped: the alignment is 1 by construction)."""
+        return False
 
     def check(self, model: Model) -> tuple[str, str] | None:
         """``(config key, message)`` if the config does not fit ``model``, else None."""

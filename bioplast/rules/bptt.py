@@ -24,6 +24,10 @@ class BPTT(LearningRule):
     Config = BPTTConfig
     description = "backpropagation through time (exact gradient, optional truncation)"
 
+    @property
+    def exact(self) -> bool:
+        return self.config.truncation is None
+
     def estimate(self, context, params, batch, initial_state, level, state):
         loss, gradients = true_gradient(context, params, batch, initial_state, level,
                                         truncation=self.config.truncation)

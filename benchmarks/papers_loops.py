@@ -793,19 +793,27 @@ def machine() -> dict:
 
 def run(sizes: Sizes, device: torch.device, only: tuple[str, ...]) -> list[dict]:
     """Measure the configurations in ``only``; returns the rows' summaries."""
-    rows: list[Row] = []
+    jobs = []
     if "cue" in only:
-        rows.append(measure_cue(sizes, device))
+        jobs.append(lambda: [measure_cue(sizes, device)])
     if "cue_epoch" in only:
-        rows.append(measure_cue_epoch(sizes, device))
+        jobs.append(lambda: [measure_cue_epoch(sizes, device)])
     if "cue_ensemble" in only:
-        rows += measure_cue_ensemble(sizes, device)
+        jobs.append(lambda: measure_cue_ensemble(sizes, device))
     if "parity" in only:
-        rows += [measure_parity(sizes, device, n) for n in sizes.parity_levels]
+        jobs += [lambda n=n: [measure_parity(sizes, device, n)] for n in sizes.parity_levels]
     if "parity_ensemble" in only:
-        for n in sizes.parity_ensemble_levels:
-            rows += measure_parity_ensemble(sizes, device, n)
-    return [row.summary() for row in rows]
+        jobs += [lambda n=n: measure_parity_ensemble(sizes, device, n)
+                 for n in sizes.parity_ensemble_levels]
+    summaries = []
+    for job in jobs:  # progress on stderr: a run stopped by a time limit still says something
+        started = time.perf_counter()
+        for row in job():
+            summaries.append(row.summary())
+            print(f"measured {row.configuration} vs {row.reference}: ratio "
+                  f"{summaries[-1]['ratio']:.3g}x ({time.perf_counter() - started:.1f} s)",
+                  file=sys.stderr, flush=True)
+    return summaries
 
 
 def main(argv=None) -> int:

@@ -207,10 +207,11 @@ def test_local_workers_keep_the_default_allocator():
 def test_the_costliest_groups_start_first(tmp_path):
     """Groups of longer trials (and more members) are planned first, so that the last
     task to start is a short one (longest-processing-time-first scheduling)."""
-    from bioplast.sweep import plan
+    from bioplast.sweep import Layout, plan_groups, survey
     path = write_protocol(tmp_path)
-    groups, points = plan(str(path), {"task.delay": ["20 ms", "200 ms", "80 ms"],
-                                      "seed": [0, 1]}, {}, tmp_path, 64, 1)
-    assert len(points) == 6
+    points, work = survey(str(path), {"task.delay": ["20 ms", "200 ms", "80 ms"],
+                                      "seed": [0, 1]}, {}, tmp_path, Layout((3, 2)), [])
+    assert len(points) == len(work) == 6
+    groups = plan_groups(work, 64, 1)
     assert [group[0].settings["task.delay"] for group in groups] == ["200 ms", "80 ms",
                                                                      "20 ms"]

@@ -670,8 +670,11 @@ def _weight_gradient(delta: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     if delta.shape[1] == 1:  # one network: one matrix product, no copies
         return torch.mm(delta.reshape(-1, delta.shape[-1]).t(),
                         source.reshape(-1, source.shape[-1])).unsqueeze(0)
-    return torch.bmm(delta.permute(1, 3, 0, 2).flatten(2),
-                     source.transpose(0, 1).flatten(1, 2))
+    # members: one batched product per step (no copy of the whole trajectory)
+    total = torch.bmm(delta[0].transpose(1, 2), source[0])
+    for k in range(1, delta.shape[0]):
+        total.baddbmm_(delta[k].transpose(1, 2), source[k])
+    return total
 
 
 def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import schema
+from .allocation import chunk_members, keep_freed_memory
 from .backends.torch import DTYPES, torch_device
 from .compile_torch import TorchStepper
 from .curricula import Curriculum
@@ -316,6 +317,7 @@ class Trainer:
 
     def __init__(self, protocols: list[Protocol]):
         check_ensemble(protocols)
+        keep_freed_memory()
         self.protocols = protocols
         first = protocols[0]
         model, backend = first.model, first.schema.backend
@@ -452,11 +454,16 @@ class Trainer:
             level, batch, _ = draws[index]
             grouped.setdefault((level, batch.inputs.shape, batch.targets.shape), []).append(
                 index)
-        for (level, _, _), members in grouped.items():
-            batch = stack_batches([draws[i][1] for i in members])
-            initial = {name: np.stack([draws[i][2][name] for i in members])
-                       for name in draws[members[0]][2]}
-            yield members, level, batch, initial
+        n_units = self.protocols[0].model.n_units
+        for (level, shape, _), group in grouped.items():
+            # on the CPU, runs of members small enough for reused memory (see allocation)
+            runs = chunk_members(group, shape[0] * shape[1] * n_units) \
+                if self.device.type == "cpu" else [group]
+            for members in runs:
+                batch = stack_batches([draws[i][1] for i in members])
+                initial = {name: np.stack([draws[i][2][name] for i in members])
+                           for name in draws[members[0]][2]}
+                yield members, level, batch, initial
 
     def _index(self, members: list[int]) -> torch.Tensor:
         return torch.as_tensor(members, dtype=torch.long, device=self.device)
@@ -510,7 +517,7 @@ class Trainer:
                 own = self.context(members, [self.members[i].generator_for(9, self.next_epoch)
                                              for i in members])  # training's noise untouched
                 with torch.no_grad():
-                    outputs, _ = forward(own, before, batch, initial)
+                    outputs, _ = forward(own, before, batch, initial, scored_only=True)
             self.training_scores.update(self.scores(members, level, batch, outputs))
         loss = loss.detach().double().cpu().numpy()  # one transfer per update
         norm = norm.detach().double().cpu().numpy()
@@ -614,7 +621,7 @@ class Trainer:
                 for group, level, batch, initial in self.groups(members, draws):
                     context = self.context(group, [generators[i] for i in group])
                     params = {k: v[self._index(group)] for k, v in self.params.items()}
-                    outputs, _ = forward(context, params, batch, initial)
+                    outputs, _ = forward(context, params, batch, initial, scored_only=True)
                     for i, (loss, accuracy) in self.scores(group, level, batch,
                                                            outputs).items():
                         losses[i].append(loss)

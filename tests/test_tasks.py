@@ -155,3 +155,18 @@ def test_cross_entropy_loss_of_heads():
         outputs[:, -1, 2 * h:2 * h + 2], torch.as_tensor(batch.conditions[f"label_head{h}"]))
         for h, _ in level.heads)
     torch.testing.assert_close(loss, expected)
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_scores_use_only_the_steps_the_mask_weighs(name):
+    """Training evaluates the readout only at the steps the mask weighs (`forward` with
+    ``scored_only``), so every task's score must not read other steps. Reference: the
+    score of random outputs equals the score of the same outputs zeroed elsewhere."""
+    task = make(name, dt=5e-3 if name == "delayed_cue" else 1e-3)
+    level = task.largest_level()
+    batch = task.sample(32, np.random.default_rng(3), level)
+    outputs = np.random.default_rng(4).normal(size=batch.targets.shape)
+    weighed = batch.mask.any(axis=(0, 2))
+    zeroed = np.where(weighed[None, :, None], outputs, 0.0)
+    np.testing.assert_array_equal(task.score(zeroed, batch, level),
+                                  task.score(outputs, batch, level))

@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Mapping
 
+import numpy as np
 import pydantic
 import torch
 
@@ -103,9 +104,11 @@ class TrainingContext:
 
 def forward(context: TrainingContext, params: Mapping[str, torch.Tensor], batch: Batch,
             initial_state: Mapping[str, Any], record=(), truncation: int | None = None,
-            detach_recurrent: bool = False, perturbations=None):
+            detach_recurrent: bool = False, perturbations=None, scored_only: bool = False):
     """Run ``batch`` through the network: ``(outputs (member, trial, time, output),
-    recorded)`` with gradients flowing to ``params``."""
+    recorded)`` with gradients flowing to ``params``. With ``scored_only`` the readout is
+    evaluated only at the steps the batch's mask weighs (the others are 0): losses and
+    scores use no other step (`bioplast.tasks.Task.score`)."""
     model = context.model
     n_members = next(iter(params.values())).shape[0]
     state = context.initial_tensors(initial_state, n_members)
@@ -114,7 +117,16 @@ def forward(context: TrainingContext, params: Mapping[str, torch.Tensor], batch:
                                       state, names, context.generator, truncation=truncation,
                                       detach_recurrent=detach_recurrent,
                                       perturbations=perturbations)
-    outputs = readout(model, recorded[model.readout.source], params)
+    source = recorded[model.readout.source]
+    scored = np.flatnonzero(np.asarray(batch.mask).reshape(-1, *batch.mask.shape[-2:])
+                            .any(axis=(0, 2))) if scored_only else None
+    if scored is None or len(scored) == source.shape[2]:
+        outputs = readout(model, source, params)
+    else:
+        steps = torch.as_tensor(scored, device=source.device)
+        part = readout(model, source.index_select(2, steps), params)
+        outputs = part.new_zeros(*source.shape[:2], source.shape[2], part.shape[-1]) \
+            .index_copy(2, steps, part)
     if context.keep_outputs and context.outputs is None and not perturbations:
         context.outputs = outputs.detach()
     return outputs, recorded
@@ -169,7 +181,7 @@ def true_gradient(context: TrainingContext, params, batch: Batch, initial_state,
     with torch.enable_grad():
         outputs, recorded = forward(context, current, batch, initial_state,
                                     record=context.recorded_variables(), truncation=truncation,
-                                    detach_recurrent=detach_recurrent)
+                                    detach_recurrent=detach_recurrent, scored_only=True)
         loss = member_losses(context, current, batch, initial_state, level, outputs, recorded)
         gradients = torch.autograd.grad(loss.sum(), list(trainable.values()),
                                         allow_unused=True)

@@ -179,7 +179,9 @@ class Task(ABC):
     def score(self, outputs: np.ndarray, batch: Batch, level: Level | None = None) -> np.ndarray:
         """Accuracy in [0, 1] per head, shaped ``(n_heads,)``; NaN for inactive heads.
 
-        ``outputs`` is ``(trial, time, output)``.
+        ``outputs`` is ``(trial, time, output)``. A score uses only the steps that the
+        batch's mask weighs (some output nonzero): training evaluates the readout at those
+        steps only (tested for every registered task).
         """
 
     def loss_normalizer(self, mask: torch.Tensor, level: Level | None = None) -> list:

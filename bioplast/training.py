@@ -519,10 +519,13 @@ class Trainer:
                 with torch.no_grad():
                     outputs, _ = forward(own, before, batch, initial, scored_only=True)
             self.training_scores.update(self.scores(members, level, batch, outputs))
-        loss = loss.detach().double().cpu().numpy()  # one transfer per update
-        norm = norm.detach().double().cpu().numpy()
         finite = torch.stack([torch.isfinite(v.reshape(len(members), -1)).all(dim=1)
-                              for v in params.values()]).all(dim=0).cpu().numpy()
+                              for v in params.values()]).all(dim=0)
+        device = loss.device
+        loss, norm, finite = torch.stack([loss.detach().double(),
+                                          norm.detach().double().to(device),
+                                          finite.double().to(device)]).cpu().numpy()
+        finite = finite.astype(bool)
         with torch.no_grad():
             for j, i in enumerate(members):
                 bad = [k for k, v in (("loss", loss[j]), ("grad_norm", norm[j]))

@@ -31,6 +31,7 @@ meaning. Models whose coupling sources depend on coupling targets are not fused
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import sympy
@@ -154,8 +155,23 @@ _DIFFERENTIABLE = {
 def _clip_slope(u, low, high):
     """d clip(u, low, high) / du as torch's autograd of ``minimum(maximum(u, low),
     high)`` gives it: 1 inside, 1/2 at a bound, 0 outside."""
+    if not torch.is_tensor(low) and not torch.is_tensor(high):
+        if high == math.inf:
+            return ((u > low).to(u.dtype) + (u >= low).to(u.dtype)) * 0.5
+        if low == -math.inf:
+            return ((u < high).to(u.dtype) + (u <= high).to(u.dtype)) * 0.5
     return ((u > low).to(u.dtype) + (u >= low).to(u.dtype)) * \
         ((u < high).to(u.dtype) + (u <= high).to(u.dtype)) / 4
+
+
+def _clamp(u, low, high):
+    """clip(u, low, high) in one kernel when the bounds are numbers (the same values as the
+    eager minimum(maximum(...)); the fused loop takes its derivative from `_clip_slope`)."""
+    if torch.is_tensor(low) or torch.is_tensor(high):
+        return torch.minimum(torch.maximum(u, torch.as_tensor(low, dtype=u.dtype)),
+                             torch.as_tensor(high, dtype=u.dtype))
+    return torch.clamp(u, None if low == -math.inf else low,
+                       None if high == math.inf else high)
 
 
 def _with_derivatives(expr: sympy.Expr) -> sympy.Expr:
@@ -258,15 +274,18 @@ class FusedPlan:
             return expr.xreplace(calls) if calls else expr
         functions = {**stepper.functions, "clip_slope": _clip_slope}
         compiled = lambda expr: compile_expression(expr, functions)  # noqa: E731
+        # the loop runs without autograd: clip with number bounds is one clamp kernel
+        in_loop = {**functions, "clip": _clamp}
         self.calls = []  # (name, closure, whether it needs the targets), in order
         for node, symbol in calls.items():  # post-order: inner calls come first
             inner = node.func(*[saved(a) for a in node.args])
-            self.calls.append((symbol.name, compiled(inner),
+            self.calls.append((symbol.name, compile_expression(inner, in_loop),
                                bool({s.name for s in node.free_symbols} & recurrent_targets)))
-        self.source = {c: compiled(saved(form)) for c, form in sources.items()}
+        self.source = {c: compile_expression(saved(form), in_loop)
+                       for c, form in sources.items()}
         self.source_is_state = {c.name: (sources[c.name] == _symbol(c.source) and c.source)
                                 for c in self.recurrent}
-        self.update = {n: _compile_sum(saved(form), functions) for n, form in updates.items()}
+        self.update = {n: _compile_sum(saved(form), in_loop) for n, form in updates.items()}
         self.hoisted = {name: (kind, compiled(expr))
                         for name, (kind, expr) in hoisting.hoisted.items()}
 

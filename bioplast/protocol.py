@@ -32,6 +32,7 @@ from .limits import array_bytes, check_memory
 from .model import Model, find_model_file, load_model
 from .regularizers import REGULARIZERS, Regularizer
 from .rules import RULES, LearningRule
+from .backends import spec
 from .backends.torch import torch_device
 from .tasks import TASKS, Task
 from .tasks.base import TimingError
@@ -73,19 +74,42 @@ class TrainingSection(_Strict):
                                               "seeds seed, seed+1, ...")
 
 
-class BackendSection(_Strict):
-    name: Literal["torch", "brian2"] = "torch"
-    device: str = pydantic.Field("cpu", description="torch device (the torch step is also "
-                                                    "used for evaluation)")
-    dtype: Literal["float32", "float64"] = "float32"
-    target: Literal["numpy", "cython", "cpp_standalone"] | None = pydantic.Field(
-        None, description="Brian2 code generation target (backend brian2 only)")
-
+class _BackendOptions(_Strict):
     @pydantic.model_validator(mode="after")
-    def _target_for_brian2(self):
-        if self.target is not None and self.name != "brian2":
-            raise ValueError("target applies to name: brian2")
+    def _options_of_the_chosen_backend(self):
+        for backend, options in spec.OPTIONS.items():
+            for option in options:
+                if backend != "torch" and backend != self.name and \
+                        getattr(self, option.name) is not None:
+                    raise ValueError(f"{option.name} applies to name: {backend}")
         return self
+
+
+def _backend_section() -> type[_Strict]:
+    """The ``backend:`` section, derived from `bioplast.backends.spec`: ``name``, the torch
+    options with their protocol defaults (the torch step also evaluates when another
+    backend trains) and every other backend's options (null: that backend's default)."""
+    fields: dict[str, Any] = {"name": (Literal[tuple(spec.OPTIONS)], "torch")}
+    for backend, options in spec.OPTIONS.items():
+        for option in options:
+            kind = Literal[option.choices] if option.choices else str
+            if backend == "torch":
+                default = spec.PROTOCOL_DEFAULTS.get(option.name, option.default)
+                fields[option.name] = (kind, pydantic.Field(default, description=option.help))
+            else:
+                fields[option.name] = (kind | None, pydantic.Field(
+                    None, description=f"{option.help} (backend {backend} only)"))
+    return pydantic.create_model("BackendSection", __base__=_BackendOptions, **fields)
+
+
+BackendSection = _backend_section()
+
+
+def backend_options(section) -> dict[str, str]:
+    """The options a protocol's ``backend:`` section gives its chosen backend (those left
+    null take the backend's defaults)."""
+    return {option.name: getattr(section, option.name) for option in spec.OPTIONS[section.name]
+            if getattr(section, option.name) is not None}
 
 
 class RecordSection(_Strict):
@@ -355,10 +379,15 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
         raise document.error(str(error), ["task", error.field]) from None
     model = _load_model(document, schema.model, base_dir, sizes, model_text, model_name)
     rule_class, rule_config = _named_section(document, schema.rule, "rule", RULES)
-    if schema.backend.name != "torch" and rule_class.needs_torch_step:
-        fitting = [n for n in RULES.names() if not RULES.get(n).needs_torch_step]
-        raise document.error(f"rule '{rule_class.name}' needs the torch backend (rules that "
-                             f"run on {schema.backend.name}: {', '.join(fitting)})",
+    offered = spec.CAPABILITIES[schema.backend.name]
+    missing = sorted(rule_class.requires - offered)
+    if missing:
+        fitting = [n for n in RULES.names() if RULES.get(n).requires <= offered]
+        backends = [n for n in spec.OPTIONS if rule_class.requires <= spec.CAPABILITIES[n]]
+        raise document.error(f"rule '{rule_class.name}' needs a backend with "
+                             f"{' and '.join(c.replace('_', ' ') for c in missing)} "
+                             f"({', '.join(backends)}; rules that run on "
+                             f"{schema.backend.name}: {', '.join(fitting)})",
                              ["backend", "name"])
     regularizers = []
     for index, entry in enumerate(schema.regularizers):
@@ -376,8 +405,9 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
         if variable not in model.recordable:
             raise document.error(f"cannot record '{variable}' (recordable: "
                                  f"{', '.join(model.recordable)})", ["record", "variables"])
-    if schema.training.members > 1 and schema.backend.name != "torch":
-        raise document.error("ensembles (members > 1) train on the torch backend",
+    if schema.training.members > 1 and "member_training" not in offered:
+        raise document.error("ensembles (members > 1) train on the backends "
+                             f"{', '.join(spec.having('member_training'))}",
                              ["training", "members"])
     try:
         torch_device(schema.backend.device)

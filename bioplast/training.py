@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from . import schema
 from .allocation import chunk_members, keep_freed_memory
+from .backends import spec
 from .backends.torch import DTYPES, torch_device
 from .compile_torch import TorchStepper
 from .curricula import Curriculum
@@ -42,7 +43,7 @@ from .errors import InputError
 from .files import atomic_write, check_regular_file
 from .ensembles import check_ensemble, member_protocols
 from .optimizers import MemberOptimizer
-from .protocol import Protocol
+from .protocol import Protocol, backend_options
 from .regularizers import MemberWeighted
 from .backends import get_backend
 from .rules import TrainingContext, forward, true_gradient
@@ -324,7 +325,7 @@ class Trainer:
         self.device = torch_device(backend.device)  # checked when the protocol was loaded
         self.dtype = DTYPES[backend.dtype]
         self.stepper = TorchStepper(model, self.dtype, self.device,
-                                    noise=first.training.noise)
+                                    noise=first.training.noise, engine=backend.engine)
         self.members = []
         for protocol in protocols:
             generator = torch.Generator(device=self.device)
@@ -338,8 +339,9 @@ class Trainer:
         self.params = {name: torch.as_tensor(np.stack([values[name] for values in initial]),
                                              dtype=self.dtype, device=self.device)
                        for name in model.params}
-        self.backend = get_backend(backend.name, target=backend.target) \
-            if backend.name != "torch" else None
+        # rules that only need forward passes run them on a backend without torch's step
+        self.backend = None if "online_step" in spec.CAPABILITIES[backend.name] else \
+            get_backend(backend.name, **backend_options(backend))
         self.rule = first.rule
         weights = [[p.regularizers[i].config.weight for p in protocols]
                    for i in range(len(first.regularizers))]

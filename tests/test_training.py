@@ -316,7 +316,7 @@ def test_an_absurd_learning_rate_diverges_at_once(tmp_path, capsys):
       "model: {file: leaky_tau, n_units: 32, couplings: {W_rec: {init: bogus}}}"),
      "model.couplings.W_rec.init", "as a value or an initializer"),
     (("backend: {name: torch, dtype: float32}", "backend: {name: brian2, target: cython}"),
-     "backend.name", "needs the torch backend"),
+     "backend.name", "needs a backend with differentiable"),
     (("backend: {name: torch, dtype: float32}", "backend: {name: torch, target: cython}"),
      "backend", "target applies to name: brian2"),
     (("record: {trials: 4}", "regularizers: [{name: tcr, weight: 1}]\nrecord: {trials: 4}"),

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from ..errors import CapabilityError, InputError
 from ..registry import Registry
+from . import spec
 
 
 @dataclass
@@ -42,14 +43,25 @@ class Trajectory:
 class Backend(ABC):
     """Simulates a model for a batch of trials.
 
-    Subclasses set `name`, `differentiable`, `supports_members` and `option_choices`
-    (allowed values of each constructor option, or ``None`` for free values).
+    Subclasses set `name`; their options and capabilities come from
+    `bioplast.backends.spec` (`option_choices`: allowed values of each constructor option,
+    or ``None`` for free values; `capabilities`; `differentiable` and `supports_members`
+    follow from them). A backend not declared there sets these class attributes itself.
     """
 
     name: ClassVar[str]
+    capabilities: ClassVar[frozenset[str]] = frozenset()
     differentiable: ClassVar[bool] = False
     supports_members: ClassVar[bool] = True
     option_choices: ClassVar[Mapping[str, Sequence[Any] | None]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name") in spec.OPTIONS:
+            cls.option_choices = spec.option_choices(cls.name)
+            cls.capabilities = spec.CAPABILITIES[cls.name]
+            cls.differentiable = "differentiable" in cls.capabilities
+            cls.supports_members = "members" in cls.capabilities
 
     def __init__(self, **options):
         for key, value in options.items():
@@ -64,7 +76,8 @@ class Backend(ABC):
 
     def settings(self) -> dict[str, Any]:
         """Every option with its effective value (defaults filled in), for provenance."""
-        return dict(self.options)
+        declared = spec.defaults(self.name) if self.name in spec.OPTIONS else {}
+        return {**declared, **self.options}
 
     @abstractmethod
     def simulate(self, model, params: Mapping[str, Any], inputs, initial_state: Mapping[str, Any],

@@ -41,7 +41,6 @@ from ..errors import BackendError, BioplastError
 from ..model import INPUT_SOURCE, RANDOM_FUNCTIONS, RANDOM_MEANS, Model
 from .base import Backend, Trajectory
 
-TARGETS = ("numpy", "cython", "cpp_standalone")
 STIMULUS = "bioplast_stimulus"
 
 
@@ -235,18 +234,12 @@ class Brian2Backend(Backend):
     """Options: ``target`` (``numpy``, ``cython`` or ``cpp_standalone``; default numpy)."""
 
     name = "brian2"
-    differentiable = False
-    supports_members = True
-    option_choices = {"target": TARGETS}
 
     _standalone: dict[str, Any] = {"key": None, "network": None, "directory": None}
 
     @property
     def target(self) -> str:
-        return self.options.get("target", "numpy")
-
-    def settings(self) -> dict[str, str]:
-        return {"target": self.target}
+        return self.settings()["target"]
 
     def simulate(self, model: Model, params: Mapping[str, Any], inputs,
                  initial_state: Mapping[str, Any], record: Sequence[str], *,

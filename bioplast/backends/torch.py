@@ -58,25 +58,19 @@ def as_member_tensors(model: Model, params: Mapping[str, Any], dtype: torch.dtyp
 
 
 class TorchBackend(Backend):
-    """Options: ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...) and ``dtype``
-    (``"float32"`` or ``"float64"``, default float64)."""
+    """Options (`bioplast.backends.spec`): ``device`` (``"cpu"``, ``"cuda"``,
+    ``"cuda:1"``, ...), ``dtype`` (``"float32"`` or ``"float64"``, default float64) and
+    ``engine`` (``"fused"``, the default, or ``"eager"``: `TorchStepper`)."""
 
     name = "torch"
-    differentiable = True
-    supports_members = True
-    option_choices = {"device": None, "dtype": tuple(DTYPES)}
 
     @property
     def device(self) -> torch.device:
-        return torch_device(self.options.get("device", "cpu"))
+        return torch_device(self.settings()["device"])
 
     @property
     def dtype(self) -> torch.dtype:
-        return DTYPES[self.options.get("dtype", "float64")]
-
-    def settings(self) -> dict[str, str]:
-        return {"device": self.options.get("device", "cpu"),
-                "dtype": self.options.get("dtype", "float64")}
+        return DTYPES[self.settings()["dtype"]]
 
     def simulate(self, model: Model, params: Mapping[str, Any], inputs,
                  initial_state: Mapping[str, Any], record: Sequence[str], *,
@@ -97,7 +91,7 @@ class TorchBackend(Backend):
     def _loop(self, model, tensors, inputs, initial_state, record, noise, seed, progress,
               perturbations):
         device, dtype = self.device, self.dtype
-        stepper = TorchStepper(model, dtype, device, noise)
+        stepper = TorchStepper(model, dtype, device, noise, engine=self.settings()["engine"])
         bound = stepper.bind(tensors)
         n_members = next(iter(tensors.values())).shape[0]
         inputs = torch.as_tensor(inputs, dtype=dtype, device=device)

@@ -208,13 +208,14 @@ def parameter_penalty(context: TrainingContext, params, trained):
 class LearningRule(ABC):
     """Estimates gradients and applies them. Constructors store the config only.
 
-    Subclasses set `name`, `Config`, `needs_torch_step` (whether it runs the torch step
-    itself) and implement `estimate`.
+    Subclasses set `name`, `Config`, `requires` (the backend capabilities it needs,
+    `bioplast.backends.spec.CAPABILITIES`: checked when a protocol is loaded) and implement
+    `estimate`.
     """
 
     name: ClassVar[str]
     Config: ClassVar[type[RuleConfig]]
-    needs_torch_step: ClassVar[bool] = True
+    requires: ClassVar[frozenset[str]] = frozenset({"differentiable"})
     description: ClassVar[str] = ""
 
     def __init__(self, config: RuleConfig):

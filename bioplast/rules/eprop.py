@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import pydantic
 import torch
 
 from ..compile_torch import READOUT_ACTIVATIONS, readout_pre_activation
@@ -117,6 +116,7 @@ class EProp(LearningRule):
 
     name = "eprop"
     Config = EPropConfig
+    requires = frozenset({"online_step"})  # steps the network itself, with its traces
     description = "e-prop: eligibility traces from the model's equations (Bellec et al. 2020)"
 
     def init_state(self, context, params):

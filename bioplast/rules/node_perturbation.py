@@ -46,7 +46,7 @@ class NodePerturbation(LearningRule):
 
     name = "node_perturbation"
     Config = NodePerturbationConfig
-    needs_torch_step = False
+    requires = frozenset()  # forward passes only: any backend
     description = "node perturbation with a paired or running baseline (Fiete & Seung 2006)"
 
     def check(self, model):

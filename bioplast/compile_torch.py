@@ -156,10 +156,11 @@ class TorchStepper:
     @property
     def fused_plan(self):
         """The fused loop's plan for this model (`bioplast.fused_loop.FusedPlan`), built
-        once; its ``problem`` says why the model cannot be fused (None if it can)."""
+        once per model structure; its ``problem`` says why the model cannot be fused (None
+        if it can)."""
         if self._fused_plan is None:
-            from .fused_loop import FusedPlan
-            self._fused_plan = FusedPlan(self)
+            from .fused_loop import plan_for
+            self._fused_plan = plan_for(self)
         return self._fused_plan
 
     def _compile(self, expr):

@@ -204,7 +204,6 @@ class FusedPlan:
 
     def __init__(self, stepper):
         model = stepper.model
-        self.stepper = stepper
         self.states = list(model.state_names)
         self.recurrent = [c for c in model.couplings.values() if c.source != INPUT_SOURCE]
         self.inputs = [c for c in model.couplings.values() if c.source == INPUT_SOURCE]
@@ -359,6 +358,28 @@ def _derivative(form: sympy.Expr, leaf: str) -> sympy.Expr:
 
 def _symbol(name: str) -> sympy.Symbol:
     return sympy.Symbol(name, real=True)
+
+
+#: plans by what determines them (sympy forms, couplings, dtype, device): a model loaded
+#: again, or simulated again, reuses its plan (the sympy work takes tens of ms)
+_PLANS: dict[tuple, FusedPlan] = {}
+PLANS_KEPT = 64
+
+
+def plan_for(stepper) -> FusedPlan:
+    """The `FusedPlan` of ``stepper``'s model, dtype and device (cached)."""
+    model = stepper.model
+    key = (tuple((n, str(f)) for n, f in stepper.update_forms.items()),
+           tuple((n, str(f)) for n, f in stepper.held_forms.items()),
+           tuple((n, str(f)) for n, f in model.subexpressions.items()),
+           tuple((c.name, c.source, c.target) for c in model.couplings.values()),
+           tuple(model.state_names), tuple(stepper.random_symbol_names),
+           tuple(stepper.held_constants.items()), stepper.dtype, str(stepper.device))
+    if key not in _PLANS:
+        if len(_PLANS) >= PLANS_KEPT:
+            _PLANS.pop(next(iter(_PLANS)))
+        _PLANS[key] = FusedPlan(stepper)
+    return _PLANS[key]
 
 
 def _time_first(value: torch.Tensor) -> torch.Tensor:

@@ -155,3 +155,15 @@ def test_a_model_the_fused_loop_cannot_differentiate_runs_eager():
     stepper = TorchStepper(model, torch.float64)
     assert "derivative" in stepper.fused_plan.problem
     assert_same(run(model, "eager"), run(model, "fused"))
+
+
+def test_plans_are_shared_by_models_of_the_same_structure():
+    """The sympy work is done once per structure: a model loaded again (other size, same
+    equations) reuses the plan; other equations, dtype or noise setting get their own."""
+    small, large = (bioplast.load_model("leaky_rate", n_units=n) for n in (5, 50))
+    plan = TorchStepper(small, torch.float64).fused_plan
+    assert TorchStepper(large, torch.float64).fused_plan is plan
+    assert TorchStepper(large, torch.float32).fused_plan is not plan
+    assert TorchStepper(large, torch.float64, noise=False).fused_plan is not plan
+    assert TorchStepper(bioplast.load_model("leaky_current"), torch.float64).fused_plan \
+        is not plan

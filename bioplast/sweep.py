@@ -107,37 +107,28 @@ def shard_directory(output: Path) -> Path:
 
 # --- planning -------------------------------------------------------------------------
 
-def _member_patterns() -> re.Pattern:
+@functools.cache
+def _member_pattern() -> re.Pattern:
+    """Matches the keys of `bioplast.ensembles.MEMBER_SETTINGS` (``regularizers.0.weight``
+    for ``regularizers[i].weight``)."""
     from .ensembles import MEMBER_SETTINGS
     return re.compile("|".join(re.escape(setting).replace(r"\[i\]", r"\.\d+")
                                for setting in MEMBER_SETTINGS))
 
 
-def _member_settings(point_settings: dict, settings: dict) -> dict[str, dict]:
-    """The member settings of a point (`bioplast.ensembles.MEMBER_SETTINGS`: seed,
-    optimizer hyperparameters, clipping, regularizer weights), by the protocol section
-    that validates them (``seed``, ``rule``, ``regularizers.0``). They change neither
-    the model nor the task, so points that differ only in them share one loaded protocol.
-    A key that overlaps another edit (``rule.optimizer`` with ``rule.optimizer.lr``)
-    counts as any other setting."""
-    pattern = _member_patterns()
+def _member_settings(point_settings: dict) -> dict[str, dict]:
+    """The member settings among a point's settings (`bioplast.ensembles.MEMBER_SETTINGS`:
+    seed, optimizer hyperparameters, clipping, regularizer weights), by the protocol
+    section that validates them (``seed``, ``rule``, ``regularizers.0``). They change
+    neither the model nor the task, so points that differ only in them share one loaded
+    protocol."""
     sections: dict[str, dict] = {}
     for key, value in point_settings.items():
-        overlaps = any(other != key and (other.startswith(key + ".") or
-                                         key.startswith(other + ".")) for other in settings)
-        if pattern.fullmatch(key) and not overlaps:
+        if _member_pattern().fullmatch(key):
             parts = key.split(".")
             section = ".".join(parts[:2]) if parts[0] == "regularizers" else parts[0]
             sections.setdefault(section, {})[key] = value
     return sections
-
-
-class _Loaded(NamedTuple):
-    """A protocol loaded for a set of settings (or the error loading it raised), with what
-    planning needs of it."""
-
-    protocol: Any
-    error: InputError | None
 
 
 def survey(protocol_path: str, grid: dict[str, list], base_settings: dict, shards: Path,
@@ -149,32 +140,34 @@ def survey(protocol_path: str, grid: dict[str, list], base_settings: dict, shard
     Points that differ only in member settings (`_member_settings`) share one loaded
     protocol, and each distinct value of a member setting is validated once (with the
     point's other settings): a grid of 100 learning rates x 100 seeds loads the protocol
-    about 200 times, not 10,000. A point found invalid is loaded whole, so that its error
-    is the one ``load_protocol`` gives for it."""
+    about 200 times, not 10,000 (the digest of a point's shard covers the shared protocol's
+    text, the model's and the point's member settings). A point found invalid this way is
+    loaded whole, so that its error is the one ``load_protocol`` gives for it (or, valid
+    whole, it is taken as such)."""
     from .ensembles import ensemble_key
     from .protocol import load_protocol
     path = Path(protocol_path)
-    loaded: dict[str, _Loaded] = {}
+    loaded: dict[str, Any] = {}  # per settings: the protocol, or the InputError it raised
     derived: dict[str, tuple[str, float]] = {}  # per structure: ensemble key, cost
 
-    def load(settings: dict) -> _Loaded:
+    def load(settings: dict):
         key = json.dumps(list(settings.items()), default=repr)
         if key not in loaded:
             try:
-                loaded[key] = _Loaded(load_protocol(path, settings), None)
+                loaded[key] = load_protocol(path, settings)
             except InputError as error:
-                loaded[key] = _Loaded(None, error)
+                loaded[key] = error
         return loaded[key]
 
     points, work = [], []
     for point in grid_points(grid):
         settings = {**base_settings, **point.settings}
-        members = _member_settings(point.settings, settings)
+        members = _member_settings(point.settings)
         member_keys = {key for section in members.values() for key in section}
         structure = {key: value for key, value in settings.items() if key not in member_keys}
-        protocol = load(structure).protocol
-        if protocol is None or any(load({**structure, **section}).error
-                                   for section in members.values()):
+        protocol = load(structure)
+        if any(isinstance(result, InputError) for result in
+               [protocol, *(load({**structure, **section}) for section in members.values())]):
             protocol, members, structure = _load_whole(path, point, settings), {}, settings
         if protocol.training.members > 1:
             raise InputError("a sweep trains one network per grid point: use a grid over "
@@ -314,7 +307,7 @@ def connect(scheduler: str | None, n_workers: int, threads: int):
 
 def _train(protocol_path: str, base_settings: dict, work: list[Work], shards: Path, *,
            scheduler: str | None, workers: int, threads: int, max_members: int,
-           retries: int, progress: Callable[[int], None] | None) -> None:
+           retries: int, progress: Callable[[int], None]) -> None:
     """Train ``work`` on Dask; ``progress(points done)`` as groups finish."""
     client = connect(scheduler, workers, threads)
     try:
@@ -337,8 +330,7 @@ def _train(protocol_path: str, base_settings: dict, work: list[Work], shards: Pa
                                  f" failed ({type(error).__name__}: {reason}); the finished "
                                  f"points' shards are kept in {shards}") from error
             done += len(futures[future])
-            if progress:
-                progress(done)
+            progress(done)
     finally:
         client.close()
         if not scheduler and getattr(client, "cluster", None) is not None:
@@ -379,9 +371,12 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
     if progress:
         progress(finished, len(points))
     if work:
+        def trained(done: int) -> None:
+            if progress:
+                progress(finished + done, len(points))
         _train(protocol_path, base_settings, work, shards, scheduler=scheduler,
                workers=workers, threads=threads, max_members=max_members, retries=retries,
-               progress=progress and (lambda done: progress(finished + done, len(points))))
+               progress=trained)
         for item in work:
             layout.add(item.point.index, read_shard(shards / f"{item.point.name}.nc"))
     combine(grid, points, shards, protocol_path, output, layout)
@@ -395,11 +390,9 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
 
 # --- combining the shards -------------------------------------------------------------
 #
-# The combined dataset is what xarray's combine_nested(join="outer", coords="different",
-# combine_attrs="drop_conflicts") makes of the shards with `bioplast.results.stack_networks`
-# and `fill_values` applied, built without holding them all: `Layout` gathers the
-# variables, indexes and attrs shard by shard; `combine` writes the small part (indexes,
-# coordinates, attrs) with xarray and then each point's values in place with netCDF4.
+# `Layout` gathers the variables, indexes and attrs of the shards one shard at a time;
+# `combine` writes the small part of the combined dataset (indexes, coordinates, attrs)
+# with xarray, then each point's values in place with netCDF4.
 
 #: what opening or reading a damaged netCDF file raises (netCDF4 / HDF5 raise many types)
 UNREADABLE = (OSError, RuntimeError, KeyError, IndexError, ValueError, TypeError)
@@ -436,6 +429,16 @@ def _dtype(variable) -> np.dtype:
     return np.dtype(object) if variable.dtype is str else np.dtype(variable.dtype)
 
 
+def _is_index(dataset, dim: str) -> bool:
+    return dim in dataset.variables and dataset[dim].dimensions == (dim,)
+
+
+def _indexes(dataset) -> dict[str, np.ndarray]:
+    """Each dim's index in an open shard: its coordinate, or 0, 1, ... where it has none."""
+    return {dim: dataset[dim][...] if _is_index(dataset, dim) else np.arange(len(dimension))
+            for dim, dimension in dataset.dimensions.items()}
+
+
 def read_shard(path: Path) -> ShardContent:
     """The layout of the shard at ``path`` with the values of its coordinates. Raises one of
     `UNREADABLE` if it cannot be read or holds no training loss (a crash or a full disk
@@ -443,20 +446,17 @@ def read_shard(path: Path) -> ShardContent:
     with _open(path) as dataset:
         if dataset["loss"][...].size == 0:
             raise ValueError(f"{path}: no epochs")
-        named = " ".join(str(item.getncattr("coordinates")) for item in
-                         [dataset, *dataset.variables.values()] if "coordinates" in item.ncattrs())
-        coordinates = set(named.split())
-        indexes, index_attrs, variables = {}, {}, {}
-        for dim, size in ((dim, len(d)) for dim, d in dataset.dimensions.items()):
-            variable = dataset.variables.get(dim)
-            is_index = variable is not None and variable.dimensions == (dim,)
-            indexes[dim] = variable[...] if is_index else np.arange(size)
-            index_attrs[dim] = _attrs_of(variable) if is_index else {}
-        for name, variable in dataset.variables.items():
-            if name not in indexes:
-                variables[name] = (variable.dimensions, _dtype(variable), _attrs_of(variable),
-                                   variable[...] if name in coordinates else None)
-        return ShardContent(_attrs_of(dataset), indexes, index_attrs, variables)
+        coordinates = set()  # the non-index coordinates, as xarray names them in the file
+        for item in [dataset, *dataset.variables.values()]:
+            if "coordinates" in item.ncattrs():
+                coordinates.update(str(item.getncattr("coordinates")).split())
+        indexes = _indexes(dataset)
+        variables = {name: (variable.dimensions, _dtype(variable), _attrs_of(variable),
+                            variable[...] if name in coordinates else None)
+                     for name, variable in dataset.variables.items() if name not in indexes}
+        return ShardContent(_attrs_of(dataset), indexes,
+                            {dim: _attrs_of(dataset[dim]) if _is_index(dataset, dim) else {}
+                             for dim in indexes}, variables)
 
 
 def _fill(name: str, dtype: np.dtype):
@@ -673,9 +673,8 @@ class Layout:
         """Write the values of the point at ``index`` from its shard into ``target``."""
         from .results import NETWORK_PREFIX
         with _open(shard) as dataset:
-            numbers = {dim: self._number(dim, dataset[dim][...] if dim in dataset.variables
-                                         else np.arange(len(dimension)))
-                       for dim, dimension in dataset.dimensions.items()}
+            numbers = {dim: self._number(dim, values)
+                       for dim, values in _indexes(dataset).items()}
             for name, variable in self.variables.items():
                 if variable.at is not None:
                     continue
@@ -707,12 +706,25 @@ def _create(target, name: str, dims: tuple[str, ...], dtype: np.dtype, attrs: di
 def combine(grid: dict[str, list], points: list[GridPoint], shards: Path,
             protocol_path: str, output: str | Path, layout: Layout | None = None) -> Path:
     """Stack the shards of ``points`` along one dim per grid key into ``output`` (netCDF,
-    written atomically) and return its path. Each data variable gets the grid dims first,
-    then its own; indexes that differ between points are joined (outer join) and the
-    points padded with NaN ("" for text, -1 for ``level``); attrs that differ between
-    points become ``network_<attr>`` variables (`bioplast.results.stack_networks`), the
-    others stay attrs. ``layout``: the shards' `Layout` where the caller has it already.
-    Reads one shard at a time: memory holds one point's values, not the sweep's."""
+    written atomically) and return its path; ``layout``: the shards' `Layout` where the
+    caller has gathered it already.
+
+    The dataset is the one xarray's ``combine_nested(join="outer", coords="different",
+    combine_attrs="drop_conflicts")`` makes of the shards prepared by
+    `bioplast.results.stack_networks` and padded with `bioplast.results.fill_values`
+    (tested against it): every data variable has the grid dims first (``(lr, seed,
+    epoch)``), then its own; a dim's index is the union of the points' (sorted where they
+    differ) and a point is padded where it has no value (NaN, "" for text, -1 for
+    ``level``; integers padded with NaN become floats); attrs that differ between points
+    or that some lack become ``network_<attr>`` text variables (grid dims), and
+    ``status``, ``stop_reason``, ``epochs_completed`` always do; the attrs on which all
+    points that have them agree stay attrs, of the dataset and of each variable. A
+    non-index coordinate (``population``) has the grid dims along which it differs.
+    Where xarray merges the attrs of sub-grids one after another (an attr that differs in
+    one row but agrees in the others could survive), these are merged over all points.
+
+    Reads one shard at a time (twice: its layout, then its values) and writes each
+    point's values in place: memory holds one point's values, not the sweep's."""
     if layout is None:
         layout = Layout(tuple(len(values) for values in grid.values()))
         for point in points:

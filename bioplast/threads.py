@@ -48,8 +48,12 @@ def passive_wait() -> str:
     return os.environ.setdefault(WAIT_POLICY, PASSIVE)
 
 
+#: the thread counts OpenMP, MKL and OpenBLAS start with (torch takes MKL's over OpenMP's)
+THREAD_COUNTS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 def worker_environment(threads: int) -> dict[str, str]:
     """The environment a worker process that runs ``threads`` torch threads starts with
     (for Dask: ``distributed.nanny.pre-spawn-environ``, where variables the user set in the
     environment take precedence)."""
-    return {"OMP_NUM_THREADS": str(threads), WAIT_POLICY: PASSIVE}
+    return {**{name: str(threads) for name in THREAD_COUNTS}, WAIT_POLICY: PASSIVE}

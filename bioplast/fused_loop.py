@@ -168,8 +168,9 @@ def _clamp(u, low, high):
     """clip(u, low, high) in one kernel when the bounds are numbers (the same values as the
     eager minimum(maximum(...)); the fused loop takes its derivative from `_clip_slope`)."""
     if torch.is_tensor(low) or torch.is_tensor(high):
-        return torch.minimum(torch.maximum(u, torch.as_tensor(low, dtype=u.dtype)),
-                             torch.as_tensor(high, dtype=u.dtype))
+        return torch.minimum(torch.maximum(u, torch.as_tensor(low, dtype=u.dtype,
+                                                              device=u.device)),
+                             torch.as_tensor(high, dtype=u.dtype, device=u.device))
     return torch.clamp(u, None if low == -math.inf else low,
                        None if high == math.inf else high)
 

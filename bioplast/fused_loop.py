@@ -69,10 +69,29 @@ class Hoisting:
                 expr is sympy.true or expr is sympy.false:
             return expr
         if expr not in self._names:
+            kind = self.kind(expr)
+            form = self._per_step(expr) if kind == STREAM else _simplified(expr)
             symbol = sympy.Symbol(f"_hoisted{len(self._names)}", real=True)
             self._names[expr] = symbol
-            self.hoisted[symbol.name] = (self.kind(expr), expr)
+            self.hoisted[symbol.name] = (kind, form)
         return self._names[expr]
+
+    def _per_step(self, expr: sympy.Expr) -> sympy.Expr:
+        """A value that changes from step to step as ``sum_i c_i * s_i``: the constant
+        coefficients ``c_i`` hoisted on their own (computed once, small), so that the
+        ``(time, member, trial, unit)`` block costs one multiply-add per term."""
+        groups: dict[sympy.Expr, list[sympy.Expr]] = {}
+        for term in _terms(expr):
+            factors = sympy.Mul.make_args(term)
+            varying = sympy.Mul(*[f for f in factors if self.kind(f) == STREAM])
+            groups.setdefault(varying, []).append(
+                sympy.Mul(*[f for f in factors if self.kind(f) != STREAM]))
+        parts = [self._symbol(sympy.Add(*c)) if v == 1 else
+                 v if sympy.Add(*c) == 1 else
+                 sympy.Mul(self._symbol(sympy.Add(*c)), v, evaluate=False)
+                 for v, c in groups.items() if sympy.Add(*c) != 0]
+        return sympy.Add(*parts, evaluate=False) if len(parts) > 1 else \
+            (parts[0] if parts else sympy.Integer(0))
 
     def linear(self, expr: sympy.Expr) -> sympy.Expr:
         """`hoist` of ``expr`` written as ``sum_i c_i * d_i``: the products distributed
@@ -111,6 +130,16 @@ class Hoisting:
                 moving.append(self._symbol(expr.func(*rest)))
             return expr.func(*moving, evaluate=False)
         return expr.func(*[self.hoist(a) for a in expr.args])
+
+
+def _simplified(expr: sympy.Expr) -> sympy.Expr:
+    """A constant expression with common factors cancelled (``0.01*dt/(dt*tau)`` ->
+    ``0.01/tau``), or as it is where sympy cannot."""
+    try:
+        simpler = sympy.cancel(expr)
+    except (sympy.PolynomialError, TypeError, ValueError):
+        return expr
+    return simpler if sympy.count_ops(simpler) <= sympy.count_ops(expr) else expr
 
 
 def _terms(expr: sympy.Expr) -> list[sympy.Expr]:
@@ -415,8 +444,8 @@ def fused_run(stepper, bound: Mapping[str, torch.Tensor], inputs: torch.Tensor,
             value = value + perturbations[coupling.target]
         stream[coupling.target] = value
     constants, blocks = {}, {}
-    for name, (kind, function) in plan.hoisted.items():
-        value = function(stream)
+    for name, (kind, function) in plan.hoisted.items():  # in order of dependence
+        value = stream[name] = function(stream)
         if kind == INVARIANT:
             constants[name] = value
         else:

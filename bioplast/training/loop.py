@@ -33,21 +33,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import schema
-from .allocation import chunk_members, keep_freed_memory
-from .backends import spec
-from .backends.torch import DTYPES, torch_device
-from .compile_torch import TorchStepper
-from .curricula import Curriculum
-from .errors import InputError
-from .files import atomic_write, check_regular_file
-from .ensembles import check_ensemble, member_protocols
-from .optimizers import MemberOptimizer
-from .protocol import Protocol, backend_options
-from .regularizers import MemberWeighted
-from .backends import get_backend
-from .rules import TrainingContext, forward, true_gradient
-from .tasks import Batch, Level, stack_batches
+from .. import schema
+from ..allocation import chunk_members, keep_freed_memory
+from ..backends import spec
+from ..backends.torch import DTYPES, torch_device
+from ..compile_torch import TorchStepper
+from ..curricula import Curriculum
+from ..errors import InputError
+from ..files import atomic_write, check_regular_file
+from ..ensembles import check_ensemble, member_protocols
+from ..optimizers import MemberOptimizer
+from ..protocol import Protocol, backend_options
+from ..regularizers import MemberWeighted
+from ..backends import get_backend
+from ..rules import TrainingContext, forward, true_gradient
+from ..tasks import Batch, Level, stack_batches
 
 CHECKPOINT_FORMAT = 2
 

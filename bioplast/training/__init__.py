@@ -1,0 +1,14 @@
+"""Training runs: `train` trains a protocol's network, or an ensemble of them, epoch by
+epoch, with checkpoints.
+
+- `bioplast.training.loop`: the training loop (its docstring says how a run goes):
+  `train`, `Trainer` (the state of a run and its updates), `Member`.
+"""
+
+from .loop import (CHECKPOINT_FORMAT, History, Member, MemberResult, TestTrials, Trainer,
+                   TrainingResult, checkpoint_is_complete, checkpoint_path, mean_of_active,
+                   read_checkpoint, train)
+
+__all__ = ["CHECKPOINT_FORMAT", "History", "Member", "MemberResult", "TestTrials",
+           "Trainer", "TrainingResult", "checkpoint_is_complete", "checkpoint_path",
+           "mean_of_active", "read_checkpoint", "train"]

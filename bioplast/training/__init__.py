@@ -3,11 +3,13 @@ epoch, with checkpoints.
 
 - `bioplast.training.loop`: the training loop (its docstring says how a run goes):
   `train`, `Trainer` (the state of a run and its updates), `Member`.
+- `bioplast.training.records`: what a run records and returns: `History`, `TestTrials`,
+  `MemberResult`, `TrainingResult`, `mean_of_active`.
 """
 
-from .loop import (CHECKPOINT_FORMAT, History, Member, MemberResult, TestTrials, Trainer,
-                   TrainingResult, checkpoint_is_complete, checkpoint_path, mean_of_active,
-                   read_checkpoint, train)
+from .loop import (CHECKPOINT_FORMAT, Member, Trainer, checkpoint_is_complete,
+                   checkpoint_path, read_checkpoint, train)
+from .records import History, MemberResult, TestTrials, TrainingResult, mean_of_active
 
 __all__ = ["CHECKPOINT_FORMAT", "History", "Member", "MemberResult", "TestTrials",
            "Trainer", "TrainingResult", "checkpoint_is_complete", "checkpoint_path",

@@ -330,3 +330,18 @@ def test_eprop_regularizer_gradient_is_the_detached_gradient(model_name, regular
     eprop = estimate("eprop", context, params, batch, initial, level)
     _, reference = true_gradient(context, params, batch, initial, level, detach_recurrent=True)
     assert_gradients_close(eprop, reference, rtol=1e-8)
+
+
+def test_eprop_keeps_linear_units_traces_as_filtered_presynaptic_activity():
+    """For a unit linear in its recurrent input with a shared time constant
+    (leaky_current), the trace factorizes (Bellec et al. 2020: eps = c * filtered
+    presynaptic activity) and e-prop keeps the small form; units with a nonlinearity inside
+    the leak (leaky_rate) or a time constant per unit (ei_rate) keep full traces. The
+    estimates themselves are checked against autograd above for every shipped model."""
+    from bioplast.rules.eprop import filtered_factors
+    kinds = {}
+    for name in ("leaky_current", "leaky_rate", "ei_rate"):
+        context, params, *_ = setup(name)
+        kinds[name] = set(filtered_factors(context, params,
+                                           list(context.model.couplings.values())))
+    assert kinds == {"leaky_current": {"W_rec"}, "leaky_rate": set(), "ei_rate": set()}

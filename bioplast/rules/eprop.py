@@ -32,6 +32,7 @@ from typing import Literal
 import torch
 
 from ..compile_torch import READOUT_ACTIVATIONS, readout_pre_activation
+from ..fused_loop import INVARIANT
 from ..model import INPUT_SOURCE
 from .base import LearningRule, RuleConfig, parameter_penalty
 
@@ -78,6 +79,65 @@ def initial_traces(state_names, states, sources, unit_params):
     return traces
 
 
+class FilteredTrace:
+    """The eligibility trace of a coupling whose unit-local factors are the same for every
+    unit, trial and step of a network (``d h_t/d h_{t-1} = a`` and ``d h_t/d target = c``,
+    one value per member: a linear unit such as ``leaky_current``): then
+    ``eps_t[j, i] = c * ebar_t[i]`` with ``ebar_t = a * ebar_{t-1} + source_t`` (Bellec et
+    al. 2020, the filtered presynaptic activity), so the trace is kept as ``ebar``,
+    ``(member, trial, source unit)``, instead of ``(member, unit, trial, source unit)``."""
+
+    def __init__(self, decay: torch.Tensor, scale: torch.Tensor, source: torch.Tensor):
+        self.decay, self.scale = decay, scale
+        self.filtered = torch.zeros_like(source)
+
+    def advance(self, source: torch.Tensor) -> None:
+        self.filtered.mul_(self.decay).add_(source)
+
+    def contract(self, signal: torch.Tensor) -> torch.Tensor:
+        """``sum over trials of signal_j eps[j, i]``, ``(member, unit, source unit)``."""
+        return torch.bmm((signal * self.scale).transpose(1, 2), self.filtered)
+
+
+def filtered_factors(context, params, couplings, changing=()) -> dict[str, tuple]:
+    """``{coupling: (a, c)}`` for the couplings whose trace is a `FilteredTrace`: a
+    one-state model whose update, as the fused loop writes it (`bioplast.fused_loop`),
+    has derivatives w.r.t. its state and the coupling's target that are constants shared
+    by all units (one value per member) and depend on no parameter in ``changing`` (those
+    an online update changes during the pass)."""
+    model, stepper = context.model, context.stepper
+    plan = stepper.fused_plan
+    if plan.problem is not None or len(model.state_names) != 1:
+        return {}
+    (state,) = model.state_names
+    env = {**stepper.bind(params), "dt": model.dt, **stepper.held_constants}
+    for name, (kind, function) in plan.hoisted.items():
+        if kind == INVARIANT:
+            env[name] = function(env)
+    constant = {name for name, (kind, form) in plan.hoisted_forms.items()
+                if kind == INVARIANT and not {p.name for p in form.free_symbols} & set(changing)}
+
+    def shared(key):
+        form = plan.derivative_forms.get(key)
+        if form is None:
+            return 0.0
+        if not {s.name for s in form.free_symbols} <= constant:
+            return None
+        value = torch.as_tensor(plan.derivatives[key](env), dtype=context.dtype,
+                                device=context.device)
+        n_members = next(iter(params.values())).shape[0]
+        if value.numel() not in (1, n_members) or (value.dim() and value.shape[-1] != 1):
+            return None
+        return value.reshape(-1, 1, 1) if value.dim() else value
+    decay = shared((state, state))
+    factors = {}
+    for coupling in couplings:
+        scale = shared((state, coupling.target)) if coupling.source != INPUT_SOURCE else None
+        if decay is not None and scale is not None:
+            factors[coupling.name] = (decay, scale)
+    return factors
+
+
 def propagate_traces(old, local, drive, source):
     """One step of ``eps_t[s] = sum_s2 local[s][s2] eps_{t-1}[s2] + drive[s] source`` for
     every state variable s (all factors broadcast to the traces' shape). With one state
@@ -102,6 +162,9 @@ def add_trace_gradients(model, learning, traces, gradients):
             continue
         per_unit = signal.transpose(1, 2)[..., None, :]  # (member, unit, 1, trial)
         for name, by_state in traces.items():
+            if isinstance(by_state, FilteredTrace):
+                gradients[name] += by_state.contract(signal)
+                continue
             if name in model.couplings:  # (member, unit, trial, source unit)
                 gradients[name] += (per_unit @ by_state[s]).squeeze(-2)
                 continue
@@ -154,6 +217,8 @@ class EProp(LearningRule):
         unit_params = [n for n in model.equations.parameter_names
                        if n in trained]
         traces = None  # {coupling or unit parameter: {state: eligibility trace}}
+        filtered = filtered_factors(context, params, couplings,
+                                    changing=trained if optimizer is not None else ())
         gradients = {name: torch.zeros_like(value) for name, value in trained.items()}
         total_loss = torch.zeros(n_members, dtype=context.dtype, device=context.device)
         largest = torch.zeros(n_members, dtype=torch.float64, device=context.device)
@@ -180,7 +245,9 @@ class EProp(LearningRule):
                     source = source.expand(n_members, *source.shape[-2:])
                 sources[coupling.name] = source
             if traces is None:  # the initial state does not depend on the parameters
-                traces = initial_traces(model.state_names, states, sources, unit_params)
+                full = {c: v for c, v in sources.items() if c not in filtered}
+                traces = initial_traces(model.state_names, states, full, unit_params)
+                traces.update({c: FilteredTrace(*filtered[c], sources[c]) for c in filtered})
             # learning signal from the readout error of this step
             step_gradients = {name: torch.zeros_like(value) for name, value in trained.items()}
             signal, loss = self.learning_signal(context, params, new_states, env, targets,
@@ -201,6 +268,9 @@ class EProp(LearningRule):
             local = {s: {s2: derivative[s][s2].transpose(1, 2)[..., None]
                          for s2 in model.state_names} for s in model.state_names}
             for coupling in couplings:  # (member, unit, trial, source) layout
+                if coupling.name in filtered:
+                    traces[coupling.name].advance(sources[coupling.name])
+                    continue
                 drive = {s: derivative[s][coupling.target].transpose(1, 2)[..., None]
                          for s in model.state_names}
                 traces[coupling.name] = propagate_traces(

@@ -5,10 +5,13 @@ epoch, with checkpoints.
   `train`, `Trainer` (the state of a run and its updates), `Member`.
 - `bioplast.training.records`: what a run records and returns: `History`, `TestTrials`,
   `MemberResult`, `TrainingResult`, `mean_of_active`.
+- `bioplast.training.checkpoint`: checkpoint files: `checkpoint_path`, `read_checkpoint`,
+  `checkpoint_is_complete`, and a trainer's state in one (`Checkpointing`).
 """
 
-from .loop import (CHECKPOINT_FORMAT, Member, Trainer, checkpoint_is_complete,
-                   checkpoint_path, read_checkpoint, train)
+from .checkpoint import (CHECKPOINT_FORMAT, checkpoint_is_complete, checkpoint_path,
+                         read_checkpoint)
+from .loop import Member, Trainer, train
 from .records import History, MemberResult, TestTrials, TrainingResult, mean_of_active
 
 __all__ = ["CHECKPOINT_FORMAT", "History", "Member", "MemberResult", "TestTrials",

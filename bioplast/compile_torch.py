@@ -70,9 +70,11 @@ def draw_steps(sample: Callable, n_steps: int, shape, generator, dtype: torch.dt
                device: torch.device) -> torch.Tensor:
     """Random numbers for ``n_steps`` steps at once, ``(step, member, ...)``: one call per
     member (its own generator) or one call in all."""
-    if isinstance(generator, (list, tuple)):
-        return torch.stack([sample((n_steps, *shape[1:]), generator=g, dtype=dtype,
-                                   device=device) for g in generator], dim=1)
+    if isinstance(generator, (list, tuple)):  # each member's block drawn in place
+        blocks = torch.empty((len(generator), n_steps, *shape[1:]), dtype=dtype, device=device)
+        for block, g in zip(blocks, generator):
+            sample((n_steps, *shape[1:]), generator=g, dtype=dtype, device=device, out=block)
+        return blocks.transpose(0, 1)
     return sample((n_steps, *shape), generator=generator, dtype=dtype, device=device)
 
 

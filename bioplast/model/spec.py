@@ -47,16 +47,16 @@ from brian2.equations.unitcheck import check_dimensions
 from brian2.parsing.sympytools import str_to_sympy
 from brian2.units.fundamentalunits import DIMENSIONLESS, Quantity
 
-from . import schema
-from .errors import InputError
-from .files import check_path, check_regular_file
-from .initializers import Initializer, Shape, parse_initializer
-from .limits import (MAX_EQUATIONS_CHARS, MAX_NAME_CHARS, SYMBOLIC_SECONDS, ExpressionTooLarge,
-                     TimeBoundExceeded, array_bytes, check_expression, check_memory,
-                     time_bound)
-from .quantities import parse_quantity, unit_string
-from .yamlfile import (YAML_SUFFIXES, YamlDocument, check_yaml_suffix, load_yaml,
-                       shown_key)
+from .. import schema
+from ..errors import InputError
+from ..files import check_path, check_regular_file
+from ..initializers import Initializer, Shape, parse_initializer
+from ..limits import (MAX_EQUATIONS_CHARS, MAX_NAME_CHARS, SYMBOLIC_SECONDS,
+                      ExpressionTooLarge, TimeBoundExceeded, array_bytes, check_expression,
+                      check_memory, time_bound)
+from ..quantities import parse_quantity, unit_string
+from ..yamlfile import (YAML_SUFFIXES, YamlDocument, check_yaml_suffix, load_yaml,
+                        shown_key)
 
 METHODS = ("euler", "exponential_euler")
 READOUT_ACTIVATIONS = ("identity", "sigmoid", "tanh")
@@ -86,7 +86,7 @@ COUPLING_KEYS = ("source", "target", "init", "autapses", "dale", "trainable")
 READOUT_KEYS = ("source", "bias", "activation", "init", "bias_init", "trainable")
 PARAMETER_KEYS = ("init", "min", "max", "trainable")
 POPULATION_KEYS = ("fraction", "sign")
-SHIPPED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
 @dataclass(frozen=True)

@@ -434,28 +434,37 @@ def cmd_compare(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .results import load, stored_int, stored_json
-    dataset = load(args.file, values=False)
+    from .results_header import read_header
+    for line in info_lines(read_header(args.file), args.file):
+        print(line)
+    return 0
+
+
+def info_lines(dataset, where: str):
+    """The lines ``bioplast info`` prints for a result: a `bioplast.results_header.Header`
+    or an `xarray.Dataset` (the same lines for both); errors in the stored attrs name
+    ``where`` and the attribute."""
+    from .results_header import stored_int, stored_json
     attrs = {key: (value if isinstance(value, str) else
                    value.item() if isinstance(value, np.ndarray) and value.size == 1 else value)
              for key, value in dataset.attrs.items()}
     kind = attrs.get(schema.ATTR_KIND, "dataset")
-    head = f"{args.file}: {kind}"
+    head = f"{where}: {kind}"
     if schema.ATTR_MODEL_NAME in attrs:
         head += f" of model '{attrs[schema.ATTR_MODEL_NAME]}'"
     if schema.ATTR_BACKEND in attrs:
-        options = stored_json(dataset, schema.ATTR_BACKEND_OPTIONS, args.file, {})
+        options = stored_json(dataset, schema.ATTR_BACKEND_OPTIONS, where, {})
         detail = ", ".join(f"{k}={v}" for k, v in options.items())
         head += f" on {attrs[schema.ATTR_BACKEND]}" + (f" ({detail})" if detail else "")
     if schema.ATTR_STATUS in attrs:
         head += f" [status: {attrs[schema.ATTR_STATUS]}]"
-    print(head)
+    yield head
     if "protocol_name" in attrs:
-        resumed = stored_int(dataset, "resumed_from_epoch", args.file, -1, minimum=-1)
-        print(f"  protocol '{attrs['protocol_name']}', task '{attrs.get('task', '?')}', rule "
-              f"'{attrs.get(schema.ATTR_RULE, '?')}': {attrs.get('stop_reason', '?')} after "
-              f"{attrs.get('epochs_completed', '?')} epochs"
-              + (f" (resumed at epoch {resumed})" if resumed >= 0 else ""))
+        resumed = stored_int(dataset, "resumed_from_epoch", where, -1, minimum=-1)
+        yield (f"  protocol '{attrs['protocol_name']}', task '{attrs.get('task', '?')}', rule "
+               f"'{attrs.get(schema.ATTR_RULE, '?')}': {attrs.get('stop_reason', '?')} after "
+               f"{attrs.get('epochs_completed', '?')} epochs"
+               + (f" (resumed at epoch {resumed})" if resumed >= 0 else ""))
     facts = []
     for key, label in ((schema.ATTR_CREATED, "created"), (schema.ATTR_VERSION, "bioplast"),
                        (schema.ATTR_SEED, "seed"), (schema.ATTR_METHOD, "method")):
@@ -465,19 +474,18 @@ def cmd_info(args) -> int:
         dt = attrs[schema.ATTR_DT]
         facts.append(f"dt {dt * 1e3:g} ms" if isinstance(dt, (int, float)) else f"dt {dt!r:.40}")
     if schema.ATTR_NOISE in attrs:
-        noise = stored_int(dataset, schema.ATTR_NOISE, args.file, 1, maximum=1)
+        noise = stored_int(dataset, schema.ATTR_NOISE, where, 1, maximum=1)
         facts.append("noise " + ("on" if noise else "off"))
     if facts:
-        print("  " + ", ".join(facts))
-    print("  dims: " + ", ".join(f"{k}={v}" for k, v in dataset.sizes.items()))
+        yield "  " + ", ".join(facts)
+    yield "  dims: " + ", ".join(f"{k}={v}" for k, v in dataset.sizes.items())
     width = max((len(str(n)) for n in dataset.data_vars), default=0)
     for name, variable in dataset.data_vars.items():
         units = variable.attrs.get(schema.ATTR_UNITS, "")
         dims = "(" + ", ".join(map(str, variable.dims)) + ")"
-        print(f"  {str(name):<{width}}  {dims:<32} {units}")
+        yield f"  {str(name):<{width}}  {dims:<32} {units}"
     if schema.ATTR_COMMAND in attrs:
-        print(f"  command: {attrs[schema.ATTR_COMMAND]}")
-    return 0
+        yield f"  command: {attrs[schema.ATTR_COMMAND]}"
 
 
 def cmd_list(args) -> int:

@@ -6,6 +6,8 @@ The layout (DESIGN section 7; names in `bioplast.schema`): recorded states
 initial states ``initial_<state>``; coordinates with ``units`` attrs (time in seconds);
 global provenance attrs (model YAML text, backend, seed, versions, creation time, status).
 netCDF cannot hold dict, None or bool attrs: configs are JSON/YAML text, flags int8.
+Reading a file's header without xarray, and decoding the stored attrs, is
+`bioplast.results_header` (re-exported here).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .errors import InputError
 from .files import atomic_write, check_regular_file
 from .limits import check_memory, format_bytes
 from .model import Model
+from .results_header import attr_where, stored_int, stored_json, unreadable  # noqa: F401
 
 INITIAL_PREFIX = "initial_"
 LEVEL_PREFIX = "level_"
@@ -172,7 +175,8 @@ UNPACKED_MINIMUM = 1 << 30
 
 def load(path: str | os.PathLike, values: bool = True) -> xr.Dataset:
     """Read a netCDF file fully into memory (the file is closed on return); with
-    ``values=False`` only its dims, coordinates and attrs (the variables stay on disk).
+    ``values=False`` only its dims, coordinates and attrs (the variables stay on disk;
+    `bioplast.results_header.read_header` reads these without xarray).
 
     InputError, naming the file, if it is missing, not netCDF, damaged, or if its variables
     would need more memory than is available or than a file of its size can honestly hold
@@ -198,47 +202,7 @@ def load(path: str | os.PathLike, values: bool = True) -> xr.Dataset:
         raise InputError("the file's variables do not fit in memory", file=str(path)) \
             from None
     except Exception as error:  # netCDF4/HDF5 raise many types for damaged files
-        reason = type(error).__name__ if not isinstance(error, OSError) else \
-            (error.strerror or "unreadable")
-        raise InputError(f"not a readable netCDF file ({reason})", file=str(path)) from None
-
-
-def attr_where(where: str, attr: str) -> str:
-    return f"{where} (attribute '{attr}')"
-
-
-def stored_json(dataset: xr.Dataset, attr: str, where: str, default, kind=dict):
-    """The JSON attr ``attr`` of a result (``default`` if absent), checked to be ``kind``."""
-    if attr not in dataset.attrs:
-        return default
-    text = dataset.attrs[attr]
-    try:
-        value = json.loads(text) if isinstance(text, str) else None
-    except (ValueError, RecursionError):
-        value = None
-    if not isinstance(value, kind):
-        raise InputError(f"the attribute '{attr}' is not a JSON {kind.__name__}: the file "
-                         "was edited or damaged", file=where)
-    return value
-
-
-def stored_int(dataset: xr.Dataset, attr: str, where: str, default: int, *,
-               minimum: int = 0, maximum: int = 2**63 - 1) -> int:
-    """The integer attr ``attr`` of a result (``default`` if absent), within bounds."""
-    if attr not in dataset.attrs:
-        return default
-    value = dataset.attrs[attr]
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.item()
-    if isinstance(value, (np.integer, np.floating)):
-        value = value.item()
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise InputError(f"the attribute '{attr}' must be an integer from {minimum} to "
-                         f"{maximum}, got {str(value)[:40]!r}: the file was edited or damaged",
-                         file=where)
-    return value
+        raise unreadable(error, path) from None
 
 
 def stored_model(dataset: xr.Dataset, where: str, **overrides) -> Model:

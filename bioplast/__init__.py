@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 from .errors import BackendError, BioplastError, CapabilityError, InputError  # noqa: E402
 
 #: the public names and the modules that hold them, imported on first use (PEP 562): the
-#: command line answers --help without loading torch, Brian2 and xarray
-_LAZY = {"Model": "model", "list_models": "model", "load_model": "model",
+#: command line answers --help, list and info without loading torch, Brian2 and xarray
+_LAZY = {"Model": "model", "list_models": "model_files", "load_model": "model",
          "load": "results", "save": "results", "training_dataset": "results",
          "simulate": "simulation", "load_protocol": "protocol", "train": "training"}
 

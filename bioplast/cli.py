@@ -7,7 +7,6 @@ Exit codes: 0 success; 2 bad input (one line naming the file and the key or line
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import signal
@@ -489,11 +488,8 @@ def info_lines(dataset, where: str):
 
 
 def cmd_list(args) -> int:
-    from .backends import BACKENDS
-    from .model import list_models, load_model
-    from .regularizers import REGULARIZERS
-    from .rules import RULES
-    from .tasks import TASKS
+    from .model_files import describe_model, list_models
+    from .registry import BACKENDS, REGULARIZERS, RULES, TASKS
     categories = ["models", "tasks", "rules", "regularizers", "backends"]
     what = args.what or categories
     unknown = [w for w in what if w not in categories]
@@ -505,40 +501,40 @@ def cmd_list(args) -> int:
         if category == "models":
             for name in list_models():
                 try:
-                    model = load_model(name)
-                    print(f"  {name:<16} {model.description}")
+                    print(f"  {name:<16} {describe_model(name)}")
                 except InputError as error:
                     print(f"  {name:<16} (invalid: {error})")
         elif category in ("tasks", "rules", "regularizers"):
             registry = {"tasks": TASKS, "rules": RULES, "regularizers": REGULARIZERS}[category]
             for name in registry.names():
-                cls = registry.get(name)
-                doc = getattr(cls, "description", "") or (cls.__doc__ or "").strip().split("\n")[0]
-                options = ", ".join(f"{k}: {_default_text(v)}"
-                                    for k, v in cls.Config.model_fields.items())
-                print(f"  {name:<22} {doc}")
+                summary = registry.summary(name)
+                options = ", ".join(f"{k}: {v}" for k, v in summary.options.items())
+                print(f"  {name:<22} {summary.description}")
                 print(f"  {'':<22} options: {options}")
         elif category == "backends":
             for name in BACKENDS.names():
-                backend = BACKENDS.get(name)
-                capabilities = [c.replace("_", " ") for c in ("differentiable",
-                                                              "supports_members")
-                                if getattr(backend, c)]
-                options = "; ".join(
-                    f"{k}: {', '.join(map(str, v)) if v else 'any'}"
-                    for k, v in backend.option_choices.items())
+                capabilities, choices = _backend_offer(name)
+                options = "; ".join(f"{k}: {', '.join(map(str, v)) if v else 'any'}"
+                                    for k, v in choices.items())
                 print(f"  {name:<16} {', '.join(capabilities) or '-'}  (options: {options})")
     return 0
 
 
-def _default_text(field) -> str:
-    """A config field's default as short JSON text, or ``(required)``."""
-    if field.is_required():
-        return "(required)"
-    value = field.default_factory() if field.default_factory is not None else field.default
-    if hasattr(value, "model_dump"):
-        value = value.model_dump(mode="json")
-    return json.dumps(value)
+def _backend_offer(name: str) -> tuple[list[str], dict]:
+    """A backend's capabilities as ``bioplast list`` names them and its option choices:
+    from `bioplast.backends.spec` where it is declared (nothing imported), else from its
+    class."""
+    from .backends import spec
+    from .registry import BACKENDS
+    if name in spec.OPTIONS:
+        flags = {"differentiable": "differentiable" in spec.CAPABILITIES[name],
+                 "supports_members": "members" in spec.CAPABILITIES[name]}
+        choices = spec.option_choices(name)
+    else:
+        backend = BACKENDS.get(name)
+        flags = {c: getattr(backend, c) for c in ("differentiable", "supports_members")}
+        choices = backend.option_choices
+    return [flag.replace("_", " ") for flag, present in flags.items() if present], choices
 
 
 def cmd_plot(args) -> int:

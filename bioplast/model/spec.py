@@ -1,143 +1,65 @@
-"""Models are equations: a YAML file with Brian2 equations for one unit plus couplings.
+"""The `Model`: a validated rate network as a frozen, hashable spec.
 
-`load_model` reads a model file (or a shipped model by name), validates it completely and
-returns a `Model`: the parsed ``brian2.Equations``, the couplings ``target = W @ source``,
-the readout, the parameter specs (shape, unit, init, bounds, trainable) and sympy forms of
-every expression for the backends. Nothing in a model file is ever executed: YAML is read
-with ``safe_load``, equations with Brian2's parser, expressions with Brian2's sympy
-conversion. Every error names the file and the line or key.
-
-File layout (see ``models/*.yaml`` and DESIGN section 3)::
-
-    name: leaky_rate
-    description: tau dr/dt = -r + tanh(I_rec + I_in + b)
-    equations: |
-      dr/dt = (-r + tanh(I_rec + I_in + b)) / tau : 1
-      b : 1 (trainable)
-      tau : second (constant, shared)
-    couplings:            # target = W @ source; targets are declared automatically
-      W_rec: {source: r, target: I_rec, init: xavier_uniform, autapses: false}
-      W_in:  {source: input, target: I_in, init: xavier_uniform}
-    readout: {source: r, bias: true, activation: identity}
-    parameters: {tau: {min: 1 ms}}
-    populations: {E: {fraction: 0.8, sign: 1}, I: {fraction: 0.2, sign: -1}}
-    initial: {r: 0}
-    defaults: {n_units: 100, n_inputs: 1, n_outputs: 1, tau: 10 ms, dt: 5 ms, method: euler}
+A `Model` holds what `bioplast.model.reader` read from a model file: the parsed
+``brian2.Equations``, the couplings ``target = W @ source``, the readout, the parameter
+specs (`bioplast.model.parts`) and the sympy forms of every expression for the backends
+(`bioplast.model.forms`). It draws parameter and state values (`Model.init_params`,
+`Model.initial_state`), projects parameters onto their constraints and checks them;
+`Model.structure_key` names what a compiled time loop depends on.
 """
 
 from __future__ import annotations
 
-import copy
-import graphlib
-import keyword
-import os
-import re
 import zlib
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping
+from functools import cached_property
+from typing import Any, Mapping, NamedTuple
 
-import brian2
 import numpy as np
 import sympy
-from brian2.core.namespace import DEFAULT_CONSTANTS, DEFAULT_FUNCTIONS, DEFAULT_UNITS
-from brian2.equations.equations import (DIFFERENTIAL_EQUATION, PARAMETER, SUBEXPRESSION,
-                                        Equations, SingleEquation)
-from brian2.equations.unitcheck import check_dimensions
-from brian2.parsing.sympytools import str_to_sympy
-from brian2.units.fundamentalunits import DIMENSIONLESS, Quantity
 
 from .. import schema
 from ..errors import InputError
-from ..files import check_path, check_regular_file
-from ..initializers import Initializer, Shape, parse_initializer
-from ..limits import (MAX_EQUATIONS_CHARS, MAX_NAME_CHARS, SYMBOLIC_SECONDS,
-                      ExpressionTooLarge, TimeBoundExceeded, array_bytes, check_expression,
-                      check_memory, time_bound)
-from ..quantities import parse_quantity, unit_string
-from ..yamlfile import (YAML_SUFFIXES, YamlDocument, check_yaml_suffix, load_yaml,
-                        shown_key)
-
-METHODS = ("euler", "exponential_euler")
-READOUT_ACTIVATIONS = ("identity", "sigmoid", "tanh")
-INPUT_SOURCE = "input"
-#: Functions every backend implements (Brian2 names); ``rand``/``randn`` only inside a
-#: ``(constant over dt)`` subexpression.
-SUPPORTED_FUNCTIONS = frozenset({
-    "abs", "arccos", "arcsin", "arctan", "ceil", "clip", "cos", "cosh", "exp", "expm1",
-    "exprel", "floor", "int", "log", "log10", "log1p", "sign", "sin", "sinh", "sqrt", "tan",
-    "tanh", "rand", "randn"})
-RANDOM_FUNCTIONS = ("rand", "randn")
-#: What a random function becomes with noise off: its mean.
-RANDOM_MEANS = {"rand": sympy.Rational(1, 2), "randn": sympy.Integer(0)}
-ALLOWED_FLAGS = {
-    PARAMETER: {"trainable", "constant", "shared"},
-    SUBEXPRESSION: {"constant over dt"},
-    DIFFERENTIAL_EQUATION: set(),
-}
-BIOPLAST_FLAGS = {"trainable"}
-TOP_LEVEL_KEYS = ("name", "description", "equations", "couplings", "readout", "parameters",
-                  "populations", "initial", "defaults", "references")
-STRUCTURE_KEYS = ("n_units", "n_inputs", "n_outputs", "dt", "method")
-#: Overrides with these names (or dotted paths) edit the model document itself.
-DOCUMENT_KEYS = ("name", "description", "equations", "couplings", "readout", "parameters",
-                 "populations", "initial", "references")
-COUPLING_KEYS = ("source", "target", "init", "autapses", "dale", "trainable")
-READOUT_KEYS = ("source", "bias", "activation", "init", "bias_init", "trainable")
-PARAMETER_KEYS = ("init", "min", "max", "trainable")
-POPULATION_KEYS = ("fraction", "sign")
-SHIPPED_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+from ..initializers import Initializer, Shape
+from ..limits import (SYMBOLIC_SECONDS, TimeBoundExceeded, array_bytes, check_memory,
+                      time_bound)
+from ..quantities import unit_string
+from ..yamlfile import YamlDocument
+from .parts import Coupling, Readout
+from .reader import _ModelReader
 
 
-@dataclass(frozen=True)
-class ParamSpec:
-    """One named array of a network's parameters.
+class StructureKey(NamedTuple):
+    """What a model's compiled time loop depends on (see `Model.structure_key`).
 
-    ``dims`` names the axes (``("unit",)``, ``("unit", "presynaptic")``, ``()`` for shared);
-    values are in SI units (``unit`` is Brian2's unit name). ``min``/``max`` are bounds,
-    ``zero_diagonal`` forbids autapses, ``column_sign`` (+1/-1 per presynaptic unit) is
-    Dale's law.
+    Sympy forms are ``(name, sympy.srepr(expression))`` pairs; ``params`` holds per array
+    ``(name, dims, trainable, min, max, zero_diagonal, dale)``.
     """
 
-    name: str
-    dims: tuple[str, ...]
-    unit: str
-    init: Initializer
-    trainable: bool
-    min: float | None = None
-    max: float | None = None
-    zero_diagonal: bool = False
-    column_sign: tuple[float, ...] | None = None
-
-
-@dataclass(frozen=True)
-class Coupling:
-    """``target = W @ source``: W shaped ``(unit, presynaptic)`` or ``(unit, input)``."""
-
-    name: str
-    source: str
-    target: str
-
-
-@dataclass(frozen=True)
-class Readout:
-    """``outputs = activation(W_out @ source + b_out)``, W_out shaped ``(output, unit)``."""
-
-    source: str
-    activation: str
-    bias: bool
-
-
-@dataclass(frozen=True)
-class Population:
-    name: str
-    start: int
-    stop: int
-    sign: float | None
+    method: str
+    dt: float
+    state_names: tuple[str, ...]
+    drift: tuple[tuple[str, str], ...]
+    diffusion: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+    step_subexpressions: tuple[tuple[str, str], ...]
+    subexpressions: tuple[tuple[str, str], ...]
+    random_symbols: tuple[tuple[str, str], ...]
+    couplings: tuple[Coupling, ...]
+    readout: Readout | None
+    params: tuple[tuple[str, tuple[str, ...], bool, float | None, float | None, bool, bool],
+                  ...]
 
 
 class Model:
-    """A validated rate-network model. Build with `load_model`; attributes are read-only.
+    """A validated rate-network model: a frozen, hashable spec. Build with `load_model`.
+
+    Frozen: once built, setting or deleting an attribute raises AttributeError (for a
+    changed model, ``load_model(model, **overrides)``); the mappings it holds are not to be
+    changed either. Equal (and hash equal) models behave the same: they have the same model
+    text (where it was read from is not part of it) and the same effective settings after
+    overrides (sizes, ``dt``, method, equations, couplings, readout, parameter specs with
+    their initial values and bounds, populations, initial states), so two loads of one
+    file with the same overrides are equal. `structure_key` is coarser: what the compiled
+    time loop depends on. Models pickle (Dask ships them to workers) and unpickle equal.
 
     Attributes
     ----------
@@ -164,8 +86,8 @@ class Model:
         Initial-value specs of states (zeros where absent).
     state_names : tuple of str
         The differential-equation variables.
-    drift, diffusion, step_subexpressions, subexpressions :
-        sympy forms of the equations (see `_SympyForms`).
+    drift, diffusion, step_subexpressions, subexpressions, random_symbols :
+        sympy forms of the equations (see `bioplast.model.forms._SympyForms`).
     """
 
     def __init__(self, document: YamlDocument, overrides: Mapping[str, Any]):
@@ -184,6 +106,70 @@ class Model:
         check_memory(sum(array_bytes(*self.param_shape(name)) for name in self.params),
                      f"the parameters of {self.n_units} units", file=document.name,
                      key="n_units")
+        self._frozen = True
+
+    def __setattr__(self, name: str, value) -> None:
+        self._refuse_change(name)
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._refuse_change(name)
+        super().__delattr__(name)
+
+    def _refuse_change(self, name: str) -> None:
+        if self.__dict__.get("_frozen"):
+            raise AttributeError(f"cannot change '{name}': a Model is frozen "
+                                 "(load_model(model, **overrides) gives a changed one)")
+
+    # ------------------------------------------------------------------ identity
+    def structure_key(self) -> StructureKey:
+        """What the compiled time loop of this model depends on, as a hashable tuple.
+
+        Models with equal keys run the same time-loop code, with sizes and parameter values
+        as its inputs: a compiled engine can be cached per key. The key holds the method and ``dt``; the state names
+        and the sympy forms (drift, diffusion, step subexpressions in their order, plain
+        subexpressions, random symbols) as exact ``sympy.srepr`` strings; the couplings; the
+        readout; and per parameter array its name, dims (names, not sizes), trainable flag,
+        bounds, whether its diagonal is zero and whether Dale's law fixes its column signs.
+        Not in it: ``n_units``, ``n_inputs``, ``n_outputs`` (nor trial counts), initial
+        values of parameters and states, populations, units, names and texts.
+        """
+        return self._structure
+
+    @cached_property
+    def _structure(self) -> StructureKey:
+        def forms(expressions: Mapping[str, sympy.Expr]) -> tuple[tuple[str, str], ...]:
+            return tuple((name, sympy.srepr(expr)) for name, expr in expressions.items())
+
+        return StructureKey(
+            method=self.method, dt=self.dt, state_names=self.state_names,
+            drift=forms(self.drift),
+            diffusion=tuple((name, forms(terms)) for name, terms in self.diffusion.items()),
+            step_subexpressions=forms(self.step_subexpressions),
+            subexpressions=forms(self.subexpressions),
+            random_symbols=tuple(self.random_symbols.items()),
+            couplings=tuple(self.couplings.values()), readout=self.readout,
+            params=tuple((spec.name, spec.dims, spec.trainable, spec.min, spec.max,
+                          spec.zero_diagonal, spec.column_sign is not None)
+                         for spec in self.params.values()))
+
+    @cached_property
+    def _identity(self) -> tuple:
+        """What equality and the hash compare (see the class docstring)."""
+        return (self.text, self.name, self.description, str(self.equations), self.n_units,
+                self.n_inputs, self.n_outputs, self.structure_key(), self.populations,
+                tuple((spec.unit, _initializer_key(spec.init), spec.column_sign)
+                      for spec in self.params.values()),
+                tuple((name, _initializer_key(init))
+                      for name, init in sorted(self.initial.items())))
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Model):
+            return NotImplemented
+        return self._identity == other._identity
+
+    def __hash__(self) -> int:
+        return hash(self._identity)
 
     # ------------------------------------------------------------------ shapes
     @property
@@ -193,6 +179,7 @@ class Model:
                 schema.INPUT: self.n_inputs, schema.OUTPUT: self.n_outputs}
 
     def param_shape(self, name: str) -> tuple[int, ...]:
+        """Shape of one parameter array."""
         return tuple(self.sizes[d] for d in self.params[name].dims)
 
     def unit_of(self, name: str) -> str:
@@ -209,6 +196,7 @@ class Model:
 
     @property
     def population_slices(self) -> dict[str, slice]:
+        """The units of each population."""
         return {p.name: slice(p.start, p.stop) for p in self.populations}
 
     # ------------------------------------------------------------------ values
@@ -284,7 +272,7 @@ class Model:
                 raise InputError("holds NaN or inf", file=where, key=name)
             constrained = _to_numpy(self.constrain(array, name))
             if not np.array_equal(constrained, array):
-                raise InputError(f"violates its constraints ({_describe_constraints(spec)}); "
+                raise InputError(f"violates its constraints ({spec.describe_constraints()}); "
                                  "Model.constrain projects onto them", file=where, key=name)
         if len(set(member_counts.values())) > 1:
             raise InputError("inconsistent member axis across parameter arrays: "
@@ -310,6 +298,14 @@ class Model:
                 f"n_outputs={self.n_outputs}, dt={self.dt!r}, method={self.method!r})")
 
 
+def _initializer_key(init: Initializer) -> tuple:
+    """An initializer as a hashable tuple (its arguments are held in mappings)."""
+    parts = init.per_population
+    return (init.kind, tuple(sorted(init.args.items())),
+            None if parts is None else tuple((name, _initializer_key(part))
+                                             for name, part in parts.items()))
+
+
 def _like(array: np.ndarray, reference):
     """``array`` as the same kind (numpy or torch, dtype, device) as ``reference``."""
     if isinstance(reference, np.ndarray):
@@ -324,726 +320,3 @@ def _to_numpy(value) -> np.ndarray:
     if hasattr(value, "detach"):
         return value.detach().cpu().numpy()
     return np.asarray(value)
-
-
-def _with_unit(value: float, unit: str) -> str:
-    return f"{value:g}" if unit == "1" else f"{value:g} {unit}"
-
-
-def _describe_constraints(spec: ParamSpec) -> str:
-    parts = []
-    if spec.min is not None:
-        parts.append(f"min {_with_unit(spec.min, spec.unit)}")
-    if spec.max is not None:
-        parts.append(f"max {_with_unit(spec.max, spec.unit)}")
-    if spec.zero_diagonal:
-        parts.append("no autapses: zero diagonal")
-    if spec.column_sign is not None:
-        parts.append("Dale's law: column signs fixed by population")
-    return ", ".join(parts)
-
-
-# ---------------------------------------------------------------------- reading files
-def find_model_file(source: str | os.PathLike) -> Path:
-    """The model file for a path, or for a shipped model name such as ``leaky_rate``.
-
-    Names are looked up in ``$BIOPLAST_MODEL_PATH`` (``:``-separated directories), then in
-    ``./models`` and the shipped ``models/`` directory.
-    """
-    check_path(str(source), "model file")
-    path = Path(source)
-    if path.suffix in YAML_SUFFIXES or os.path.lexists(path) or os.sep in str(source):
-        check_yaml_suffix(path, "model")
-        return check_regular_file(path, "model file")
-    for directory in model_search_path():
-        for suffix in (".yaml", ".yml"):
-            candidate = directory / f"{source}{suffix}"
-            if candidate.exists():
-                return candidate
-    raise InputError(f"no model named '{source}' (shipped models: "
-                     f"{', '.join(list_models()) or 'none'}; or give a path to a .yaml file)",
-                     file=str(source))
-
-
-def model_search_path() -> list[Path]:
-    extra = [Path(p) for p in os.environ.get("BIOPLAST_MODEL_PATH", "").split(os.pathsep) if p]
-    return [*extra, Path.cwd() / "models", SHIPPED_MODELS_DIR]
-
-
-def list_models() -> list[str]:
-    """Names of the model files found on the model search path."""
-    names = []
-    for directory in model_search_path():
-        if directory.is_dir():
-            names += [p.stem for p in sorted(directory.glob("*.yaml")) if p.stem not in names]
-    return names
-
-
-def load_model(source: str | os.PathLike, /, **overrides) -> Model:
-    """Load and validate a model file.
-
-    Parameters
-    ----------
-    source : str, path, Model or YamlDocument
-        A path to a YAML model file, YAML text (anything containing a newline), the name
-        of a shipped model (``leaky_rate``, ``leaky_current``, ``leaky_tau``, ``ei_rate``),
-        a parsed document, or a model (re-read with more overrides).
-    **overrides
-        Replace ``defaults`` entries: ``n_units``, ``n_inputs``, ``n_outputs``, ``dt``,
-        ``method``, or the value of any parameter (``tau="20 ms"``). Document sections and
-        dotted paths edit the file's content (mappings are merged):
-        ``readout={"activation": "sigmoid"}``, ``**{"readout.activation": "sigmoid"}``,
-        ``**{"couplings.W_rec.init": {"kind": "scaled_normal", "gain": 1.5}}``.
-
-    Raises
-    ------
-    InputError
-        For anything wrong in the file, naming the file and the line or key.
-    """
-    if isinstance(source, Model):
-        return Model(YamlDocument(source.text, source.file), {**source.overrides, **overrides})
-    if isinstance(source, YamlDocument):
-        return Model(source, overrides)
-    if isinstance(source, str) and "\n" in source:
-        document = load_yaml(source)
-    else:
-        document = YamlDocument.from_path(find_model_file(source))
-    return Model(document, overrides)
-
-
-def _deep_merge(target: dict, source: Mapping) -> None:
-    """Merge ``source`` into ``target``: mappings recursively, anything else replaced. An
-    init spec with a ``kind`` replaces the old one whole (its arguments belong to it)."""
-    for key, value in source.items():
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict) \
-                and "kind" not in value:
-            _deep_merge(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
-
-
-def _leaf_paths(value, path=()):
-    """Key paths to the values an override sets (an init spec with a ``kind`` is one)."""
-    if isinstance(value, Mapping) and value and "kind" not in value:
-        return [leaf for key, item in value.items()
-                for leaf in _leaf_paths(item, (*path, str(key)))]
-    return [path]
-
-
-def _is_identifier(name) -> bool:
-    return isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name) \
-        and not name.startswith("_")
-
-
-def _expression_and_unit(code: str) -> list[str]:
-    """The expression and the unit text of one equation line ``LHS = EXPR : UNIT (FLAGS)``
-    (``NAME : UNIT`` for a parameter), to be measured before Brian2 and sympy see them."""
-    left, _, right = code.rpartition(":")
-    unit = re.sub(r"\(\s*[A-Za-z_][\w\s,]*\)\s*$", "", right).strip()
-    expression = left.partition("=")[2] if "=" in left else ""
-    return [part for part in (expression, unit) if part.strip()]
-
-
-_PYPARSING_REASON = re.compile(r"(Expected .*?)\s*\(at char \d+\), \(line:\d+, col:(\d+)\)")
-
-
-def _reason(error: Exception) -> str:
-    """A one-line reason from a Brian2 / pyparsing / sympy error."""
-    text = str(error)
-    match = _PYPARSING_REASON.search(text)
-    if match:
-        return f"{match.group(1)} (column {match.group(2)})"
-    if isinstance(error, KeyError) and error.args:
-        text = str(error.args[0])
-    return " ".join(text.split())
-
-
-class _ModelReader:
-    """Reads one model document into a `Model`; every check raises a located InputError."""
-
-    def __init__(self, document: YamlDocument, overrides: Mapping[str, Any]):
-        self.doc = document
-        self.data = copy.deepcopy(document.data)
-        self.overrides = {}
-        self.edited: list[tuple[str, ...]] = []  # key paths that overrides changed
-        for key, value in overrides.items():
-            if "." in key or key in DOCUMENT_KEYS:
-                self.edited += [(*key.split("."), *leaf) for leaf in _leaf_paths(value)]
-                *parents, last = key.split(".")
-                for part in reversed(parents):
-                    value = {last: value}
-                    last = part
-                _deep_merge(self.data, {last: value})
-            else:
-                self.overrides[key] = value
-
-    def error(self, message: str, *key_path, line: int | None = None) -> InputError:
-        """An error at a key path of the file, or at the override that changed it (or a
-        key below it)."""
-        path = tuple(str(part) for part in key_path)
-        for edited in self.edited:
-            overridden = path[:len(edited)] == edited or edited[:len(path)] == path
-            if path and overridden:
-                return InputError(message, file=self.doc.name, key=f"override {'.'.join(path)}")
-        return self.doc.error(message, key_path, line=line)
-
-    def fail(self, message: str, at) -> InputError:
-        """An error at a key path of the file (a tuple) or at an override (its name)."""
-        if isinstance(at, str):
-            return InputError(message, file=self.doc.name, key=f"override {at}")
-        return self.error(message, *at)
-
-    def value_at(self, name: str):
-        """Where a defaults entry came from: its key path, or its override name."""
-        return self.where[name] if self.where.get(name) is not None else name
-
-    def mapping(self, *key_path) -> dict:
-        value = self.data
-        for part in key_path:
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.error("must be a mapping (key: value)", *key_path)
-        return value
-
-    def check_keys(self, allowed, *key_path):
-        for key in self.mapping(*key_path):
-            if key not in allowed:
-                raise self.error(f"unknown key '{shown_key(key)}' (allowed: "
-                                 f"{', '.join(allowed)})",
-                                 *key_path, key)
-
-    # ------------------------------------------------------------------ top level
-    def fill(self, model: Model) -> None:
-        self.check_keys(TOP_LEVEL_KEYS)
-        name = self.data.get("name", Path(self.doc.name).stem)
-        if not isinstance(name, str) or not name:
-            raise self.error("must be a non-empty string", "name")
-        model.name = name
-        model.description = str(self.data.get("description", ""))
-        if "equations" not in self.data:
-            raise self.error("missing required key 'equations' (Brian2 equations for one "
-                             "unit)", line=1)
-        self.read_structure(model)
-        self.populations = self.read_populations(model)
-        model.populations = self.populations
-        equations, self.lines = self.parse_equations()
-        self.read_flags(equations)
-        model.couplings = self.read_couplings(equations)
-        for name in [*equations.names, *model.couplings]:
-            if len(name) > MAX_NAME_CHARS:
-                at = ("couplings", name) if name in model.couplings else ("equations",)
-                raise self.error(f"the name '{name[:40]}...' is longer than {MAX_NAME_CHARS} "
-                                 "characters (result files could not hold it)", *at,
-                                 line=self.lines.get(name))
-        model.equations = self.declare_targets(equations, model.couplings)
-        model.readout = self.read_readout(model.equations)
-        if model.readout is None and model.n_outputs:
-            raise self.fail(f"n_outputs = {model.n_outputs} but the model has no readout",
-                            self.value_at("n_outputs"))
-        self.check_identifiers_and_units(model.equations, model.method)
-        model.state_names = tuple(sorted(model.equations.diff_eq_names))
-        if not model.state_names:
-            raise self.error("the equations need at least one differential equation "
-                             "('dx/dt = ... : unit')", "equations")
-        _SympyForms(self, model.equations, model.method).fill(model)
-        model.params = self.read_params(model)
-        model.initial = self.read_initial(model.equations)
-
-    def read_structure(self, model: Model) -> None:
-        defaults = self.mapping("defaults")
-        for key, value in self.overrides.items():
-            if not _is_identifier(key):
-                raise InputError(f"invalid override name '{key}'", file=self.doc.name)
-        self.values = {**defaults, **self.overrides}
-        self.where = {key: (("defaults", key) if key not in self.overrides else None)
-                      for key in self.values}
-
-        def setting(key, default):
-            return self.values.get(key, default)
-
-        def located(message, key):
-            return self.fail(message, self.value_at(key))
-
-        for key in ("n_units", "n_inputs", "n_outputs"):
-            value = setting(key, {"n_units": None, "n_inputs": 0, "n_outputs": 0}[key])
-            minimum = 1 if key == "n_units" else 0
-            if value is None:
-                raise self.error("missing required key 'n_units'", "defaults")
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise located(f"must be an integer >= {minimum}, got {value!r}", key)
-            setattr(model, key, value)
-        if "dt" not in self.values:
-            raise self.error("missing required key 'dt' (the time step, e.g. '1 ms')",
-                             "defaults")
-        try:
-            model.dt = parse_quantity(self.values["dt"], brian2.second.dim)
-        except ValueError as error:
-            raise located(str(error), "dt") from None
-        if not model.dt > 0:
-            raise located(f"the time step must be positive, got {self.values['dt']!r}", "dt")
-        model.method = setting("method", "euler")
-        if model.method not in METHODS:
-            raise located(f"unknown method {model.method!r} (known: {', '.join(METHODS)})",
-                          "method")
-
-    def read_populations(self, model: Model) -> tuple[Population, ...]:
-        spec = self.mapping("populations")
-        populations, start, cumulative = [], 0, 0.0
-        for name, entry in spec.items():
-            if not _is_identifier(name):
-                raise self.error("a population name must be an identifier", "populations",
-                                 name)
-            if not isinstance(entry, dict):
-                entry = {"fraction": entry}
-            else:
-                self.check_keys(POPULATION_KEYS, "populations", name)
-            fraction = entry.get("fraction")
-            if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
-                    or not 0 < fraction <= 1:
-                raise self.error("'fraction' must be a number in (0, 1]", "populations", name)
-            cumulative += fraction
-            stop = int(round(cumulative * model.n_units))
-            if stop <= start:
-                raise self.error(f"fraction {fraction} of {model.n_units} units is empty",
-                                 "populations", name)
-            sign = entry.get("sign")
-            if sign is not None and sign not in (1, -1):
-                raise self.error("'sign' must be 1 (excitatory) or -1 (inhibitory)",
-                                 "populations", name, "sign")
-            populations.append(Population(name, start, stop, sign))
-            start = stop
-        if populations and abs(cumulative - 1.0) > 1e-9:
-            raise self.error(f"population fractions sum to {cumulative:g}, not 1", "populations")
-        return tuple(populations)
-
-    # ------------------------------------------------------------------ equations
-    def parse_equations(self) -> tuple[Equations, dict[str, int]]:
-        text = self.data["equations"]
-        if not isinstance(text, str) or not text.strip():
-            raise self.error("must be a (multi-line) string of Brian2 equations", "equations")
-        if len(text) > MAX_EQUATIONS_CHARS:
-            raise self.error(f"the equations are longer than {MAX_EQUATIONS_CHARS} characters",
-                             "equations")
-        first = self.doc.text_start_line(("equations",))
-        lines = {}
-        for offset, line in enumerate(text.split("\n")):
-            code = line.split("#", 1)[0].strip()
-            if not code:
-                continue
-            try:
-                for fragment in _expression_and_unit(code):
-                    check_expression(fragment)
-            except ExpressionTooLarge as error:
-                raise self.error(f"equation too large to analyse: {error}", "equations",
-                                 line=first + offset) from None
-            try:
-                single = Equations(code)
-            except Exception as error:  # Brian2 raises several types for a bad equation
-                raise self.error(f"cannot parse equation '{code}': {_reason(error)}",
-                                 "equations", line=first + offset) from None
-            for name in single.names:
-                lines[name] = first + offset
-        try:
-            equations = Equations(text)
-        except Exception as error:
-            raise self.error(f"invalid equations: {_reason(error)}", "equations") from None
-        return equations, lines
-
-    def equation_error(self, message: str, name: str) -> InputError:
-        return self.error(message, "equations", line=self.lines.get(name))
-
-    def read_flags(self, equations: Equations) -> None:
-        self.trainable_flags = {eq.varname for eq in equations.values()
-                                if "trainable" in eq.flags}
-        for eq in equations.values():
-            unknown = set(eq.flags) - ALLOWED_FLAGS[eq.type]
-            if unknown:
-                allowed = ALLOWED_FLAGS[eq.type]
-                raise self.equation_error(
-                    f"flag(s) {', '.join(sorted(unknown))} not supported on '{eq.varname}' "
-                    f"(allowed: {', '.join(sorted(allowed)) or 'none'})", eq.varname)
-
-    def read_couplings(self, equations: Equations) -> dict[str, Coupling]:
-        couplings, targets = {}, {}
-        for name, spec in self.mapping("couplings").items():
-            key = ("couplings", name)
-            if not _is_identifier(name):
-                raise self.error("a coupling name must be an identifier", *key)
-            if name in equations.names or name in (schema.READOUT_WEIGHT, schema.READOUT_BIAS,
-                                                   INPUT_SOURCE):
-                raise self.error(f"the name '{name}' is already used", *key)
-            if not isinstance(spec, dict):
-                raise self.error("must be a mapping with 'source' and 'target'", *key)
-            self.check_keys(COUPLING_KEYS, *key)
-            for required in ("source", "target"):
-                if required not in spec:
-                    raise self.error(f"missing required key '{required}'", *key)
-            source, target = spec["source"], spec["target"]
-            if source != INPUT_SOURCE and (source not in equations.names
-                                           or equations[source].type == PARAMETER):
-                raise self.error(
-                    f"source '{source}' is not a state variable or subexpression of the "
-                    f"equations (or '{INPUT_SOURCE}')", *key, "source")
-            if not _is_identifier(target):
-                raise self.error(f"target '{target}' is not a valid variable name", *key,
-                                 "target")
-            if target in equations.names and (equations[target].type != PARAMETER
-                                              or equations[target].flags):
-                raise self.error(f"target '{target}' must be a plain parameter of the "
-                                 f"equations ('{target} : unit'), not a "
-                                 f"{equations[target].type}", *key, "target")
-            if target in targets:
-                raise self.error(f"target '{target}' is already the target of "
-                                 f"'{targets[target]}' (one coupling per target)", *key,
-                                 "target")
-            if target not in equations.names:
-                self.check_target_is_used(equations, target, *key)
-            source_dim = DIMENSIONLESS if source == INPUT_SOURCE else equations[source].dim
-            if target in equations.names and equations[target].dim is not source_dim:
-                raise self.error(f"unit mismatch: target '{target}' has unit "
-                                 f"{unit_string(equations[target].dim)} but W @ {source} has "
-                                 f"unit {unit_string(source_dim)}", *key, "target")
-            targets[target] = name
-            couplings[name] = Coupling(name, source, target)
-        return couplings
-
-    def check_target_is_used(self, equations: Equations, target: str, *key) -> None:
-        used = set().union(*(eq.identifiers for eq in equations.values()))
-        if target not in used:
-            raise self.error(f"target '{target}' does not appear in the equations", *key,
-                             "target")
-
-    def declare_targets(self, equations: Equations, couplings: Mapping[str, Coupling]):
-        """Strip bioplast flags and declare coupling targets as Brian2 parameters."""
-        declared = []
-        for eq in equations.values():
-            flags = [f for f in eq.flags if f not in BIOPLAST_FLAGS]
-            declared.append(SingleEquation(eq.type, eq.varname, eq.dim, eq.var_type, eq.expr,
-                                           flags))
-        for coupling in couplings.values():
-            if coupling.target not in equations.names:
-                dim = DIMENSIONLESS if coupling.source == INPUT_SOURCE \
-                    else equations[coupling.source].dim
-                declared.append(SingleEquation(PARAMETER, coupling.target, dim))
-        return Equations(declared)
-
-    def read_readout(self, equations: Equations) -> Readout | None:
-        spec = self.data.get("readout")
-        if spec is None:
-            return None
-        if not isinstance(spec, dict):
-            raise self.error("must be a mapping with 'source'", "readout")
-        self.check_keys(READOUT_KEYS, "readout")
-        source = spec.get("source")
-        if source is None:
-            raise self.error("missing required key 'source'", "readout")
-        if source not in equations.names or equations[source].type == PARAMETER:
-            raise self.error(f"source '{source}' is not a state variable or subexpression",
-                             "readout", "source")
-        activation = spec.get("activation", "identity")
-        if activation not in READOUT_ACTIVATIONS:
-            raise self.error(f"unknown activation {activation!r} (known: "
-                             f"{', '.join(READOUT_ACTIVATIONS)})", "readout", "activation")
-        bias = spec.get("bias", True)
-        if not isinstance(bias, bool):
-            raise self.error("must be true or false", "readout", "bias")
-        if activation != "identity" and equations[source].dim is not DIMENSIONLESS:
-            raise self.error(f"activation '{activation}' needs a dimensionless source; "
-                             f"'{source}' has unit {unit_string(equations[source].dim)}",
-                             "readout", "activation")
-        return Readout(source, activation, bias)
-
-    def check_identifiers_and_units(self, equations: Equations, method: str) -> None:
-        dims = {"t": brian2.second.dim, "dt": brian2.second.dim}
-        dims.update(equations.dimensions)
-        for eq in equations.values():
-            if eq.expr is None:
-                continue
-            variables = {name: Quantity(1, dim=dim) for name, dim in dims.items()}
-            for identifier in sorted(eq.identifiers):
-                if identifier in variables:
-                    continue
-                if identifier == "xi" or identifier.startswith("xi_"):
-                    if eq.type != DIFFERENTIAL_EQUATION:
-                        raise self.equation_error(
-                            f"white noise '{identifier}' may only appear in a differential "
-                            "equation", eq.varname)
-                    if method != "euler":
-                        raise self.equation_error(
-                            f"white noise '{identifier}' needs method 'euler' "
-                            f"(Euler-Maruyama), not '{method}'", eq.varname)
-                    variables[identifier] = Quantity(1, dim=brian2.second.dim ** -0.5)
-                elif identifier in DEFAULT_FUNCTIONS:
-                    if identifier not in SUPPORTED_FUNCTIONS:
-                        raise self.equation_error(
-                            f"function '{identifier}' is not supported (supported: "
-                            f"{', '.join(sorted(SUPPORTED_FUNCTIONS))})", eq.varname)
-                    if identifier in RANDOM_FUNCTIONS and "constant over dt" not in eq.flags:
-                        raise self.equation_error(
-                            f"{identifier}() may only appear in a subexpression flagged "
-                            "'(constant over dt)', e.g. 'noise = sigma*randn() : 1 (constant "
-                            "over dt)'; for white noise use xi", eq.varname)
-                    variables[identifier] = DEFAULT_FUNCTIONS[identifier]
-                elif identifier in DEFAULT_CONSTANTS:
-                    variables[identifier] = DEFAULT_CONSTANTS[identifier]
-                elif identifier in DEFAULT_UNITS:
-                    variables[identifier] = DEFAULT_UNITS[identifier]
-                elif identifier in ("i", "N", "t_in_timesteps", "lastspike", "not_refractory"):
-                    raise self.equation_error(
-                        f"'{identifier}' is not supported in bioplast equations", eq.varname)
-                else:
-                    raise self.equation_error(
-                        f"unknown variable '{identifier}' in the equation of '{eq.varname}' "
-                        "(declare it, e.g. '" + identifier + " : 1', or fix the name)",
-                        eq.varname)
-            expected = eq.dim / brian2.second.dim if eq.type == DIFFERENTIAL_EQUATION \
-                else eq.dim
-            try:
-                check_dimensions(str(eq.expr), expected, variables)
-            except brian2.DimensionMismatchError as error:
-                raise self.equation_error(f"unit mismatch in the equation of '{eq.varname}': "
-                                          f"{_reason(error)}", eq.varname) from None
-            except (SyntaxError, ValueError, KeyError, TypeError) as error:
-                raise self.equation_error(f"invalid expression for '{eq.varname}': "
-                                          f"{_reason(error)}", eq.varname) from None
-
-    # ------------------------------------------------------------------ parameters
-    def read_params(self, model: Model) -> dict[str, ParamSpec]:
-        equations = model.equations
-        targets = {c.target for c in model.couplings.values()}
-        declared = [name for name in sorted(equations.parameter_names) if name not in targets]
-        section = self.mapping("parameters")
-        for name in section:
-            if name not in declared:
-                raise self.error(f"'{name}' is not a parameter of the equations (parameters: "
-                                 f"{', '.join(declared) or 'none'})", "parameters", name)
-            self.check_keys(PARAMETER_KEYS, "parameters", name)
-        for name in self.values:
-            if name not in STRUCTURE_KEYS and name not in declared:
-                raise self.fail(f"'{name}' is neither a setting ({', '.join(STRUCTURE_KEYS)}) "
-                                f"nor a parameter of the equations "
-                                f"({', '.join(declared) or 'none'})", self.value_at(name))
-        specs = {}
-        for name in declared:
-            eq = equations[name]
-            entry = self.mapping("parameters", name)
-            key = ("parameters", name)
-            dims = () if "shared" in eq.flags else (schema.UNIT,)
-            init_spec, init_at = entry.get("init"), (*key, "init")
-            if name in self.values:
-                if "init" in entry and self.where.get(name) is not None:
-                    raise self.error(f"'{name}' has a value in defaults and an init in "
-                                     "parameters: keep one", *self.where[name])
-                init_spec, init_at = self.values[name], self.value_at(name)
-            if init_spec is None:
-                if eq.dim is not DIMENSIONLESS:
-                    raise self.equation_error(
-                        f"parameter '{name}' has unit {unit_string(eq.dim)} and no value: give "
-                        f"defaults.{name} or parameters.{name}.init", name)
-                init_spec = 0
-            init = self.initializer(init_spec, eq.dim, init_at, per_unit=bool(dims))
-            bounds = {}
-            for bound in ("min", "max"):
-                if bound in entry:
-                    try:
-                        bounds[bound] = parse_quantity(entry[bound], eq.dim)
-                    except ValueError as error:
-                        raise self.error(str(error), *key, bound) from None
-            if bounds.get("min", -np.inf) > bounds.get("max", np.inf):
-                raise self.error("min is above max", *key)
-            spec = ParamSpec(name, dims, unit_string(eq.dim), init, False, **bounds)
-            drawn = init.bounded_range()
-            if drawn is not None and not (bounds.get("min", -np.inf) <= drawn[0]
-                                          and drawn[1] <= bounds.get("max", np.inf)):
-                low, high = drawn
-                values = _with_unit(low, spec.unit) if low == high else \
-                    f"{low:g} to {_with_unit(high, spec.unit)}"
-                raise self.fail(f"the initial values {values} are outside the bounds of "
-                                f"'{name}' ({_describe_constraints(spec)})", init_at)
-            trainable = entry.get("trainable", name in self.trainable_flags)
-            if not isinstance(trainable, bool):
-                raise self.error("must be true or false", *key, "trainable")
-            specs[name] = ParamSpec(name, dims, unit_string(eq.dim), init, trainable, **bounds)
-        for coupling in model.couplings.values():
-            specs[coupling.name] = self.coupling_spec(model, coupling)
-        if model.readout is not None:
-            specs.update(self.readout_specs(model))
-        return specs
-
-    def initializer(self, spec, dim, at, *, matrix: bool = False,
-                    per_unit: bool = True) -> Initializer:
-        """Parse an init spec found ``at`` a key path (tuple) or override (name)."""
-        try:
-            return parse_initializer(spec, dim, tuple(p.name for p in self.populations),
-                                     matrix=matrix, per_unit=per_unit)
-        except ValueError as error:
-            raise self.fail(str(error), at) from None
-
-    def coupling_spec(self, model: Model, coupling: Coupling) -> ParamSpec:
-        key = ("couplings", coupling.name)
-        entry = self.mapping(*key)
-        from_input = coupling.source == INPUT_SOURCE
-        dims = (schema.UNIT, schema.INPUT if from_input else schema.PRESYNAPTIC)
-        init = self.initializer(entry.get("init", "xavier_uniform"), DIMENSIONLESS,
-                                (*key, "init"), matrix=True)
-        flags = {}
-        for flag in ("autapses", "dale", "trainable"):
-            if flag in entry and not isinstance(entry[flag], bool):
-                raise self.error("must be true or false", *key, flag)
-        if from_input and ("autapses" in entry or entry.get("dale")):
-            raise self.error("'autapses' and 'dale' apply to couplings between units, not "
-                             "from the input", *key)
-        if entry.get("dale"):
-            signs = [p.sign for p in self.populations]
-            if not signs or None in signs:
-                raise self.error("dale: true needs populations with a sign each "
-                                 "(populations: {E: {fraction: 0.8, sign: 1}, ...})", *key,
-                                 "dale")
-            flags["column_sign"] = tuple(float(p.sign) for p in self.populations
-                                         for _ in range(p.start, p.stop))
-        return ParamSpec(coupling.name, dims, "1", init, entry.get("trainable", True),
-                         zero_diagonal=not from_input and not entry.get("autapses", True),
-                         **flags)
-
-    def readout_specs(self, model: Model) -> dict[str, ParamSpec]:
-        entry = self.mapping("readout")
-        trainable = entry.get("trainable", True)
-        if not isinstance(trainable, bool):
-            raise self.error("must be true or false", "readout", "trainable")
-        specs = {schema.READOUT_WEIGHT: ParamSpec(
-            schema.READOUT_WEIGHT, (schema.OUTPUT, schema.UNIT), "1",
-            self.initializer(entry.get("init", "xavier_uniform"), DIMENSIONLESS,
-                             ("readout", "init"), matrix=True), trainable)}
-        if model.readout.bias:
-            dim = model.equations.dimensions[model.readout.source]
-            specs[schema.READOUT_BIAS] = ParamSpec(
-                schema.READOUT_BIAS, (schema.OUTPUT,), unit_string(dim),
-                self.initializer(entry.get("bias_init", "zeros"), dim,
-                                 ("readout", "bias_init"), per_unit=False), trainable)
-        elif "bias_init" in entry:
-            raise self.error("bias_init given but bias: false", "readout", "bias_init")
-        return specs
-
-    def read_initial(self, equations: Equations) -> dict[str, Initializer]:
-        initial = {}
-        for name, spec in self.mapping("initial").items():
-            if name not in equations.diff_eq_names:
-                raise self.error(f"'{name}' is not a state variable (states: "
-                                 f"{', '.join(sorted(equations.diff_eq_names))})",
-                                 "initial", name)
-            initial[name] = self.initializer(spec, equations[name].dim, ("initial", name))
-        return initial
-
-
-class _SympyForms:
-    """sympy forms of a model's equations, as the backends need them.
-
-    Fills on the model:
-    - ``step_subexpressions``: ``(constant over dt)`` subexpressions, evaluated once per step
-      from the state at its start, in dependency order; each ``rand()``/``randn()`` call is
-      replaced by a symbol listed in ``random_symbols`` (symbol name -> function name).
-    - ``subexpressions``: the other subexpressions, with subexpressions substituted.
-    - ``drift``: ``dx/dt`` without white noise; ``diffusion``: ``{xi name: coefficient}``.
-    All are sympy expressions of states, parameters, coupling targets, step
-    subexpressions, random symbols, ``t`` and ``dt`` only, in SI units (unit names such
-    as ``ms`` are replaced by their values).
-    """
-
-    def __init__(self, reader: _ModelReader, equations: Equations, method: str):
-        self.reader = reader
-        self.equations = equations
-        self.method = method
-
-    def fill(self, model: Model) -> None:
-        eqs = self.equations
-        random_symbols = {}
-        raw = {}
-        for eq in eqs.values():
-            if eq.type == SUBEXPRESSION:
-                expr = self.parse(eq.expr.code)
-                for function in RANDOM_FUNCTIONS:
-                    calls = [c for c in expr.atoms(sympy.Function)
-                             if c.func.__name__ == function]
-                    for call in calls:
-                        symbol = sympy.Symbol(f"_{function}_{eq.varname}", real=True)
-                        random_symbols[symbol.name] = function
-                        expr = expr.xreplace({call: symbol})
-                raw[eq.varname] = expr
-        held = [n for n in eqs.subexpr_names if "constant over dt" in eqs[n].flags]
-        plain = [n for n in eqs.subexpr_names if n not in held]
-        substituted = self.substitute_plain(raw, plain)
-        model.subexpressions = {n: substituted[n] for n in sorted(plain)}
-        model.step_subexpressions = {
-            n: self.expand(raw[n], substituted)
-            for n in self.topological(raw, held, "'(constant over dt)' subexpressions")}
-        model.random_symbols = random_symbols
-        model.drift, model.diffusion = {}, {}
-        for name in sorted(eqs.diff_eq_names):
-            deterministic, stochastic = eqs[name].expr.split_stochastic()
-            model.drift[name] = self.expand(self.parse(deterministic.code), substituted)
-            model.diffusion[name] = {
-                xi: self.expand(self.parse(coefficient.code), substituted)
-                for xi, coefficient in (stochastic or {}).items()}
-            if self.method == "exponential_euler":
-                try:
-                    linear_coefficients(model.drift[name], name)
-                except ValueError:
-                    raise self.reader.equation_error(
-                        f"method 'exponential_euler' needs dx/dt linear in '{name}' (A*{name} "
-                        "+ B with A, B free of it); use method 'euler'", name) from None
-
-        forms = {**{n: [e] for n, e in model.subexpressions.items()},
-                 **{n: [e] for n, e in model.step_subexpressions.items()},
-                 **{n: [model.drift[n], *model.diffusion[n].values()] for n in model.drift}}
-        for name, expressions in forms.items():
-            if any(e.has(sympy.zoo, sympy.nan, sympy.I) for e in expressions):
-                raise self.reader.equation_error(
-                    f"the equation of '{name}' holds a constant that is infinite or complex "
-                    "(a division by zero? the log or root of a negative number?)", name)
-
-    @staticmethod
-    def parse(code: str) -> sympy.Expr:
-        """sympy form of an expression, with units replaced by their values in SI units."""
-        expr = str_to_sympy(code)
-        return expr.xreplace({s: sympy.Float(float(DEFAULT_UNITS[s.name]))
-                              for s in expr.free_symbols if s.name in DEFAULT_UNITS})
-
-    @staticmethod
-    def expand(expr, substituted):
-        return expr.xreplace({s: substituted[s.name] for s in expr.free_symbols
-                              if s.name in substituted})
-
-    def substitute_plain(self, raw, plain):
-        """Plain subexpressions in terms of non-subexpression symbols."""
-        order = self.topological(raw, plain, "subexpressions")
-        done = {}
-        for name in order:
-            done[name] = self.expand(raw[name], done)
-        return done
-
-    def topological(self, raw, names, what):
-        graph = {n: {s.name for s in raw[n].free_symbols if s.name in names} for n in names}
-        try:
-            return list(graphlib.TopologicalSorter(graph).static_order())
-        except graphlib.CycleError as error:
-            cycle = error.args[1]
-            raise self.reader.equation_error(
-                f"{what} depend on each other in a cycle: {' -> '.join(cycle)}",
-                cycle[0]) from None
-
-
-def linear_coefficients(expr: sympy.Expr, variable: str) -> tuple[sympy.Expr, sympy.Expr]:
-    """``(A, B)`` with ``expr == A*x + B`` and A, B free of ``x`` (Brian2's conditional
-    linearity, used by exponential Euler). Raises ValueError if ``expr`` is not of that form."""
-    symbol = next((s for s in expr.free_symbols if s.name == variable), None)
-    if symbol is None:
-        return sympy.Integer(0), expr
-    collected = sympy.collect(sympy.expand(expr), symbol, evaluate=False)
-    if set(collected) - {symbol, sympy.Integer(1)} or symbol not in collected:
-        raise ValueError(f"not linear in {variable}")
-    A, B = collected[symbol], collected.get(sympy.Integer(1), sympy.Integer(0))
-    if A.has(symbol) or B.has(symbol):
-        raise ValueError(f"not linear in {variable}")
-    return A, B

@@ -64,6 +64,20 @@ def class_summary(cls) -> Summary:
     return Summary(description, options)
 
 
+def source_summary(target: str) -> Summary | None:
+    """The `Summary` of bioplast's own class ``"module:Class"``, read from its source
+    without importing it (`bioplast.class_source.read_summary`); None for a class of
+    another package or one the reading does not follow."""
+    if target.partition(".")[0] != __name__.partition(".")[0]:
+        return None
+    from .class_source import read_summary
+    read = read_summary(target)
+    if read is None:
+        return None
+    description, defaults = read
+    return Summary(description, {key: option_text(default) for key, default in defaults.items()})
+
+
 @functools.lru_cache(maxsize=1)
 def installed_entry_points():
     """The entry points of the installed distributions, read once (reading them scans
@@ -123,14 +137,8 @@ class Registry:
         source (`bioplast.class_source.read_summary`: no torch, no Brian2); the others,
         and those the reading cannot follow, are imported."""
         target = self._target(name)
-        if isinstance(target, str) and target.partition(".")[0] == __name__.partition(".")[0]:
-            from .class_source import read_summary
-            read = read_summary(target)
-            if read is not None:
-                description, defaults = read
-                return Summary(description, {key: option_text(default)
-                                             for key, default in defaults.items()})
-        return class_summary(self.get(name))
+        summary = source_summary(target) if isinstance(target, str) else None
+        return summary if summary is not None else class_summary(self.get(name))
 
 
 BACKENDS = Registry("backend", "bioplast.backends")

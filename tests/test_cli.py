@@ -1,13 +1,16 @@
 """The command line end to end, as a user runs it."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from bioplast import cli
+from bioplast import cli, registry
+from bioplast.model_files import list_models
 
 
 def bioplast(*args, check=True):
@@ -188,3 +191,102 @@ def test_help_loads_neither_torch_nor_brian2():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+#: libraries that `bioplast --help`, `list` and `info` must not load (seconds of imports)
+HEAVY = ("brian2", "matplotlib", "sympy", "torch", "xarray")
+
+
+def light_run(*argv, cwd=None) -> tuple[int, str, list[str]]:
+    """``bioplast ARGV`` in a fresh interpreter: its exit code, its stdout, and which of
+    the `HEAVY` libraries it loaded."""
+    code = ("import contextlib, io, json, sys\n"
+            "from bioplast import cli\n"
+            "out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n"
+            "    code = cli.main(sys.argv[1:])\n"
+            f"print(json.dumps([code, out.getvalue(), sorted(set({HEAVY!r}) & "
+            "set(sys.modules))]))")
+    result = subprocess.run([sys.executable, "-c", code, *map(str, argv)], cwd=cwd,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    code, out, heavy = json.loads(result.stdout)
+    return code, out, heavy
+
+
+@pytest.mark.parametrize("what", [[], ["rules", "models"], ["backends", "tasks",
+                                                             "regularizers"]])
+def test_list_loads_neither_torch_nor_brian2_and_says_what_the_classes_say(what, capsys,
+                                                                            monkeypatch):
+    """`bioplast list` reads descriptions and options from the source (0.6 s, was 6 s),
+    and prints what importing every class prints."""
+    code, light, heavy = light_run("list", *what)
+    assert code == 0 and heavy == []
+    monkeypatch.setattr(registry, "source_summary", lambda target: None)
+    assert cli.main(["list", *what]) == 0
+    assert light == capsys.readouterr().out
+    assert all(f"{category}:\n" in light for category in what)
+
+
+def test_listed_models_and_backends_are_what_loading_them_gives(tmp_path):
+    from bioplast.backends import spec
+    from bioplast.model import load_model
+    from bioplast.model_files import describe_model
+    for name in list_models():
+        assert describe_model(name) == load_model(name).description
+    for name in registry.BACKENDS.names():
+        backend = registry.BACKENDS.get(name)
+        capabilities, choices = cli._backend_offer(name)
+        assert capabilities == [c.replace("_", " ") for c in ("differentiable",
+                                                              "supports_members")
+                                if getattr(backend, c)]
+        assert choices == dict(backend.option_choices)
+        assert name in spec.OPTIONS  # read without importing the backend
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "broken.yaml").write_text("name: [\n")
+    code, out, heavy = light_run("list", "models", cwd=tmp_path)
+    assert code == 0 and heavy == []
+    line = next(line for line in out.splitlines() if "broken" in line)
+    assert "(invalid: " in line and "broken.yaml:2: malformed YAML" in line
+
+
+TINY_PROTOCOL = """\
+name: tiny
+seed: 0
+model: {file: leaky_rate, n_units: 8, readout.activation: sigmoid}
+task: {name: delayed_cue, cue: 30 ms, delay: 150 ms, response: 50 ms}
+rule: {name: bptt, optimizer: {name: adam, lr: 0.003}}
+training: {epochs: 1, steps_per_epoch: 2, batch_size: 8, eval_batches: 1}
+backend: {name: torch, dtype: float32}
+record: {trials: 8}
+"""
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict[str, Path]:
+    """One result of each kind, made by the command line (~15 s)."""
+    directory = tmp_path_factory.mktemp("results")
+    protocol = directory / "p.yaml"
+    protocol.write_text(TINY_PROTOCOL)
+    runs = {"simulation": ["simulate", "ei_rate", "--trials", "2", "--steps", "5",
+                           "--no-noise"],
+            "training": ["run", protocol],
+            "ensemble": ["run", protocol, "--set", "training.members=2"],
+            "sweep": ["sweep", protocol, "--grid", "seed=0,1", "--workers", "1"],
+            "analysis": ["analyze", directory / "training.nc", "--geometry"]}
+    for kind, argv in runs.items():
+        assert cli.main([*map(str, argv), "-o", str(directory / f"{kind}.nc"),
+                         "--quiet"]) == 0, kind
+    return {kind: directory / f"{kind}.nc" for kind in runs}
+
+
+@pytest.mark.parametrize("kind", ["simulation", "training", "ensemble", "sweep", "analysis"])
+def test_info_loads_neither_torch_nor_brian2_and_says_what_xarray_reads(results, kind):
+    """`bioplast info` reads the header with netCDF4 (0.5 s, was 4 s) and prints what it
+    printed from the file opened with xarray."""
+    path = str(results[kind])
+    code, out, heavy = light_run("info", path)
+    assert code == 0 and heavy == []
+    with xr.open_dataset(path) as dataset:
+        assert out == "".join(f"{line}\n" for line in cli.info_lines(dataset, path))
+    assert out.startswith(f"{path}: {'training' if kind == 'ensemble' else kind}")

@@ -114,7 +114,7 @@ def _say(args, message: str) -> None:
 def cmd_simulate(args) -> int:
     from .files import check_writable, refuse_overwrite
     from .model import load_model
-    from .results import (INITIAL_PREFIX, attr_where, load, save, stored_int, stored_model,
+    from .results import (INITIAL_PREFIX, load, save, stored_int, stored_model,
                           stored_params)
     from .simulation import check_inputs, check_simulation_size, simulate
 
@@ -129,7 +129,6 @@ def cmd_simulate(args) -> int:
                              "(its parameters have their shapes)", file=args.source,
                              key="--set")
         model = stored_model(result, args.source, **overrides)
-        model.file = attr_where(args.source, schema.ATTR_MODEL)
         # stored parameters, except those --set gives a new value
         overridden = [name for name in model.params if name in overrides]
         fresh = model.init_params(0) if overridden else {}

@@ -406,8 +406,8 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
             raise document.error(f"cannot record '{variable}' (recordable: "
                                  f"{', '.join(model.recordable)})", ["record", "variables"])
     if schema.training.members > 1 and "member_training" not in offered:
-        raise document.error("ensembles (members > 1) train on the backends "
-                             f"{', '.join(spec.having('member_training'))}",
+        raise document.error("ensembles (members > 1) train on the "
+                             f"{' or '.join(spec.having('member_training'))} backend",
                              ["training", "members"])
     try:
         torch_device(schema.backend.device)

@@ -194,8 +194,10 @@ def cmd_simulate(args) -> int:
 
 def _backend_options(args) -> dict:
     """The options of the chosen backend; options of the other backend are an error."""
-    given = {"target": args.target, "device": args.device, "dtype": args.dtype}
-    wanted = {"torch": ("device", "dtype"), "brian2": ("target",)}[args.backend]
+    from .backends import spec
+    given = {o.name: getattr(args, o.name) for options in spec.OPTIONS.values()
+             for o in options}
+    wanted = [o.name for o in spec.OPTIONS[args.backend]]
     wrong = [f"--{k}" for k, v in given.items() if v is not None and k not in wanted]
     if wrong:
         raise InputError(f"{', '.join(wrong)} does not apply to --backend {args.backend}")
@@ -526,8 +528,7 @@ def _backend_offer(name: str) -> tuple[list[str], dict]:
     from .backends import spec
     from .registry import BACKENDS
     if name in spec.OPTIONS:
-        flags = {"differentiable": "differentiable" in spec.CAPABILITIES[name],
-                 "supports_members": "members" in spec.CAPABILITIES[name]}
+        flags = spec.flags(spec.CAPABILITIES[name])
         choices = spec.option_choices(name)
     else:
         backend = BACKENDS.get(name)
@@ -590,6 +591,7 @@ def _check_plottable(dataset, path: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .backends import spec  # light: options only
     parser = argparse.ArgumentParser(
         prog="bioplast", description="Rate networks as equations, on torch and Brian2.")
     parser.add_argument("--version", action="version", version=f"bioplast {__version__}")
@@ -619,12 +621,12 @@ def build_parser() -> argparse.ArgumentParser:
                    epilog=EPILOG_SIMULATE, formatter_class=argparse.RawDescriptionHelpFormatter)
     simulate.add_argument("source", metavar="MODEL.yaml|NAME|RESULT.nc")
     simulate.add_argument("-o", "--output", required=True, metavar="OUT.nc")
-    simulate.add_argument("--backend", default="torch", choices=["torch", "brian2"])
-    simulate.add_argument("--target", choices=["numpy", "cython", "cpp_standalone"],
-                          help="Brian2 code generation target (default numpy)")
-    simulate.add_argument("--device", help="torch device (default cpu)")
-    simulate.add_argument("--dtype", choices=["float32", "float64"],
-                          help="torch dtype (default float64)")
+    simulate.add_argument("--backend", default="torch", choices=list(spec.OPTIONS))
+    for backend, options in spec.OPTIONS.items():  # each backend's options as flags
+        for option in options:
+            simulate.add_argument(f"--{option.name}", choices=option.choices,
+                                  help=f"{option.help} (--backend {backend}; default "
+                                       f"{option.default})")
     simulate.add_argument("--trials", type=_positive_int, help="random inputs: trials (8)")
     simulate.add_argument("--steps", type=_positive_int, help="random inputs: steps (200)")
     simulate.add_argument("--input-std", type=_non_negative_float, default=1.0)
@@ -799,6 +801,10 @@ _non_negative_float = _number(float, 0.0, strict=False)
 
 
 def main(argv=None) -> int:
+    # idle OpenMP threads sleep instead of spinning (read once, when torch starts its
+    # runtime: before anything imports torch); see bioplast.threads
+    from .threads import passive_wait
+    passive_wait()
     # Brian2 installs an excepthook that calls every uncaught error a Brian2 bug, and a
     # SIGINT handler that fails when SIGINT was ignored (background jobs): Ctrl-C or
     # kill -INT stops bioplast with KeyboardInterrupt, which commands turn into results

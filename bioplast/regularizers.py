@@ -19,7 +19,7 @@ from typing import ClassVar, Mapping
 import pydantic
 import torch
 
-from .registry import Registry
+from .registry import REGULARIZERS  # noqa: F401  (re-exported; its entries are in registry.py)
 
 
 class RegularizerConfig(pydantic.BaseModel):
@@ -209,8 +209,3 @@ class MemberWeighted(Regularizer):
         return self._scaled(self.unit.trajectory_penalty(model, trajectory, initial_state,
                                                          per_trial))
 
-
-REGULARIZERS = Registry("regularizer", "bioplast.regularizers")
-REGULARIZERS.register("temporal_consistency", TemporalConsistency)
-REGULARIZERS.register("activity_l2", ActivityL2)
-REGULARIZERS.register("weight_l2", WeightL2)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
 
 from ..errors import CapabilityError, InputError
-from ..registry import Registry
+from ..registry import BACKENDS
 from . import spec
 
 
@@ -60,8 +60,8 @@ class Backend(ABC):
         if cls.__dict__.get("name") in spec.OPTIONS:
             cls.option_choices = spec.option_choices(cls.name)
             cls.capabilities = spec.CAPABILITIES[cls.name]
-            cls.differentiable = "differentiable" in cls.capabilities
-            cls.supports_members = "members" in cls.capabilities
+            for flag, value in spec.flags(cls.capabilities).items():
+                setattr(cls, flag, value)
 
     def __init__(self, **options):
         for key, value in options.items():
@@ -99,11 +99,6 @@ class Backend(ABC):
                            if getattr(BACKENDS.get(n), capability)]
                 raise CapabilityError(f"backend '{self.name}' is not {capability.replace('_', ' ')}"
                                       f"; use one of: {', '.join(fitting)}")
-
-
-BACKENDS = Registry("backend", "bioplast.backends")
-BACKENDS.register("torch", "bioplast.backends.torch:TorchBackend")
-BACKENDS.register("brian2", "bioplast.backends.brian2:Brian2Backend")
 
 
 def get_backend(backend: "str | Backend", **options) -> Backend:

@@ -63,3 +63,10 @@ def defaults(backend: str) -> dict[str, str]:
 def having(capability: str) -> list[str]:
     """The backends that have ``capability``."""
     return [name for name, capabilities in CAPABILITIES.items() if capability in capabilities]
+
+
+def flags(capabilities) -> dict[str, bool]:
+    """The class flags ``differentiable`` and ``supports_members`` of a backend with
+    ``capabilities``."""
+    return {"differentiable": "differentiable" in capabilities,
+            "supports_members": "members" in capabilities}

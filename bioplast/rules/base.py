@@ -24,7 +24,6 @@ import torch
 from ..compile_torch import TorchStepper, draw_steps, readout
 from ..model import Model
 from ..optimizers import MemberOptimizer
-from ..registry import Registry
 from ..tasks import Batch, Level, Task
 
 
@@ -283,9 +282,3 @@ class LearningRule(ABC):
         for name, value in state.items():
             value.copy_(saved[name])
 
-
-RULES = Registry("rule", "bioplast.rules")
-RULES.register("bptt", "bioplast.rules.bptt:BPTT")
-RULES.register("eprop", "bioplast.rules.eprop:EProp")
-RULES.register("rflo", "bioplast.rules.eprop:RFLO")
-RULES.register("node_perturbation", "bioplast.rules.node_perturbation:NodePerturbation")

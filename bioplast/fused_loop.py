@@ -185,10 +185,11 @@ def _clip_slope(u, low, high):
     """d clip(u, low, high) / du as torch's autograd of ``minimum(maximum(u, low),
     high)`` gives it: 1 inside, 1/2 at a bound, 0 outside."""
     if not torch.is_tensor(low) and not torch.is_tensor(high):
-        if high == math.inf:
-            return ((u > low).to(u.dtype) + (u >= low).to(u.dtype)) * 0.5
+        half = u.new_tensor(0.5)
+        if high == math.inf:  # 1 above, 1/2 at, 0 below the bound: one kernel
+            return torch.heaviside(u - low if low else u, half)
         if low == -math.inf:
-            return ((u < high).to(u.dtype) + (u <= high).to(u.dtype)) * 0.5
+            return torch.heaviside(high - u, half)
     return ((u > low).to(u.dtype) + (u >= low).to(u.dtype)) * \
         ((u < high).to(u.dtype) + (u <= high).to(u.dtype)) / 4
 
@@ -225,11 +226,12 @@ class FusedPlan:
     Per step: ``calls`` (function calls on the state, saved for the backward pass), the
     recurrent ``source`` values, coupling targets, more ``calls`` and the ``update`` of
     every state, all in terms of states, targets, calls and ``hoisted`` symbols.
-    Backward: ``derivatives[(state, leaf)]`` = d update / d leaf (leaf: a state at the
-    step's start, a recurrent target or a hoisted value) and ``source_derivatives``, as
-    closures over the saved values; ``derivative_forms`` holds their sympy forms (equal
-    forms are evaluated once). ``problem`` says why a model cannot be fused (None if it
-    can).
+    Backward: ``derivative_forms[(state, leaf)]`` = d update / d leaf (leaf: a state at
+    the step's start, a recurrent target or a hoisted value) and
+    ``source_derivative_forms[(coupling, leaf)]`` (sympy), evaluated over the saved values
+    by ``derivative_program`` (common subexpressions once, then every form in that order);
+    ``derivatives`` holds a closure per update derivative. ``problem`` says why a model
+    cannot be fused (None if it can).
     """
 
     def __init__(self, stepper):
@@ -336,8 +338,13 @@ class FusedPlan:
                     self.source_derivative_forms[(coupling, leaf)] = self._checked(
                         saved(derivative), coupling)
         self.derivatives = {key: compiled(form) for key, form in self.derivative_forms.items()}
-        self.source_derivatives = {key: compiled(form)
-                                   for key, form in self.source_derivative_forms.items()}
+        # for the backward pass: all derivatives at once, common subexpressions (a clip's
+        # slope shared by two derivatives) evaluated once
+        forms = [*self.derivative_forms.values(), *self.source_derivative_forms.values()]
+        common, reduced = sympy.cse(forms, symbols=sympy.numbered_symbols("_common"))
+        self.derivative_program = (
+            [(symbol.name, compiled(form)) for symbol, form in common],
+            [compiled(form) for form in reduced])
 
     @staticmethod
     def _checked(derivative: sympy.Expr, name: str) -> sympy.Expr:
@@ -590,18 +597,13 @@ class _FusedLoop(torch.autograd.Function):
                            inputs[n_states + n_couplings:]))
         # every step's values: (time, member, trial, unit)
         env = {**hoisted, **kept, **{n: paths[n][:-1] for n in plan.states}}
-        values: dict[sympy.Expr, torch.Tensor] = {}  # equal forms are evaluated once
-
-        def evaluate(form, function):
-            if form not in values:
-                value = function(env)
-                values[form] = value if torch.is_tensor(value) else \
-                    paths[plan.states[0]].new_tensor(value)
-            return values[form]
-        local = {key: evaluate(plan.derivative_forms[key], f)
-                 for key, f in plan.derivatives.items()}
-        source_local = {key: evaluate(plan.source_derivative_forms[key], f)
-                        for key, f in plan.source_derivatives.items()}
+        common, reduced = plan.derivative_program
+        for name, function in common:
+            env[name] = function(env)
+        values = [v if torch.is_tensor(v) else paths[plan.states[0]].new_tensor(v)
+                  for v in (function(env) for function in reduced)]
+        local = dict(zip(plan.derivative_forms, values))
+        source_local = dict(zip(plan.source_derivative_forms, values[len(local):]))
 
         adjoints, deltas, first = _adjoint(plan, options, path_grads, paths, local,
                                            source_local, weights)

@@ -80,18 +80,7 @@ class Hoisting:
         """A value that changes from step to step as ``sum_i c_i * s_i``: the constant
         coefficients ``c_i`` hoisted on their own (computed once, small), so that the
         ``(time, member, trial, unit)`` block costs one multiply-add per term."""
-        groups: dict[sympy.Expr, list[sympy.Expr]] = {}
-        for term in _terms(expr):
-            factors = sympy.Mul.make_args(term)
-            varying = sympy.Mul(*[f for f in factors if self.kind(f) == STREAM])
-            groups.setdefault(varying, []).append(
-                sympy.Mul(*[f for f in factors if self.kind(f) != STREAM]))
-        parts = [self._symbol(sympy.Add(*c)) if v == 1 else
-                 v if sympy.Add(*c) == 1 else
-                 sympy.Mul(self._symbol(sympy.Add(*c)), v, evaluate=False)
-                 for v, c in groups.items() if sympy.Add(*c) != 0]
-        return sympy.Add(*parts, evaluate=False) if len(parts) > 1 else \
-            (parts[0] if parts else sympy.Integer(0))
+        return self._sum_of_products(expr, STREAM, lambda varying: varying)
 
     def linear(self, expr: sympy.Expr) -> sympy.Expr:
         """`hoist` of ``expr`` written as ``sum_i c_i * d_i``: the products distributed
@@ -99,21 +88,28 @@ class Hoisting:
         state-dependent factor ``d_i``, so that ``x + dt*(-x + f)/tau`` becomes ``c1*x +
         c2*f`` with ``c1 = 1 - dt/tau`` and ``c2 = dt/tau`` hoisted (fewer kernels per
         step)."""
+        return self._sum_of_products(expr, DYNAMIC, self.hoist)
+
+    def _sum_of_products(self, expr: sympy.Expr, kind: str, factor) -> sympy.Expr:
+        """``expr`` as ``sum_i c_i * factor(d_i)``: terms grouped by their factors of
+        ``kind`` (``d_i``), the other factors summed per group into a hoisted ``c_i``."""
         groups: dict[sympy.Expr, list[sympy.Expr]] = {}
         for term in _terms(expr):
             factors = sympy.Mul.make_args(term)
-            moving = sympy.Mul(*[f for f in factors if self.kind(f) == DYNAMIC])
-            groups.setdefault(moving, []).append(
-                sympy.Mul(*[f for f in factors if self.kind(f) != DYNAMIC]))
+            varying = sympy.Mul(*[f for f in factors if self.kind(f) == kind])
+            groups.setdefault(varying, []).append(
+                sympy.Mul(*[f for f in factors if self.kind(f) != kind]))
         parts = []
-        for moving, coefficients in groups.items():
+        for varying, coefficients in groups.items():
             coefficient = sympy.Add(*coefficients)
-            if moving == 1:
+            if coefficient == 0:
+                continue
+            if varying == 1:
                 parts.append(self._symbol(coefficient))
             elif coefficient == 1:
-                parts.append(self.hoist(moving))
-            elif coefficient != 0:
-                parts.append(sympy.Mul(self._symbol(coefficient), self.hoist(moving),
+                parts.append(factor(varying))
+            else:
+                parts.append(sympy.Mul(self._symbol(coefficient), factor(varying),
                                        evaluate=False))
         return sympy.Add(*parts, evaluate=False) if len(parts) > 1 else \
             (parts[0] if parts else sympy.Integer(0))

@@ -308,8 +308,10 @@ def connect(scheduler: str | None, n_workers: int, threads: int):
 def _train(protocol_path: str, base_settings: dict, work: list[Work], shards: Path, *,
            scheduler: str | None, workers: int, threads: int, max_members: int,
            retries: int, progress: Callable[[int], None]) -> None:
-    """Train ``work`` on Dask; ``progress(points done)`` as groups finish."""
+    """Train ``work`` on Dask; ``progress(points done)`` once connected (0), then as
+    groups finish."""
     client = connect(scheduler, workers, threads)
+    progress(0)  # after connecting: a scheduler that cannot be reached fails alone
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
         groups = plan_groups(work, max_members, n_workers)
@@ -368,8 +370,6 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
         notify(f"{len(damaged)} shard(s) could not be read and are trained again: "
                f"{', '.join(str(p) for p in damaged)}")
     finished = len(points) - len(work)
-    if progress:
-        progress(finished, len(points))
     if work:
         def trained(done: int) -> None:
             if progress:
@@ -379,6 +379,8 @@ def run_sweep(protocol_path: str, grid: dict[str, list], output: str | Path, *,
                progress=trained)
         for item in work:
             layout.add(item.point.index, read_shard(shards / f"{item.point.name}.nc"))
+    elif progress:
+        progress(finished, len(points))
     combine(grid, points, shards, protocol_path, output, layout)
     # every task is done: what is left are checkpoints of groups planned before and the
     # temporary files of writers killed mid-write

@@ -41,7 +41,7 @@ def main():
             protocol.write_text(PROTOCOL.format(epochs=args.epochs))
             started = time.perf_counter()
             run_sweep(str(protocol), grid, Path(directory) / "out.nc", workers=workers,
-                      threads=1, max_members=1)
+                      threads=1, max_members=1).close()
             times[workers] = time.perf_counter() - started
         print(f"{workers} worker(s): {times[workers]:.1f} s for {2 * (args.points // 2)} points")
     print(f"speedup 2 vs 1 workers: {times[1] / times[2]:.2f}x (goal >= 1.7x)")

@@ -335,7 +335,7 @@ def cmd_sweep(args) -> int:
     grid = _parse_grid(args.grid)
     settings = _parse_overrides(args.set, "--set")
     cores = os.cpu_count() or 1
-    if not args.scheduler and args.workers * args.threads > 4 * cores:
+    if not args.scheduler and args.workers * (args.threads or 1) > 4 * cores:
         raise InputError(f"{args.workers} workers x {args.threads} threads on a machine with "
                          f"{cores} cores (keep workers x threads <= cores; at most "
                          f"{4 * cores})", key="--workers" if args.workers > 1 else "--threads")
@@ -667,8 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a running Dask scheduler (default: a local cluster)")
     sweep.add_argument("--workers", type=_positive_int, default=2,
                        help="local cluster: worker processes (default 2)")
-    sweep.add_argument("--threads", type=_positive_int, default=1,
-                       help="torch threads per worker (keep workers x threads <= cores)")
+    sweep.add_argument("--threads", type=_positive_int, default=None,
+                       help="torch threads per worker (default: cores // workers on a local "
+                            "cluster, 1 with --scheduler; keep workers x threads <= cores)")
     sweep.add_argument("--max-members", type=_positive_int, default=64,
                        help="largest ensemble of grid points trained in one task")
     sweep.set_defaults(func=cmd_sweep)

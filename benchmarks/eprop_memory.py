@@ -35,7 +35,8 @@ def resident_kib():
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * resource.getpagesize() // 1024
 before = resident_kib()
-rule.update(context, params, batch, initial, task.initial_level(), state)
+rule.update(context, params, batch, initial, task.initial_level(), state,
+            rule.optimizer(context, params))
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"increase_kib": max(peak - before, 1)}))
 """

@@ -1,32 +1,35 @@
 """The time loop of the torch backend, fused: few kernels per step and a hand-written adjoint.
 
 `fused_run` steps a `TorchStepper`'s model through a batch like `TorchStepper.run`'s eager
-loop (same numbers: tested to 1e-12 in float64, gradients included) but does per step only
-what depends on the recurrence:
+loop (same numbers: tested to 1e-10 in float64, gradients included) but does per step only
+what depends on the recurrence. A `FusedPlan` is built once per model structure, dtype and
+device (`plan_for`):
 
-1. **Hoisting.** The sympy forms of the state updates are split into what depends on the
-   states (states, recurrent coupling targets) and what does not. Every maximal
-   state-free part becomes one symbol, computed before the loop for all steps at once:
-   once when it is constant over time (``dt/tau``), as one ``(time, member, trial, unit)``
-   block when it changes from step to step but not with the state (inputs through their
-   couplings, noise, biases added to them: ``I_in + b + sigma*randn()``). These run in
-   ordinary autograd, so gradients reach the parameters inside them by torch's rules.
-   The loop then evaluates e.g. ``r + c*(-r + tanh(I_rec + s_t))``: one matrix product and
-   a few elementwise kernels per step.
+1. **Hoisting.** The sympy form of each state update (held and plain subexpressions written
+   out) is put as ``sum_i c_i * d_i`` (`Hoisting.linear`) and every maximal state-free part
+   becomes one symbol, computed before the loop for all steps at once: once when it is
+   constant over time (``1 - dt/tau``, common factors cancelled), as one ``(time, member,
+   trial, unit)`` block when it changes from step to step but not with the state (inputs
+   through their couplings, noise, biases added to them: ``I_in + b + sigma*randn()``, as a
+   sum of constant-coefficient terms). These run in ordinary autograd, so gradients reach
+   the parameters inside them by torch's rules. A recurrent target that enters only as
+   ``target + h`` is computed as ``baddbmm(h, source, W^T)``; function calls on the state
+   (``tanh(...)``) are saved. The loop then evaluates e.g. ``c1*r + c2*tanh(I_rec + h_t)``:
+   one matrix product and three elementwise kernels per step, without autograd.
 2. **Adjoint.** The loop is one `torch.autograd.Function` whose backward is backpropagation
-   through time written out: with ``lambda_t = dL/dx_t`` (every state), the unit-local
-   derivatives of the update w.r.t. the states and the coupling targets are computed for
-   all steps at once (one vectorized autograd pass over the saved trajectory: each unit's
-   update depends on its own values only, so the gradient of a sum is the Jacobian's
-   diagonal), then per step ``delta_t = lambda_t * d x_t/d target``, ``lambda_{t-1} =
-   g_{t-1} + lambda_t * (d x_t/d x_{t-1})_local + (delta_t @ W) * d source/d x``: a matrix
-   product and a few kernels. The gradients of the weights are one matrix product over
-   all steps and trials, those of the hoisted values one vector-Jacobian product.
+   through time written out: the unit-local derivatives of the updates w.r.t. the states,
+   the recurrent targets and the hoisted values are sympy's (functions sympy leaves
+   underived get autograd's conventions at kinks: `_DIFFERENTIABLE`), written over the
+   saved values and evaluated for all steps at once (common subexpressions once); then per
+   step ``delta_t = lambda_t * d x_t/d target`` and ``lambda_{t-1} = g_{t-1} + (delta_t @ W)
+   * d source/d x + lambda_t * (d x_t/d x_{t-1})_local``: one ``baddbmm`` and one
+   ``addcmul`` per state. The weights' gradients are one matrix product over all steps and
+   trials, the hoisted values' elementwise products (a delta where they are equal).
 
 Truncation (states cut from the graph every k steps), ``detach_recurrent`` (e-prop's
 credit) and perturbations of coupling targets (node perturbation) have the eager loop's
-meaning. Models whose coupling sources depend on coupling targets are not fused
-(`fusable` says why; the caller then runs the eager loop).
+meaning. Models the plan cannot differentiate (``exprel`` in an update, a coupling source
+computed from a coupling target) get a ``problem`` and run on the eager loop.
 """
 
 from __future__ import annotations

@@ -232,8 +232,7 @@ class Model:
         if spec.min is not None or spec.max is not None:
             value = value.clip(spec.min, spec.max)
         if spec.zero_diagonal:
-            keep = 1.0 - np.eye(value.shape[-1])
-            value = value * _like(keep, value)
+            value = _without_diagonal(value)
         if spec.column_sign is not None:
             sign = _like(np.asarray(spec.column_sign), value)
             value = (value * sign).clip(0, None) * sign
@@ -304,6 +303,19 @@ def _initializer_key(init: Initializer) -> tuple:
     return (init.kind, tuple(sorted(init.args.items())),
             None if parts is None else tuple((name, _initializer_key(part))
                                              for name, part in parts.items()))
+
+
+def _without_diagonal(value):
+    """A copy of ``value`` ``(..., n, n)`` with a zero diagonal, made where ``value`` lives
+    (no mask built on the host and copied to a device at every update)."""
+    if isinstance(value, np.ndarray):
+        value = value.copy()
+        index = np.arange(value.shape[-1])
+        value[..., index, index] = 0.0
+        return value
+    value = value.clone()
+    value.diagonal(dim1=-2, dim2=-1).zero_()
+    return value
 
 
 def _like(array: np.ndarray, reference):

@@ -693,24 +693,22 @@ def _adjoint(plan: FusedPlan, options, path_grads, paths, local, source_local, w
                 _step_terms(plan, s2, k, adjoints, deltas, local, source_local, weights,
                             detached)
             for kind, a, b in terms:
-                if kind == "matmul":  # a @ b
-                    if written:
-                        out.baddbmm_(a, b)
-                    elif direct is not None:
-                        torch.baddbmm(direct, a, b, out=out)
-                    else:
-                        torch.bmm(a, b, out=out)
-                else:  # a * b
-                    if written:
-                        out.addcmul_(a, b)
-                    elif direct is not None:
-                        torch.addcmul(direct, a, b, out=out)
-                    else:
-                        torch.mul(a, b, out=out)
+                accumulate, add_to, product = _KERNELS[kind]
+                if written:
+                    accumulate(out, a, b)
+                elif direct is not None:
+                    add_to(direct, a, b, out=out)
+                else:
+                    product(a, b, out=out)
                 written = True
             if not written:
                 out.copy_(direct) if direct is not None else out.zero_()
     return adjoints, deltas, first
+
+
+#: per kind of term: (out += a . b in place, c + a . b into out, a . b into out)
+_KERNELS = {"matmul": (torch.Tensor.baddbmm_, torch.baddbmm, torch.bmm),
+            "multiply": (torch.Tensor.addcmul_, torch.addcmul, torch.mul)}
 
 
 def _step_terms(plan: FusedPlan, state: str, k: int, adjoints, deltas, local, source_local,

@@ -175,7 +175,8 @@ _DIFFERENTIABLE = {
     "clip": _function_class("clip", lambda u, low, high: _CLIP_SLOPE(u, low, high)),
     "sqrt": _function_class("sqrt", lambda u: 1 / (2 * sympy.sqrt(u))),
     # piecewise constant: autograd gives 0, whatever the argument (a comparison too)
-    **{name: type(name, (sympy.Function,), {"_eval_derivative": lambda self, s: sympy.Integer(0)})
+    **{name: type(name, (sympy.Function,),
+                  {"_eval_derivative": lambda self, s: sympy.Integer(0)})
        for name in ("floor", "ceiling", "int_", "sign")},
 }
 
@@ -193,15 +194,16 @@ def _clip_slope(u, low, high):
         ((u < high).to(u.dtype) + (u <= high).to(u.dtype)) / 4
 
 
-def _clamp(u, low, high):
-    """clip(u, low, high) in one kernel when the bounds are numbers (the same values as the
-    eager minimum(maximum(...)); the fused loop takes its derivative from `_clip_slope`)."""
-    if torch.is_tensor(low) or torch.is_tensor(high):
-        return torch.minimum(torch.maximum(u, torch.as_tensor(low, dtype=u.dtype,
-                                                              device=u.device)),
-                             torch.as_tensor(high, dtype=u.dtype, device=u.device))
-    return torch.clamp(u, None if low == -math.inf else low,
-                       None if high == math.inf else high)
+def _clamping(clip):
+    """``clip(u, low, high)`` in one clamp kernel when the bounds are numbers (the same
+    values as ``clip``, the eager minimum(maximum(...)), used for tensor bounds); the fused
+    loop takes its derivative from `_clip_slope`."""
+    def clamp(u, low, high):
+        if torch.is_tensor(low) or torch.is_tensor(high):
+            return clip(u, low, high)
+        return torch.clamp(u, None if low == -math.inf else low,
+                           None if high == math.inf else high)
+    return clamp
 
 
 def _with_derivatives(expr: sympy.Expr) -> sympy.Expr:
@@ -259,7 +261,8 @@ class FusedPlan:
         targets = {c.target for c in model.couplings.values()}
         recurrent_targets = {c.target for c in self.recurrent}
         stream = {"t", *stepper.random_symbol_names, *(c.target for c in self.inputs)}
-        hoisting = Hoisting({*self.states, *recurrent_targets}, stream)
+        dynamic = {*self.states, *recurrent_targets}
+        hoisting = Hoisting(dynamic, stream)
         sources = {}
         for coupling in self.recurrent:
             name = coupling.source
@@ -270,13 +273,13 @@ class FusedPlan:
                                   "coupling target")
             sources[coupling.name] = form
         updates = {n: hoisting.linear(expanded(stepper.update_forms[n])) for n in self.states}
-        dynamic = {*self.states, *recurrent_targets}
         # a target that enters only as ``target + h`` (h hoisted) is computed as
         # ``h + source @ W^T`` in one kernel, and stands for that sum from here on
         self.added = {}  # coupling -> name of the hoisted value added to its target
         for coupling in self.recurrent:
             target = _symbol(coupling.target)
-            sums = {node for form in updates.values() for node in sympy.preorder_traversal(form)
+            sums = {node for form in updates.values()
+                    for node in sympy.preorder_traversal(form)
                     if isinstance(node, sympy.Add) and target in node.args}
             partners = {a for node in sums for a in node.args if a != target}
             if len(sums) != 1 or len(partners) != 1 or len(next(iter(sums)).args) != 2 or \
@@ -305,7 +308,7 @@ class FusedPlan:
         functions = {**stepper.functions, "clip_slope": _clip_slope}
         compiled = lambda expr: compile_expression(expr, functions)  # noqa: E731
         # the loop runs without autograd: clip with number bounds is one clamp kernel
-        in_loop = {**functions, "clip": _clamp}
+        in_loop = {**functions, "clip": _clamping(functions["clip"])}
         self.calls = []  # (name, closure, whether it needs the targets), in order
         for node, symbol in calls.items():  # post-order: inner calls come first
             inner = node.func(*[saved(a) for a in node.args])
@@ -326,7 +329,8 @@ class FusedPlan:
             for leaf in leaves:
                 derivative = _derivative(form, leaf)
                 if derivative != 0:
-                    self.derivative_forms[(name, leaf)] = self._checked(saved(derivative), name)
+                    self.derivative_forms[(name, leaf)] = self._checked(saved(derivative),
+                                                                        name)
         self.source_derivative_forms: dict[tuple[str, str], sympy.Expr] = {}
         for coupling, form in sources.items():
             if self.source_is_state[coupling]:
@@ -396,21 +400,15 @@ def _symbol(name: str) -> sympy.Symbol:
     return sympy.Symbol(name, real=True)
 
 
-#: plans by what determines them (sympy forms, couplings, dtype, device): a model loaded
-#: again, or simulated again, reuses its plan (the sympy work takes tens of ms)
+#: plans by what determines them (`Model.structure_key`, the noise setting, dtype, device):
+#: a model loaded again, or simulated again, reuses its plan (the sympy work takes tens of ms)
 _PLANS: dict[tuple, FusedPlan] = {}
 PLANS_KEPT = 64
 
 
 def plan_for(stepper) -> FusedPlan:
-    """The `FusedPlan` of ``stepper``'s model, dtype and device (cached)."""
-    model = stepper.model
-    key = (tuple((n, str(f)) for n, f in stepper.update_forms.items()),
-           tuple((n, str(f)) for n, f in stepper.held_forms.items()),
-           tuple((n, str(f)) for n, f in model.subexpressions.items()),
-           tuple((c.name, c.source, c.target) for c in model.couplings.values()),
-           tuple(model.state_names), tuple(stepper.random_symbol_names),
-           tuple(stepper.held_constants.items()), stepper.dtype, str(stepper.device))
+    """The `FusedPlan` of ``stepper``'s model, noise setting, dtype and device (cached)."""
+    key = (stepper.model.structure_key(), stepper.noise, stepper.dtype, str(stepper.device))
     if key not in _PLANS:
         if len(_PLANS) >= PLANS_KEPT:
             _PLANS.pop(next(iter(_PLANS)))

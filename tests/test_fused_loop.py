@@ -167,3 +167,8 @@ def test_plans_are_shared_by_models_of_the_same_structure():
     assert TorchStepper(large, torch.float64, noise=False).fused_plan is not plan
     assert TorchStepper(bioplast.load_model("leaky_current"), torch.float64).fused_plan \
         is not plan
+    # constants that print alike (15 digits) but differ are other structures
+    near = [bioplast.load_model(LINEAR_MODEL.replace("-r + I_rec", f"-r + {c}*I_rec"))
+            for c in ("0.3", "0.30000000000000004")]
+    assert TorchStepper(near[0], torch.float64).fused_plan is not \
+        TorchStepper(near[1], torch.float64).fused_plan

@@ -69,9 +69,11 @@ def test_a_rerun_trains_only_what_is_missing_and_starts_no_cluster_when_nothing_
     assert trained[1][0] == [(1, 0)] and missing.startswith("p1-0_")
     assert {p.name: p.stat().st_mtime_ns for p in shards.glob("p*.nc")
             if p.name != missing} == {n: t for n, t in written.items() if n != missing}
-    timed = ["network_created", "wall_time"]  # the retrained point's other values agree
-    xr.testing.assert_allclose(xr.load_dataset(out).drop_vars(timed), first.drop_vars(timed),
-                               rtol=1e-10)
+    # the retrained point's other values agree; its creation time is a variable only where
+    # the points' times differ (shards written within the same second share the attribute)
+    timed = ["network_created", "wall_time"]
+    xr.testing.assert_allclose(xr.load_dataset(out).drop_vars(timed, errors="ignore"),
+                               first.drop_vars(timed, errors="ignore"), rtol=1e-10)
 
 
 def test_points_that_differ_in_member_settings_share_one_protocol_load(protocol,

@@ -20,11 +20,12 @@ device (`plan_for`):
    through time written out: the unit-local derivatives of the updates w.r.t. the states,
    the recurrent targets and the hoisted values are sympy's (functions sympy leaves
    underived get autograd's conventions at kinks: `_DIFFERENTIABLE`), written over the
-   saved values and evaluated for all steps at once (common subexpressions once); then per
-   step ``delta_t = lambda_t * d x_t/d target`` and ``lambda_{t-1} = g_{t-1} + (delta_t @ W)
-   * d source/d x + lambda_t * (d x_t/d x_{t-1})_local``: one ``baddbmm`` and one
-   ``addcmul`` per state. The weights' gradients are one matrix product over all steps and
-   trials, the hoisted values' elementwise products (a delta where they are equal).
+   saved values and evaluated step by step inside the backward loop (common subexpressions
+   once; a step's values stay in cache, no block per derivative); then per step ``delta_t
+   = lambda_t * d x_t/d target`` and ``lambda_{t-1} = g_{t-1} + (delta_t @ W) * d source/d
+   x + lambda_t * (d x_t/d x_{t-1})_local``: one ``baddbmm`` and one ``addcmul`` per state.
+   The weights' gradients are one matrix product over all steps and trials, the hoisted
+   values' elementwise products accumulated per step (a delta where they are equal).
 
 Truncation (states cut from the graph every k steps), ``detach_recurrent`` (e-prop's
 credit) and perturbations of coupling targets (node perturbation) have the eager loop's
@@ -590,72 +591,136 @@ class _FusedLoop(torch.autograd.Function):
         kept = dict(zip(kept_names, saved[n_inputs + n_states:]))
         initial = inputs[:n_states]
         weights = inputs[n_states:n_states + n_couplings]
-        hoisted = dict(zip(options["constant_names"] + options["block_names"],
-                           inputs[n_states + n_couplings:]))
-        # every step's values: (time, member, trial, unit)
-        env = {**hoisted, **kept, **{n: paths[n][:-1] for n in plan.states}}
-        common, reduced = plan.derivative_program
-        for name, function in common:
-            env[name] = function(env)
-        values = [v if torch.is_tensor(v) else paths[plan.states[0]].new_tensor(v)
-                  for v in (function(env) for function in reduced)]
-        local = dict(zip(plan.derivative_forms, values))
-        source_local = dict(zip(plan.source_derivative_forms, values[len(local):]))
-
-        adjoints, deltas, first = _adjoint(plan, options, path_grads, paths, local,
-                                           source_local, weights)
+        constant_names, block_names = options["constant_names"], options["block_names"]
+        hoisted = dict(zip(constant_names + block_names, inputs[n_states + n_couplings:]))
+        derivatives = _step_derivatives(
+            plan, {n: hoisted[n] for n in constant_names},
+            {**{n: hoisted[n] for n in block_names}, **kept, **paths})
+        hoisted_grads = _HoistedGradients(plan, hoisted, set(block_names), weights,
+                                          options["detach_recurrent"])
+        adjoints, deltas, first = _adjoint(plan, options, path_grads, paths, derivatives,
+                                           weights, hoisted_grads.add_step)
         sources = {c.name: kept[c.name] if c.name in kept else
                    paths[plan.source_is_state[c.name]][:-1] for c in plan.recurrent}
         weight_grads = [_weight_gradient(deltas[c.name], sources[c.name])
                         for c in plan.recurrent]
-        # what each hoisted value receives: sum over states of adjoint * d update/d value
-        # (a delta when the value enters as a coupling target does), plus its part in the
-        # recurrent sources
-        products = {}
-        for coupling in plan.recurrent:
-            key = tuple(sorted((n, plan.derivative_forms[(n, coupling.target)])
-                               for n in plan.states if (n, coupling.target) in local))
-            products[key] = deltas[coupling.name]
-        hoisted_grads = []
+        initial_grads = [_reduce_to(first[n], init) for n, init in zip(plan.states, initial)]
+        return (None, *initial_grads, *weight_grads, *hoisted_grads.result(deltas))
+
+
+def _step_derivatives(plan: FusedPlan, constants: dict, by_step: dict):
+    """A function of the step k giving ``(local, source_local)``: the update derivatives
+    (`FusedPlan.derivative_forms`) and the computed sources' (`source_derivative_forms`)
+    at step k, from the ``constants`` and the values ``by_step`` (``(time, ...)`` each:
+    hoisted blocks, saved calls and targets, and the state paths, whose entry k is the
+    state at the start of step k). Evaluated one step at a time, in the backward loop:
+    each step's values stay in cache and no ``(time, member, trial, unit)`` block is
+    allocated per derivative."""
+    common, reduced = plan.derivative_program
+    n_local = len(plan.derivative_forms)
+    like = next(iter(by_step.values()))
+    numbers: dict[int, torch.Tensor] = {}  # derivatives that are numbers, as tensors once
+
+    def at(k: int):
+        env = dict(constants)
+        env.update({name: value[k] for name, value in by_step.items()})
+        for name, function in common:
+            env[name] = function(env)
+        values = []
+        for index, function in enumerate(reduced):
+            value = function(env)
+            if not torch.is_tensor(value):
+                value = numbers.setdefault(index, like.new_tensor(value))
+            values.append(value)
+        return (dict(zip(plan.derivative_forms, values)),
+                dict(zip(plan.source_derivative_forms, values[n_local:])))
+    return at
+
+
+class _HoistedGradients:
+    """What each hoisted value receives: the sum over states of ``adjoint * d update /
+    d value`` (a coupling's delta where the two derivatives are equal, e.g. a value
+    added to the coupling's target), plus its part in the computed recurrent sources.
+    `add_step` accumulates step k's products (a ``(time, ...)`` block for values that
+    change from step to step, a sum over steps for constants); `result` gives the
+    gradients in the order of ``hoisted``."""
+
+    def __init__(self, plan: FusedPlan, hoisted: dict, block_names: set, weights,
+                 detached: bool):
+        self.plan, self.hoisted, self.weights = plan, hoisted, weights
+        forms = plan.derivative_forms
+
+        def key(leaf):
+            return tuple(sorted((n, forms[(n, leaf)]) for n in plan.states
+                                if (n, leaf) in forms))
+        target_keys = {key(c.target): c.name for c in plan.recurrent}
+        self.keys = {}  # value -> key of its own products (a delta's where equal)
+        self.products = {}  # key -> (leaf with that key, whether kept per step)
+        self.sources = {}  # value -> couplings whose computed source depends on it
         for name, value in hoisted.items():
             if not value.requires_grad:
-                hoisted_grads.append(None)
                 continue
-            key = tuple(sorted((n, plan.derivative_forms[(n, name)])
-                               for n in plan.states if (n, name) in local))
-            if key and key not in products:
-                total = None
-                for n, _ in key:
-                    total = adjoints[n] * local[(n, name)] if total is None else \
-                        total.addcmul_(adjoints[n], local[(n, name)])
-                products[key] = total
-            total = products.get(key)
-            for coupling in plan.recurrent:  # added to a target in the same kernel
-                if plan.added.get(coupling.name) == name:
-                    total = deltas[coupling.name] if total is None else \
-                        total + deltas[coupling.name]
-            for coupling, weight in zip(plan.recurrent, weights):
-                d = source_local.get((coupling.name, name))
-                if d is not None and not options["detach_recurrent"]:
-                    back = torch.matmul(deltas[coupling.name], weight) * d
-                    total = back if total is None else total + back
-            hoisted_grads.append(None if total is None else _reduce_to(total, value))
-        initial_grads = [_reduce_to(first[n], init) for n, init in zip(plan.states, initial)]
-        return (None, *initial_grads, *weight_grads, *hoisted_grads)
+            own = key(name)
+            if own:
+                self.keys[name] = own
+                if own not in target_keys:
+                    leaf, per_step = self.products.get(own, (name, False))
+                    self.products[own] = (leaf, per_step or name in block_names)
+            if not detached:
+                self.sources[name] = [(i, c) for i, c in enumerate(plan.recurrent)
+                                      if (c.name, name) in plan.source_derivative_forms]
+        self.target_keys = target_keys
+        self.totals: dict = {}  # key or ("source", value) -> block or sum over steps
+        self.block_names = block_names
+
+    def _add(self, slot, per_step: bool, k: int, n_steps: int, a, b, first: bool):
+        total = self.totals.get(slot)
+        if total is None:
+            shape = torch.broadcast_shapes(a.shape, b.shape)
+            total = self.totals[slot] = a.new_zeros((n_steps, *shape) if per_step else shape)
+        out = total[k] if per_step else total
+        if per_step and first:
+            torch.mul(a, b, out=out)
+        else:
+            out.addcmul_(a, b)
+
+    def add_step(self, k: int, local, source_local, adjoints, deltas) -> None:
+        n_steps = next(iter(adjoints.values())).shape[0]
+        for own, (leaf, per_step) in self.products.items():
+            for index, (n, _) in enumerate(own):
+                self._add(own, per_step, k, n_steps, adjoints[n][k], local[(n, leaf)],
+                          index == 0)
+        for name, couplings in self.sources.items():
+            per_step = name in self.block_names
+            for index, (i, coupling) in enumerate(couplings):
+                back = torch.matmul(deltas[coupling.name][k], self.weights[i])
+                self._add(("source", name), per_step, k, n_steps, back,
+                          source_local[(coupling.name, name)], index == 0)
+
+    def result(self, deltas) -> list:
+        grads = []
+        for name, value in self.hoisted.items():
+            terms = []
+            own = self.keys.get(name)
+            if own is not None:
+                terms.append(deltas[self.target_keys[own]] if own in self.target_keys
+                             else self.totals.get(own))
+            terms += [deltas[c.name] for c in self.plan.recurrent
+                      if self.plan.added.get(c.name) == name]  # added in the same kernel
+            terms.append(self.totals.get(("source", name)))
+            terms = [_reduce_to(t, value) for t in terms if t is not None]
+            grads.append(sum(terms[1:], terms[0]) if terms else None)
+        return grads
 
 
-def _at(value: torch.Tensor, k: int) -> torch.Tensor:
-    """Step k of a value over steps ``(time, ...)``, or the value itself when it is the
-    same at every step (a hoisted constant, a number)."""
-    return value[k] if value.dim() == 4 else value
-
-
-def _adjoint(plan: FusedPlan, options, path_grads, paths, local, source_local, weights):
+def _adjoint(plan: FusedPlan, options, path_grads, paths, derivatives, weights, on_step):
     """Backpropagation through the steps, from the last: ``(adjoints, deltas, first)``
     with ``adjoints[state]`` = dL/d(state at the end of step k) and ``deltas[coupling]``
     = dL/d(target during step k), both ``(time, member, trial, unit)``, and ``first`` =
-    dL/d(initial state). Per step and state: one product with the weights (with the
-    direct gradient added in the same kernel) and one multiply-add per local factor."""
+    dL/d(initial state). ``derivatives(k)`` gives step k's local derivatives
+    (`_step_derivatives`); ``on_step(k, local, source_local, adjoints, deltas)`` is called
+    once step k's deltas are known. Per step and state: one product with the weights (with
+    the direct gradient added in the same kernel) and one multiply-add per local factor."""
     first_path = paths[plan.states[0]]
     n_steps = first_path.shape[0] - 1
     given = dict(zip(plan.states, path_grads))
@@ -670,9 +735,10 @@ def _adjoint(plan: FusedPlan, options, path_grads, paths, local, source_local, w
               for c, w in zip(plan.recurrent, weights)}
     cut, detached = options["truncation"], options["detach_recurrent"]
     for k in range(n_steps - 1, -1, -1):
+        local, source_local = derivatives(k)
         for coupling in plan.recurrent:
             delta = deltas[coupling.name][k]
-            factors = [(adjoints[n][k], _at(local[(n, coupling.target)], k))
+            factors = [(adjoints[n][k], local[(n, coupling.target)])
                        for n in plan.states if (n, coupling.target) in local]
             if not factors:
                 delta.zero_()
@@ -681,6 +747,7 @@ def _adjoint(plan: FusedPlan, options, path_grads, paths, local, source_local, w
                     torch.mul(adjoint, d, out=delta)
                 else:
                     delta.addcmul_(adjoint, d)
+        on_step(k, local, source_local, adjoints, deltas)
         for s2 in plan.states:
             out = adjoints[s2][k - 1] if k else first[s2]
             # dL/d(state at the start of step k): its direct gradient plus what flows back
@@ -713,7 +780,8 @@ def _step_terms(plan: FusedPlan, state: str, k: int, adjoints, deltas, local, so
                 weights, detached: bool) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """What flows back through step k to ``state`` at its start: ``("matmul", delta,
     W)`` for a coupling whose source is the state, ``("multiply", a, b)`` for local
-    factors (``adjoint * d update/d state``) and sources computed from the state."""
+    factors (``adjoint * d update/d state``, step k's) and sources computed from the
+    state."""
     terms = []
     for coupling, weight in zip(plan.recurrent, weights):
         if detached:
@@ -723,10 +791,10 @@ def _step_terms(plan: FusedPlan, state: str, k: int, adjoints, deltas, local, so
             terms.append(("matmul", deltas[coupling.name][k], weight))
         elif not own and (coupling.name, state) in source_local:
             back = torch.bmm(deltas[coupling.name][k], weight)
-            terms.append(("multiply", back, _at(source_local[(coupling.name, state)], k)))
+            terms.append(("multiply", back, source_local[(coupling.name, state)]))
     for n in plan.states:
         if (n, state) in local:
-            terms.append(("multiply", adjoints[n][k], _at(local[(n, state)], k)))
+            terms.append(("multiply", adjoints[n][k], local[(n, state)]))
     return terms
 
 

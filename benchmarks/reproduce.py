@@ -1,6 +1,7 @@
 """Reproductions of the source papers' headline results: run one, print its table rows.
 
     python benchmarks/reproduce.py NAME [--smoke | --reduced | --full] [--workers 2] [--out DIR]
+    python benchmarks/reproduce.py NAME --design-check [--smoke | --reduced | --full] [--draws 200]
     python benchmarks/reproduce.py --markdown DIR [DIR ...] [--to FILE]   # REPRODUCTIONS.md
 
 NAME is one of (modules in benchmarks/papers/, their docstrings say what runs):
@@ -16,6 +17,12 @@ NAME is one of (modules in benchmarks/papers/, their docstrings say what runs):
 (the table rows), ``networks.json`` (per network) and PNG figures; the rows are printed.
 Re-running the same command reuses finished sweep shards.
 
+``--design-check`` trains nothing: it simulates the scale's design with the paper's published
+numbers as the truth (`benchmarks/papers/design.py`) and prints, per claim, what the design
+would report if the paper were right (5-95% over draws) and whether the paper's own value
+lies inside; it writes ``design.json`` to ``--out``. A "no" in a reproduction's table means
+"disagrees" only where bioplast's value falls outside that interval.
+
 ``--markdown`` writes REPRODUCTIONS.md from the ``rows.json`` of the given output
 directories (the numbers are never typed), with the machine they ran on, and copies their
 figures to docs/reproductions/.
@@ -23,12 +30,13 @@ figures to docs/reproductions/.
 
 import argparse
 import importlib
+import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.papers.common import REPO, table, write_markdown  # noqa: E402
+from benchmarks.papers.common import REPO, design_table, table, write_markdown  # noqa: E402
 
 NAMES = ("phases", "curriculum", "consistency")
 
@@ -49,11 +57,20 @@ def main():
         scale.add_argument(f"--{name}", dest="scale", action="store_const", const=name)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--design-check", action="store_true",
+                        help="simulate the design with the paper's numbers as the truth")
+    parser.add_argument("--draws", type=int, default=200,
+                        help="simulated repetitions of the design (--design-check)")
     args = parser.parse_args()
     scale_name = args.scale or "reduced"
     out = args.out or REPO / "reproductions" / f"{args.name}-{scale_name}"
     out.mkdir(parents=True, exist_ok=True)
     module = importlib.import_module(f"benchmarks.papers.{args.name}")
+    if args.design_check:
+        rows = module.design_check(scale_name, draws=args.draws)
+        (out / "design.json").write_text(json.dumps(rows, indent=1))
+        print("\n".join(design_table(rows)))
+        return
     rows = module.run(scale_name, out, args.workers)
     print("\n".join(table(rows)))
 

@@ -29,6 +29,25 @@ def row(claim: str, paper: str, bioplast: str, agrees: bool | str, command_text:
             "command": command_text, "runtime_s": round(float(runtime_s), 1)}
 
 
+def design_row(claim: str, paper: str, expected: str, resolves: bool | str,
+               design: str) -> dict:
+    """One row of a design check: what the design would report if the paper were true
+    (``expected``), and whether the paper's own value lies inside that interval."""
+    if isinstance(resolves, (bool, np.bool_)):
+        resolves = "yes" if resolves else "no"
+    return {"claim": claim, "paper": paper, "expected": expected, "resolves": resolves,
+            "design": design}
+
+
+def design_table(rows: list[dict]) -> list[str]:
+    """Markdown lines of design-check ``rows``."""
+    lines = ["| claim | paper | the design would report, if the paper is true | "
+             "paper's value inside | design |", "|---|---|---|---|---|"]
+    lines += [f"| {r['claim']} | {r['paper']} | {r['expected']} | {r['resolves']} | "
+              f"{r['design']} |" for r in rows]
+    return lines
+
+
 def table(rows: list[dict]) -> list[str]:
     """Markdown lines of ``rows``."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]

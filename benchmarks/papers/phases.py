@@ -24,9 +24,11 @@ from bioplast.analysis.learning import (LEARNED, NOT_LEARNED, critical_delay,
 from bioplast.results import INITIAL_PREFIX, select_network
 from bioplast.sweep import run_sweep
 
-from .common import PROTOCOLS, command, map_in_processes, row, save
+from .common import PROTOCOLS, command, design_row, map_in_processes, row, save
+from .design import Grid, binomial_fractions, interval, paper_data, resolves, text
 
 PAPER_BETA = (2.72, 0.07)
+PAPER_DATA = "phases_figure4.json"
 SCALES = {
     "smoke": dict(lrs=[0.5, 0.05], delays_ms=[0, 40], seeds=2, n_units=16,
                   epochs=lambda lr: 15),
@@ -92,13 +94,10 @@ def run(scale: str, out: Path, workers: int) -> list[dict]:
 def summarize(networks, settings, scale, elapsed, workers) -> list[dict]:
     """Table rows: beta of the no-solution boundary, the phases seen, the runtime."""
     lrs, delays = settings["lrs"], np.array(settings["delays_ms"], dtype=float)
-    boundaries, fractions = [], []
-    for lr in lrs:
-        fraction = [np.mean([n["outcome"] == NOT_LEARNED for n in networks
-                             if n["lr"] == float(lr) and n["delay_ms"] == d]) for d in delays]
-        fractions.append(fraction)
-        boundaries.append(critical_delay(delays, np.array(fraction)))
-    fit = power_law(np.array(boundaries), np.array(lrs, dtype=float))
+    fractions = [[np.mean([n["outcome"] == NOT_LEARNED for n in networks
+                           if n["lr"] == float(lr) and n["delay_ms"] == d]) for d in delays]
+                 for lr in lrs]
+    boundaries, fit = boundary_fit(lrs, delays, fractions)
     beta, low, high = -fit.beta, -fit.high, -fit.low
     phases_seen = sorted({phase_of(networks, float(lr), d) for lr in lrs for d in delays})
     command_text = command("phases", scale, workers)
@@ -120,6 +119,70 @@ def summarize(networks, settings, scale, elapsed, workers) -> list[dict]:
             "all three (Fig. 4G-I)", ", ".join(phases_seen),
             {"both", "limit cycles only", "no learning"} <= set(phases_seen), command_text,
             elapsed),
+    ]
+
+
+def boundary_fit(lrs, delays, fractions):
+    """``(T0 per learning rate, power law of learning rate on T0)`` from the not-learned
+    ``fractions[i][j]`` at ``lrs[i]``, ``delays[j]`` (ms): the onset fit per learning rate
+    (`critical_delay`), then ``eta_c ~ T0^-beta`` (beta = minus the fitted exponent)."""
+    delays = np.asarray(delays, dtype=float)
+    boundaries = [critical_delay(delays, np.asarray(f, dtype=float)) for f in fractions]
+    return boundaries, power_law(np.array(boundaries), np.array(lrs, dtype=float))
+
+
+def paper_grid() -> Grid:
+    """The paper's not-learned fractions (100 seeds per point, unstable counted as not
+    learned) on its 30 learning rates x 21 delays."""
+    data = paper_data(PAPER_DATA)
+    by_lr = data["not_learned_fraction"]["by_learning_rate"]
+    return Grid(np.array([float(k) for k in by_lr]), np.array(data["delay_ms"], dtype=float),
+                np.array(list(by_lr.values()), dtype=float))
+
+
+def paper_t0(lr: float) -> float:
+    """The paper's T0 (ms) at the learning rate nearest ``lr`` (within 2%), else NaN."""
+    by_lr = paper_data(PAPER_DATA)["critical_delay_T0_ms"]["by_learning_rate"]
+    nearest = min(by_lr, key=lambda k: abs(np.log(float(k) / lr)))
+    return float(by_lr[nearest]) if abs(np.log(float(nearest) / lr)) < 0.02 else np.nan
+
+
+def design_check(scale: str | dict, draws: int = 200, seed: int = 0) -> list[dict]:
+    """What the ``scale`` design (a name in `SCALES` or such settings) would report if the paper's fractions were the truth:
+    binomial draws of the paper's not-learned fractions at the design's learning rates,
+    delays and seeds, through this reproduction's own `boundary_fit`. Rows: beta, T0 per
+    learning rate, and the per-point fraction's resolution."""
+    settings = SCALES[scale] if isinstance(scale, str) else scale
+    lrs, delays, seeds = settings["lrs"], settings["delays_ms"], settings["seeds"]
+    truth = paper_grid().at(lrs, delays)
+    rng = np.random.default_rng(seed)
+    betas, boundaries = [], []
+    for _ in range(draws):
+        t0, fit = boundary_fit(lrs, delays, binomial_fractions(truth, seeds, rng))
+        betas.append(-fit.beta)
+        boundaries.append(t0)
+    boundaries = np.array(boundaries, dtype=float)
+    beta = interval(betas)
+    design = (f"{len(lrs)} learning rates ({min(lrs):.3g}-{max(lrs):.3g}) x {len(delays)} "
+              f"delays ({min(delays)}-{max(delays)} ms) x {seeds} seeds, {draws} draws")
+    t0_rows = []
+    for i, lr in enumerate(lrs):
+        spread = interval(boundaries[:, i])
+        paper = paper_t0(float(lr))
+        t0_rows.append(f"lr {lr:.3g}: {text(spread, 0)} ms" +
+                       (f" [paper {paper:.0f}]" if np.isfinite(paper) else " [paper: none]"))
+    half = 1.96 * np.sqrt(0.25 / seeds)
+    return [
+        design_row("no-solution boundary eta_c ~ T_delay^-beta", f"beta = {PAPER_BETA[0]}",
+                   f"beta = {text(beta)}", resolves(PAPER_BETA[0], beta), design),
+        design_row("critical delay T0 per learning rate", "paper's T0 per learning rate",
+                   "; ".join(t0_rows), all(
+                       resolves(paper_t0(float(lr)), interval(boundaries[:, i]))
+                       for i, lr in enumerate(lrs) if np.isfinite(paper_t0(float(lr)))),
+                   design),
+        design_row("not-learned fraction per (learning rate, delay)",
+                   "100 seeds per point", f"+- {half:.2f} at most (95% binomial, {seeds} "
+                   f"seeds per point)", "n/a", design),
     ]
 
 

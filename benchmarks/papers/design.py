@@ -1,0 +1,70 @@
+"""Design checks: what a reproduction's design can resolve when the paper's numbers are true.
+
+A reduced reproduction trains few networks at few points; before reading a "no" in its
+table one must know whether the design could have said "yes". A design check simulates the
+design with the paper's published numbers as the truth (binomial draws of the paper's
+per-point fractions at the design's seeds; normal draws of reported means with their
+spreads), runs the reproduction's own summary code on each draw, and reports the interval
+of what that code would print (5-95% over draws). Nothing is trained.
+
+The paper's numbers come from ``benchmarks/papers/data/`` (read from the papers' figures;
+each file says how).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def paper_data(name: str) -> dict:
+    """The JSON file ``name`` of ``benchmarks/papers/data``."""
+    return json.loads((DATA / name).read_text())
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Fractions on a (learning rate, delay) grid: ``fractions[i, j]`` at ``lrs[i]``,
+    ``delays[j]`` (ms)."""
+
+    lrs: np.ndarray
+    delays: np.ndarray
+    fractions: np.ndarray
+
+    def at(self, lrs, delays) -> np.ndarray:
+        """Fractions at the points ``lrs x delays``: linear in log learning rate and in
+        delay between grid points, the nearest grid value outside the grid."""
+        order = np.argsort(self.lrs)
+        log_lrs, table = np.log(self.lrs[order]), self.fractions[order]
+        by_delay = np.array([[np.interp(d, self.delays, row) for d in delays] for row in table])
+        return np.array([[np.interp(np.log(lr), log_lrs, by_delay[:, j])
+                          for j in range(len(delays))] for lr in lrs])
+
+
+def interval(values, low: float = 5, high: float = 95) -> tuple[float, float, float]:
+    """``(median, low percentile, high percentile)`` of the finite ``values``."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return (np.nan, np.nan, np.nan)
+    return tuple(float(v) for v in np.percentile(values, [50, low, high]))
+
+
+def binomial_fractions(truth: np.ndarray, seeds: int, rng: np.random.Generator) -> np.ndarray:
+    """Observed fractions of ``seeds`` networks per point when ``truth`` is the chance."""
+    return rng.binomial(seeds, np.clip(truth, 0.0, 1.0)) / seeds
+
+
+def resolves(paper_value: float, spread: tuple[float, float, float]) -> bool:
+    """Whether the paper's value lies inside the design's 5-95% interval."""
+    return bool(spread[1] <= paper_value <= spread[2])
+
+
+def text(spread: tuple[float, float, float], digits: int = 2) -> str:
+    median, low, high = spread
+    return f"{median:.{digits}f} (5-95%: {low:.{digits}f} to {high:.{digits}f})"

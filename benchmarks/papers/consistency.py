@@ -35,7 +35,8 @@ from bioplast.results import INITIAL_PREFIX, network_at_epoch, select_network
 from bioplast.simulation import simulate
 from bioplast.sweep import run_sweep
 
-from .common import PROTOCOLS, command, map_in_processes, row, save
+from .common import PROTOCOLS, command, design_row, map_in_processes, row, save
+from .design import fisher_resolution, paired_resolution
 
 TCR_WEIGHT = 1.0
 DROP_FRACTION = 0.1  # the drop: test loss below this fraction of a silent network's
@@ -182,6 +183,34 @@ def summarize(networks, scale, scale_name, workers, elapsed) -> list[dict]:
                     "attractors form with learning (3-bit flip-flop: 8)", summary, agrees,
                     command_text, elapsed))
     return rows
+
+
+def design_check(scale_name: str, draws: int = 200, seed: int = 0) -> list[dict]:
+    """What the ``scale_name`` design can resolve. The paper publishes no epoch counts,
+    speed-ups or lambda, so there is nothing to simulate: the rows say how large an
+    effect the design's tests can show at all (``draws`` and ``seed`` are unused: the
+    answers are exact)."""
+    scale = SCALES[scale_name]
+    seeds = scale["seeds"]
+    pairs = paired_resolution(seeds)
+    learners = fisher_resolution(seeds)
+    design = (f"{seeds} seeds per (rule, g, TCR), budgets "
+              f"{', '.join(f'{rule} {epochs}' for rule, epochs in scale['epochs'].items())} "
+              f"epochs of {scale['steps_per_epoch']} updates")
+    return [
+        design_row("epochs to the drop: TCR shortens it", "shorter with TCR (no numbers "
+                   "public)", f"Wilcoxon p < 0.05 needs at least {pairs} of {seeds} seed "
+                   "pairs to differ, all in one direction" if pairs else
+                   f"Wilcoxon p < 0.05 is impossible with {seeds} pairs", bool(pairs), design),
+        design_row("networks that learn at the largest g", "learning where it fails without "
+                   "TCR (no numbers public)", f"Fisher p < 0.05 needs at least {learners} of "
+                   f"{seeds} networks learning with TCR where none learns without" if learners
+                   else f"Fisher p < 0.05 is impossible with {seeds} networks", bool(learners),
+                   design),
+        design_row("stable fixed points before and after the drop",
+                   "attractors form with learning (3-bit flip-flop: 8)",
+                   "no per-network numbers published: nothing to simulate", "n/a", design),
+    ]
 
 
 def plot(networks, scale, path: Path) -> None:

@@ -28,7 +28,9 @@ from bioplast.analysis.analyze import analyze, result_model
 from bioplast.results import LEVEL_PREFIX, network_at_level, select_network
 from bioplast.sweep import run_sweep
 
-from .common import REPO, command, greater, map_in_processes, row, save, spread
+from .common import (REPO, command, design_row, greater, map_in_processes, row, save,
+                     spread)
+from .design import false_pass, ordering_power
 
 MULTI, SINGLE, FIXED = "multi-head, trained tau", "single-head, trained tau", \
     "single-head, tau = 1"
@@ -167,6 +169,38 @@ def summarize(networks: dict, scale_name: str, workers: int, elapsed: float) -> 
                         f"up to {SCALES[scale_name]['timescale_levels']} levels per network)",
                         bool(rho > 0), command_text, elapsed))
     return rows
+
+
+def design_check(scale_name: str, draws: int = 200, seed: int = 0) -> list[dict]:
+    """What the ``scale_name`` design can resolve if the paper's numbers hold: the max-N
+    ordering with the paper's per-network values as the truth (normal, their mean and
+    spread) at the design's seeds, and how often a level is passed by chance (the
+    level-up check on ``eval_batches x batch_size`` test trials)."""
+    scale = SCALES[scale_name]
+    rng = np.random.default_rng(seed)
+    means = [float(np.mean(PAPER_MAX_N[c])) for c in (MULTI, SINGLE, FIXED)]
+    sds = [max(float(np.std(PAPER_MAX_N[c], ddof=1)), 0.5) for c in (MULTI, SINGLE, FIXED)]
+    power = ordering_power(means, sds, scale["seeds"], draws, rng)
+    updates = scale["epochs"] * scale["steps_per_epoch"]
+    budget = f"{scale['seeds']} seeds per condition, {updates} updates of {scale['batch_size']}"
+    at_paper_budget = "" if scale_name == "full" else \
+        " (the paper's values hold at its budget of 600,000 updates, not at this one)"
+    trials = scale["eval_batches"] * scale["batch_size"]
+    chance = false_pass(0.97, scale["threshold"], trials)
+    ten = 1 - (1 - chance) ** 10
+    return [
+        design_row("max N: multi-head > single-head trained tau > single-head tau = 1",
+                   "100-101 > 33-37 > 24-26", f"both one-sided Mann-Whitney tests p < 0.05 "
+                   f"in {power:.0%} of {draws} draws{at_paper_budget}", bool(power >= 0.8),
+                   budget),
+        design_row("a level is passed only when learned",
+                   f"level-up at accuracy > {scale['threshold']} on 12,800 test trials "
+                   f"every 600 updates", f"a network at 97% true accuracy passes one check "
+                   f"with chance {chance:.3f} ({ten:.2f} over 10 checks) on {trials} trials "
+                   f"every {scale['steps_per_epoch']} updates", bool(chance < 0.01), budget),
+        design_row("mean tau and network timescale trends with N", "curves (Fig. 3, 4)",
+                   "no per-network numbers published: nothing to simulate", "n/a", budget),
+    ]
 
 
 def plot(networks: dict, path: Path) -> None:

@@ -14,6 +14,7 @@ each file says how).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,3 +69,44 @@ def resolves(paper_value: float, spread: tuple[float, float, float]) -> bool:
 def text(spread: tuple[float, float, float], digits: int = 2) -> str:
     median, low, high = spread
     return f"{median:.{digits}f} (5-95%: {low:.{digits}f} to {high:.{digits}f})"
+
+
+def false_pass(true_accuracy: float, threshold: float, trials: int) -> float:
+    """Chance that a network whose true accuracy is ``true_accuracy`` scores above
+    ``threshold`` on ``trials`` test trials (binomial)."""
+    from scipy import stats
+    return float(stats.binom.sf(math.floor(threshold * trials), trials, true_accuracy))
+
+
+def ordering_power(means: list[float], sds: list[float], seeds: int, draws: int,
+                   rng: np.random.Generator, alpha: float = 0.05) -> float:
+    """Fraction of draws (``seeds`` normal values per group, the groups' ``means`` and
+    ``sds``) in which every one-sided Mann-Whitney test ``group i > group i+1`` has p <
+    ``alpha``: the chance that the design shows the ordering if the paper's numbers hold."""
+    from scipy import stats
+    shown = 0
+    for _ in range(draws):
+        groups = [rng.normal(m, s, seeds) for m, s in zip(means, sds)]
+        shown += all(stats.mannwhitneyu(a, b, alternative="greater").pvalue < alpha
+                     for a, b in zip(groups, groups[1:]))
+    return shown / draws
+
+
+def paired_resolution(pairs: int, alpha: float = 0.05) -> int:
+    """The fewest pairs that must differ, all in one direction, for the exact two-sided
+    Wilcoxon signed-rank test over ``pairs`` pairs to give p < ``alpha`` (0: never)."""
+    for differing in range(1, pairs + 1):
+        if 2.0 / 2 ** differing < alpha:
+            return differing
+    return 0
+
+
+def fisher_resolution(size: int, alpha: float = 0.05) -> int:
+    """The fewest successes in one group of ``size`` against none in the other for the
+    one-sided Fisher exact test to give p < ``alpha`` (0: never)."""
+    from scipy import stats
+    for successes in range(1, size + 1):
+        table = [[successes, size - successes], [0, size]]
+        if stats.fisher_exact(table, alternative="greater").pvalue < alpha:
+            return successes
+    return 0

@@ -6,13 +6,18 @@ An init spec in a model file is one of
 - a mapping with ``kind`` and arguments (``{kind: uniform, low: 1 ms, high: 2 ms}``);
 - a mapping from population names to any of the above (``{E: 20 ms, I: 10 ms}``).
 
+Fan-in initializers (``xavier_uniform``, ``uniform_fan_in``, ...) scale with the fan-in of a
+matrix: a coupling's (or the readout's) own, or, for a per-unit parameter, that of the matrix
+named by ``coupling:``: ``{kind: uniform_fan_in, coupling: W_in}`` draws a bias as torch's
+``nn.Linear(n_inputs, n_units).bias`` (U(+-1/sqrt(fan_in)), the fan-in of that layer).
+
 Initializers draw from a ``numpy.random.Generator`` only. Quantities are in SI units.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 import numpy as np
@@ -25,12 +30,19 @@ class Shape:
     """What an initializer needs to know about the array it fills.
 
     ``size`` is the array shape; ``fan_in`` / ``fan_out`` the number of presynaptic and
-    postsynaptic units for a coupling matrix (``None`` for per-unit arrays).
+    postsynaptic units for a coupling matrix (``None`` for per-unit arrays); ``fans`` holds
+    ``(fan_in, fan_out)`` of every matrix of the network by name, for per-unit arrays whose
+    initializer takes its fan-in from one (``coupling:``).
     """
 
     size: tuple[int, ...]
     fan_in: int | None = None
     fan_out: int | None = None
+    fans: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    def of_matrix(self, name: str) -> "Shape":
+        """This shape with the fan-in and fan-out of the matrix ``name``."""
+        return replace(self, fan_in=self.fans[name][0], fan_out=self.fans[name][1])
 
 
 def _constant(rng, shape, value):
@@ -71,7 +83,8 @@ def _scaled_normal(rng, shape, gain=1.0):
 @dataclass(frozen=True)
 class InitializerKind:
     """One initializer: its function, which arguments carry the value's unit, which are
-    required, and whether it scales with a coupling matrix's fan-in/fan-out."""
+    required, and whether it scales with a matrix's fan-in/fan-out (a coupling's own, or
+    that of the matrix a per-unit parameter names with ``coupling:``)."""
 
     draw: Callable[..., np.ndarray]
     description: str
@@ -95,7 +108,8 @@ INITIALIZERS: dict[str, InitializerKind] = {
         _xavier_normal, "N(0, gain^2 * 2/(fan_in+fan_out)) (Glorot & Bengio 2010)",
         number_args=("gain",), needs_matrix=True),
     "uniform_fan_in": InitializerKind(
-        _uniform_fan_in, "U(-gain/sqrt(fan_in), gain/sqrt(fan_in)) (torch nn.Linear default)",
+        _uniform_fan_in, "U(-gain/sqrt(fan_in), gain/sqrt(fan_in)) (torch nn.Linear default: "
+        "its weight; with `coupling: W_in` on a per-unit parameter, W_in's layer's bias)",
         number_args=("gain",), needs_matrix=True),
     "scaled_normal": InitializerKind(
         _scaled_normal, "N(0, gain^2/fan_in): random network with gain g (Sompolinsky 1988)",
@@ -105,11 +119,16 @@ INITIALIZERS: dict[str, InitializerKind] = {
 
 @dataclass(frozen=True)
 class Initializer:
-    """A parsed init spec: ``kind`` with arguments in SI units, or one per population."""
+    """A parsed init spec: ``kind`` with arguments in SI units, or one per population.
+
+    ``coupling`` names the matrix whose fan-in (and fan-out) a per-unit array's fan-in
+    initializer takes (``None``: the array's own, for a matrix).
+    """
 
     kind: str
     args: Mapping[str, float] = field(default_factory=dict)
     per_population: Mapping[str, "Initializer"] | None = None
+    coupling: str | None = None
 
     def draw(self, rng: np.random.Generator, shape: Shape,
              population_slices: Mapping[str, slice] | None = None) -> np.ndarray:
@@ -118,13 +137,14 @@ class Initializer:
         Per-population initializers fill the slices of the first axis (the units).
         """
         if self.per_population is None:
+            if self.coupling is not None:
+                shape = shape.of_matrix(self.coupling)
             return INITIALIZERS[self.kind].draw(rng, shape, **self.args)
         values = np.zeros(shape.size)
         for name, part in self.per_population.items():
             rows = population_slices[name]
-            n_rows = rows.stop - rows.start
-            values[rows] = part.draw(rng, Shape((n_rows, *shape.size[1:]), shape.fan_in,
-                                                shape.fan_out))
+            values[rows] = part.draw(rng, replace(shape, size=(rows.stop - rows.start,
+                                                               *shape.size[1:])))
         return values
 
     def bounded_range(self) -> tuple[float, float] | None:
@@ -144,11 +164,14 @@ class Initializer:
 
 
 def parse_initializer(spec, dim, populations: tuple[str, ...] = (), *, matrix: bool = False,
-                      per_unit: bool = True) -> Initializer:
+                      per_unit: bool = True,
+                      matrices: tuple[str, ...] | None = None) -> Initializer:
     """Read an init spec (see module docstring) whose values have dimension ``dim``.
 
-    ``matrix``: the array is a coupling matrix (fan-in initializers allowed);
-    ``per_unit``: it has a unit axis (per-population values allowed).
+    ``matrix``: the array is a coupling matrix (fan-in initializers take its own fan-in);
+    ``per_unit``: it has a unit axis (per-population values allowed);
+    ``matrices``: the matrices whose fan-in a fan-in initializer of this (not a matrix)
+    array may take with ``coupling:`` (None: none may, e.g. for initial states).
 
     Raises
     ------
@@ -169,7 +192,8 @@ def parse_initializer(spec, dim, populations: tuple[str, ...] = (), *, matrix: b
         if missing:
             raise ValueError(f"no init given for population(s) {', '.join(missing)}")
         return Initializer("per_population", per_population={
-            name: parse_initializer(spec[name], dim, matrix=matrix) for name in populations})
+            name: parse_initializer(spec[name], dim, matrix=matrix, matrices=matrices)
+            for name in populations})
     if isinstance(spec, str) and spec in INITIALIZERS:
         name, args = spec, {}
     elif isinstance(spec, Mapping):
@@ -185,9 +209,8 @@ def parse_initializer(spec, dim, populations: tuple[str, ...] = (), *, matrix: b
     else:
         raise ValueError(f"cannot read {spec!r} as an init spec")
     kind = INITIALIZERS[name]
-    if kind.needs_matrix and not matrix:
-        raise ValueError(f"initializer '{name}' scales with the fan-in of a coupling matrix; "
-                         "use it for couplings only (here: constant, zeros, uniform, normal)")
+    coupling = _fan_source(name, args.pop("coupling", None), matrix, matrices) \
+        if kind.needs_matrix else None
     values = {}
     for arg, value in args.items():
         if arg in kind.quantity_args:
@@ -210,4 +233,27 @@ def parse_initializer(spec, dim, populations: tuple[str, ...] = (), *, matrix: b
     if "low" in values and values["high"] < values["low"]:
         raise ValueError(f"initializer 'uniform': high ({args['high']}) is below low "
                          f"({args['low']})")
-    return Initializer(name, values)
+    return Initializer(name, values, coupling=coupling)
+
+
+def _fan_source(name: str, coupling, matrix: bool,
+                matrices: tuple[str, ...] | None) -> str | None:
+    """The matrix whose fan-in the fan-in initializer ``name`` takes: None for a matrix (its
+    own), the one named by ``coupling`` for any other array (see `parse_initializer`)."""
+    if matrix:
+        if coupling is not None:
+            raise ValueError(f"initializer '{name}': a coupling matrix takes its own fan-in; "
+                             "'coupling' is for per-unit parameters")
+        return None
+    if matrices is None:
+        raise ValueError(f"initializer '{name}' scales with the fan-in of a coupling matrix; "
+                         "use it for couplings and parameters only (here: constant, zeros, "
+                         "uniform, normal)")
+    known = f"(couplings: {', '.join(matrices) or 'none'})"
+    if coupling is None:
+        raise ValueError(f"initializer '{name}' scales with the fan-in of a coupling matrix; "
+                         f"name the one whose fan-in this parameter takes: {{kind: {name}, "
+                         f"coupling: NAME}} {known}")
+    if coupling not in matrices:
+        raise ValueError(f"initializer '{name}': unknown coupling {coupling!r} {known}")
+    return coupling

@@ -472,7 +472,8 @@ class _ModelReader:
                         f"parameter '{name}' has unit {unit_string(eq.dim)} and no value: give "
                         f"defaults.{name} or parameters.{name}.init", name)
                 init_spec = 0
-            init = self.initializer(init_spec, eq.dim, init_at, per_unit=bool(dims))
+            init = self.initializer(init_spec, eq.dim, init_at, per_unit=bool(dims),
+                                    matrices=self.matrix_names(model))
             bounds = {}
             for bound in ("min", "max"):
                 if bound in entry:
@@ -501,14 +502,21 @@ class _ModelReader:
             specs.update(self.readout_specs(model))
         return specs
 
-    def initializer(self, spec, dim, at, *, matrix: bool = False,
-                    per_unit: bool = True) -> Initializer:
-        """Parse an init spec found ``at`` a key path (tuple) or override (name)."""
+    def initializer(self, spec, dim, at, *, matrix: bool = False, per_unit: bool = True,
+                    matrices: tuple[str, ...] | None = None) -> Initializer:
+        """Parse an init spec found ``at`` a key path (tuple) or override (name); see
+        `parse_initializer` for the keywords."""
         try:
             return parse_initializer(spec, dim, tuple(p.name for p in self.populations),
-                                     matrix=matrix, per_unit=per_unit)
+                                     matrix=matrix, per_unit=per_unit, matrices=matrices)
         except ValueError as error:
             raise self.fail(str(error), at) from None
+
+    @staticmethod
+    def matrix_names(model: Model) -> tuple[str, ...]:
+        """The matrices whose fan-in a parameter's initializer may take (``coupling:``):
+        the couplings and the readout's weights."""
+        return (*model.couplings, *([schema.READOUT_WEIGHT] if model.readout else []))
 
     def coupling_spec(self, model: Model, coupling: Coupling) -> ParamSpec:
         key = ("couplings", coupling.name)
@@ -550,7 +558,8 @@ class _ModelReader:
             specs[schema.READOUT_BIAS] = ParamSpec(
                 schema.READOUT_BIAS, (schema.OUTPUT,), unit_string(dim),
                 self.initializer(entry.get("bias_init", "zeros"), dim,
-                                 ("readout", "bias_init"), per_unit=False), trainable)
+                                 ("readout", "bias_init"), per_unit=False,
+                                 matrices=self.matrix_names(model)), trainable)
         elif "bias_init" in entry:
             raise self.error("bias_init given but bias: false", "readout", "bias_init")
         return specs

@@ -195,6 +195,13 @@ class Model:
                 *(c.target for c in self.couplings.values()))
 
     @property
+    def matrix_fans(self) -> dict[str, tuple[int, int]]:
+        """``(fan_in, fan_out)`` of every matrix (couplings, readout): its presynaptic and
+        postsynaptic sizes (``n_inputs`` or ``n_units``; ``n_units`` or ``n_outputs``)."""
+        return {name: (self.sizes[spec.dims[1]], self.sizes[spec.dims[0]])
+                for name, spec in self.params.items() if len(spec.dims) == 2}
+
+    @property
     def population_slices(self) -> dict[str, slice]:
         """The units of each population."""
         return {p.name: slice(p.start, p.stop) for p in self.populations}
@@ -206,14 +213,11 @@ class Model:
         Each array gets its own stream derived from ``seed`` and its name, so adding a
         parameter to a model does not change the others.
         """
-        params = {}
+        params, fans = {}, self.matrix_fans
         for name, spec in self.params.items():
             rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-            fan = {}
-            if len(spec.dims) == 2:
-                fan = {"fan_out": self.sizes[spec.dims[0]], "fan_in": self.sizes[spec.dims[1]]}
-            value = spec.init.draw(rng, Shape(self.param_shape(name), **fan),
-                                   self.population_slices)
+            value = spec.init.draw(rng, Shape(self.param_shape(name), *fans.get(name, (None, None)),
+                                              fans), self.population_slices)
             if spec.column_sign is not None:  # Dale's law, balanced E and I drive
                 sign = np.asarray(spec.column_sign)
                 n_exc, n_inh = np.sum(sign > 0), np.sum(sign < 0)
@@ -300,7 +304,7 @@ class Model:
 def _initializer_key(init: Initializer) -> tuple:
     """An initializer as a hashable tuple (its arguments are held in mappings)."""
     parts = init.per_population
-    return (init.kind, tuple(sorted(init.args.items())),
+    return (init.kind, tuple(sorted(init.args.items())), init.coupling,
             None if parts is None else tuple((name, _initializer_key(part))
                                              for name, part in parts.items()))
 

@@ -1,7 +1,7 @@
 """Reproductions of the source papers' headline results: run one, print its table rows.
 
-    python benchmarks/reproduce.py NAME [--smoke | --reduced | --full] [--workers 2] [--out DIR]
-    python benchmarks/reproduce.py NAME --design-check [--smoke | --reduced | --full] [--draws 200]
+    python benchmarks/reproduce.py NAME [--smoke | --reduced | --medium | --full] [--workers 2] [--out DIR]
+    python benchmarks/reproduce.py NAME --design-check [--smoke | --reduced | --medium | --full] [--draws 200]
     python benchmarks/reproduce.py --markdown DIR [DIR ...] [--to FILE]   # REPRODUCTIONS.md
 
 NAME is one of (modules in benchmarks/papers/, their docstrings say what runs):
@@ -12,8 +12,9 @@ NAME is one of (modules in benchmarks/papers/, their docstrings say what runs):
   et al. 2025).
 
 ``--reduced`` (the default) runs in under an hour on 2 CPU cores, ``--smoke`` in a minute
-(the test suite runs it), ``--full`` is the paper's size (a GPU or a cluster: add
-``--workers``). Results go to ``--out`` (default ``reproductions/NAME-SCALE``): ``rows.json``
+(the test suite runs it), ``--medium`` (phases only) resolves what the reduced design cannot
+(its design check prints its runtime estimate), ``--full`` is the paper's size (a GPU or a
+cluster: add ``--workers``). Results go to ``--out`` (default ``reproductions/NAME-SCALE``): ``rows.json``
 (the table rows), ``networks.json`` (per network) and PNG figures; the rows are printed.
 Re-running the same command reuses finished sweep shards.
 
@@ -53,7 +54,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=NAMES)
     scale = parser.add_mutually_exclusive_group()
-    for name in ("smoke", "reduced", "full"):
+    for name in ("smoke", "reduced", "medium", "full"):
         scale.add_argument(f"--{name}", dest="scale", action="store_const", const=name)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path)
@@ -66,6 +67,9 @@ def main():
     out = args.out or REPO / "reproductions" / f"{args.name}-{scale_name}"
     out.mkdir(parents=True, exist_ok=True)
     module = importlib.import_module(f"benchmarks.papers.{args.name}")
+    if scale_name not in module.SCALES:
+        parser.error(f"{args.name} has no --{scale_name} scale (it has "
+                     f"{', '.join('--' + s for s in module.SCALES)})")
     if args.design_check:
         rows = module.design_check(scale_name, draws=args.draws)
         (out / "design.json").write_text(json.dumps(rows, indent=1))

@@ -37,6 +37,11 @@ class Grid:
     delays: np.ndarray
     fractions: np.ndarray
 
+    def on_grid(self, lrs, delays) -> bool:
+        """Whether every point ``lrs x delays`` is a grid point (lr within 0.1%)."""
+        return all(np.min(np.abs(np.log(self.lrs / lr))) < 1e-3 for lr in lrs) and \
+            all(np.min(np.abs(self.delays - d)) < 1e-9 for d in delays)
+
     def at(self, lrs, delays) -> np.ndarray:
         """Fractions at the points ``lrs x delays``: linear in log learning rate and in
         delay between grid points, the nearest grid value outside the grid."""
@@ -110,3 +115,52 @@ def fisher_resolution(size: int, alpha: float = 0.05) -> int:
         if stats.fisher_exact(table, alternative="greater").pvalue < alpha:
             return successes
     return 0
+
+
+def homogeneity(counts, n: int, paper_counts, paper_n: int) -> float:
+    """p of the G-test that two sets of binomial counts (``counts`` of ``n`` per point,
+    ``paper_counts`` of ``paper_n``) have the same chance at every point: the sum over
+    points of each 2x2 table's G statistic, chi-square with one degree of freedom per
+    point (points where both are 0 or both are all add nothing, and count no degree)."""
+    from scipy import stats
+    counts = np.asarray(counts, dtype=float).ravel()
+    paper_counts = np.asarray(paper_counts, dtype=float).ravel()
+    pooled = (counts + paper_counts) / (n + paper_n)
+    informative = (pooled > 0) & (pooled < 1)
+    if not informative.any():
+        return 1.0
+    g = 0.0
+    for observed, size in ((counts, n), (paper_counts, paper_n)):
+        for hits, chance in ((observed, pooled), (size - observed, 1 - pooled)):
+            expected = size * chance
+            keep = informative & (hits > 0)
+            g += 2 * np.sum(hits[keep] * np.log(hits[keep] / expected[keep]))
+    return float(stats.chi2.sf(g, int(informative.sum())))
+
+
+def shift_resolution(truth: np.ndarray, seeds: int, paper_n: int, draws: int,
+                     rng: np.random.Generator, alpha: float = 0.05,
+                     shifts=(0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)) -> tuple[float, float]:
+    """``(false alarm rate, smallest shift detected)``: how often `homogeneity` rejects
+    (p < ``alpha``) when ``seeds`` networks per point follow the paper's fractions
+    ``truth`` (estimated from ``paper_n`` networks), and the smallest shift of every
+    fraction's log-odds (either sign) rejected in at least 80% of draws (NaN: none of
+    ``shifts``)."""
+    paper_counts = np.round(np.asarray(truth) * paper_n)
+    chance = paper_counts / paper_n
+    logit = np.log(np.clip(chance, 1e-12, 1) / np.clip(1 - chance, 1e-12, 1))
+    false_alarm, smallest = math.nan, math.nan
+    for shift in shifts:
+        rejected = 0
+        for draw in range(draws):
+            sign = 1 if draw % 2 == 0 else -1
+            shifted = np.where((chance > 0) & (chance < 1),
+                               1 / (1 + np.exp(-(logit + sign * shift))), chance)
+            counts = rng.binomial(seeds, shifted)
+            rejected += homogeneity(counts, seeds, paper_counts, paper_n) < alpha
+        if shift == 0:
+            false_alarm = rejected / draws
+        elif rejected >= 0.8 * draws:
+            smallest = shift
+            break
+    return false_alarm, smallest

@@ -25,22 +25,52 @@ from bioplast.results import INITIAL_PREFIX, select_network
 from bioplast.sweep import run_sweep
 
 from .common import PROTOCOLS, command, design_row, map_in_processes, row, save
-from .design import Grid, binomial_fractions, interval, paper_data, resolves, text
+from .design import (Grid, binomial_fractions, homogeneity, interval, paper_data,
+                     resolves, shift_resolution, text)
 
 PAPER_BETA = (2.72, 0.07)
 PAPER_DATA = "phases_figure4.json"
+PAPER_SEEDS = 100  # networks per (learning rate, delay) in the paper
 SCALES = {
     "smoke": dict(lrs=[0.5, 0.05], delays_ms=[0, 40], seeds=2, n_units=16,
                   epochs=lambda lr: 15),
-    # sized for ~45 min on 2 cores (measured: 1000 epochs of a 16-step trial take ~0.18 min
-    # per network on one core, proportional to the trial's steps; the boundary at lr 0.32
-    # lies near 120 ms)
-    "reduced": dict(lrs=list(np.logspace(-0.25, -1.25, 5)),
-                    delays_ms=[25, 75, 125, 175, 225, 275], seeds=6, n_units=100,
+    # chosen by the design check (`--design-check`): three of the paper's learning rates
+    # (T0 34, 56 and 91 ms there) at the paper's delays up to 160 ms, 12 seeds per point:
+    # the per-point G-test against the paper's fractions detects a shift of every point's
+    # log-odds by 1; beta cannot be resolved at this size (the medium scale can)
+    "reduced": dict(lrs=[0.31622776601683794, 0.1, 0.02976351441631319],
+                    delays_ms=list(range(0, 161, 20)), seeds=12, n_units=100,
                     epochs=lambda lr: max(1000, int(round(30 / lr)))),
-    "full": dict(lrs=list(np.logspace(-1, -3, 15)), delays_ms=list(range(0, 401, 20)),
-                 seeds=100, n_units=100, epochs=lambda lr: max(1000, int(round(30 / lr)))),
+    # every second of the paper's 30 learning rates (beta needs their whole range: the low
+    # rates, with up to 30,000 epochs, carry the long T0), its 21 delays, 20 seeds: beta
+    # 2.50 (5-95%: 2.11-2.78) if the paper's fractions hold, ~114 h on 2 cores (the
+    # design check prints the estimate); all 30 rates at 20 seeds: 2.45 (2.21-2.62), 263 h
+    "medium": dict(lrs="paper", lr_every=2, delays_ms=list(range(0, 401, 20)), seeds=20,
+                   n_units=100, epochs=lambda lr: max(1000, int(round(30 / lr)))),
+    "full": dict(lrs="paper", delays_ms=list(range(0, 401, 20)), seeds=100, n_units=100,
+                 epochs=lambda lr: max(1000, int(round(30 / lr)))),
 }
+#: minutes one network takes per 1000 epochs on one core, as a + b * delay (ms), with
+#: ``training.score_on: training`` (measured with benchmarks/papers/phases_cost.py, 16
+#: networks as one ensemble, delays 0 / 100 / 200 ms: 0.13 / 0.30 / 0.61 min)
+COST_PER_1000_EPOCHS = (0.13, 0.0024)
+
+
+def scale_settings(scale: str | dict) -> dict:
+    """The settings of ``scale`` (a name in `SCALES` or such settings), with
+    ``lrs: paper`` replaced by the paper's learning rates (every ``lr_every``-th)."""
+    settings = dict(SCALES[scale] if isinstance(scale, str) else scale)
+    if settings["lrs"] == "paper":
+        settings["lrs"] = [float(lr) for lr in paper_grid().lrs][::settings.get("lr_every", 1)]
+    return settings
+
+
+def estimated_minutes(settings: dict, cores: int = 2) -> float:
+    """Training time of a design on ``cores`` cores from `COST_PER_1000_EPOCHS`."""
+    a, b = COST_PER_1000_EPOCHS
+    per_seed = sum(settings["epochs"](lr) / 1000 * (a + b * d)
+                   for lr in settings["lrs"] for d in settings["delays_ms"])
+    return per_seed * settings["seeds"] / cores
 
 
 def classify_network(network) -> tuple[str, str | None]:
@@ -57,7 +87,7 @@ def classify_network(network) -> tuple[str, str | None]:
 
 
 def run(scale: str, out: Path, workers: int) -> list[dict]:
-    settings = SCALES[scale]
+    settings = scale_settings(scale)
     protocol = PROTOCOLS / "phases.yaml"
     delays = [f"{d} ms" for d in settings["delays_ms"]]
     trained = []
@@ -91,35 +121,55 @@ def run(scale: str, out: Path, workers: int) -> list[dict]:
     return rows
 
 
-def summarize(networks, settings, scale, elapsed, workers) -> list[dict]:
-    """Table rows: beta of the no-solution boundary, the phases seen, the runtime."""
+def summarize(networks, settings, scale, elapsed, workers, draws: int = 200) -> list[dict]:
+    """Table rows: the not-learned fraction per point against the paper's (G-test), T0 per
+    learning rate and beta, each beside what the design would report if the paper's
+    fractions held (`simulate_design`: a value outside that 5-95% interval disagrees; where
+    the paper's own value falls outside it, the design cannot tell), and the phases seen.
+    Unstable networks count as not learned, as the paper's analysis counts them."""
     lrs, delays = settings["lrs"], np.array(settings["delays_ms"], dtype=float)
-    fractions = [[np.mean([n["outcome"] == NOT_LEARNED for n in networks
-                           if n["lr"] == float(lr) and n["delay_ms"] == d]) for d in delays]
-                 for lr in lrs]
+    counts = np.array([[sum(n["outcome"] != LEARNED for n in networks
+                            if n["lr"] == float(lr) and n["delay_ms"] == d) for d in delays]
+                       for lr in lrs])
+    fractions = counts / settings["seeds"]
     boundaries, fit = boundary_fit(lrs, delays, fractions)
-    beta, low, high = -fit.beta, -fit.high, -fit.low
+    beta = -fit.beta
+    expected = simulate_design(settings, draws)
     phases_seen = sorted({phase_of(networks, float(lr), d) for lr in lrs for d in delays})
     command_text = command("phases", scale, workers)
-    overlap = low <= PAPER_BETA[0] + PAPER_BETA[1] and high >= PAPER_BETA[0] - PAPER_BETA[1]
-    return [
-        row("no-solution boundary eta_c ~ T_delay^-beta",
-            f"beta = {PAPER_BETA[0]} +- {PAPER_BETA[1]}",
-            f"beta = {beta:.2f} +- {fit.stderr:.2f} (95%: {low:.2f} to {high:.2f}; "
-            f"R^2 {fit.r2:.2f}; {fit.n} learning rates with a boundary)",
-            overlap, command_text, elapsed),
-        row("critical delay T0 per learning rate (onset fit of the not-learned fraction)",
-            "T0 grows as lr falls", "; ".join(
-                f"lr {lr:.3g}: T0 = {t0:.0f} ms (not learned "
-                f"{'/'.join(f'{f:.2f}' for f in fraction)})"
-                for lr, t0, fraction in zip(lrs, boundaries, fractions)) +
-            f" at delays {'/'.join(f'{d:g}' for d in delays)} ms", "n/a", command_text,
-            elapsed),
-        row("three phases: both mechanisms, limit cycles only, no learning",
-            "all three (Fig. 4G-I)", ", ".join(phases_seen),
-            {"both", "limit cycles only", "no learning"} <= set(phases_seen), command_text,
-            elapsed),
-    ]
+    rows = []
+    if expected["paper_counts"] is not None:
+        p = homogeneity(counts, settings["seeds"], expected["paper_counts"], PAPER_SEEDS)
+        rows.append(row(
+            "not-learned fraction per (learning rate, delay) consistent with the paper's",
+            f"{PAPER_SEEDS} seeds per point (unstable counted as not learned)",
+            f"G-test p = {p:.3g} over {counts.size} points, {settings['seeds']} seeds each "
+            f"(the design: {expected['cells']})", bool(p >= 0.05), command_text, elapsed))
+    t0_parts, t0_agree = [], []
+    for lr, t0, fraction, spread in zip(lrs, boundaries, fractions, expected["t0"]):
+        paper = paper_t0(float(lr))
+        inside = bool(spread[1] <= t0 <= spread[2]) if np.isfinite(t0) else False
+        t0_agree.append(inside)
+        t0_parts.append(f"lr {lr:.3g}: T0 = {t0:.0f} ms, design {spread[1]:.0f}-{spread[2]:.0f}"
+                        f" [paper {paper:.0f}] (not learned "
+                        f"{'/'.join(f'{f:.2f}' for f in fraction)})")
+    rows.append(row("critical delay T0 per learning rate (onset fit of the not-learned "
+                    "fraction)", "T0 per learning rate (Fig. 4)",
+                    "; ".join(t0_parts) + f" at delays {'/'.join(f'{d:g}' for d in delays)} ms",
+                    all(t0_agree), command_text, elapsed))
+    spread = expected["beta"]
+    can_tell = spread[1] <= PAPER_BETA[0] <= spread[2]
+    within = bool(spread[1] <= beta <= spread[2])
+    rows.append(row("no-solution boundary eta_c ~ T_delay^-beta",
+                    f"beta = {PAPER_BETA[0]} +- {PAPER_BETA[1]}",
+                    f"beta = {beta:.2f} +- {fit.stderr:.2f} (R^2 {fit.r2:.2f}; {fit.n} learning "
+                    f"rates with a boundary); the design: {text(spread)}",
+                    within if can_tell else "cannot tell", command_text, elapsed))
+    rows.append(row("three phases: both mechanisms, limit cycles only, no learning",
+                    "all three (Fig. 4G-I)", ", ".join(phases_seen),
+                    {"both", "limit cycles only", "no learning"} <= set(phases_seen),
+                    command_text, elapsed))
+    return rows
 
 
 def boundary_fit(lrs, delays, fractions):
@@ -147,14 +197,17 @@ def paper_t0(lr: float) -> float:
     return float(by_lr[nearest]) if abs(np.log(float(nearest) / lr)) < 0.02 else np.nan
 
 
-def design_check(scale: str | dict, draws: int = 200, seed: int = 0) -> list[dict]:
-    """What the ``scale`` design (a name in `SCALES` or such settings) would report if the paper's fractions were the truth:
-    binomial draws of the paper's not-learned fractions at the design's learning rates,
-    delays and seeds, through this reproduction's own `boundary_fit`. Rows: beta, T0 per
-    learning rate, and the per-point fraction's resolution."""
-    settings = SCALES[scale] if isinstance(scale, str) else scale
+def simulate_design(scale: str | dict, draws: int = 200, seed: int = 0) -> dict:
+    """What the ``scale`` design (a name in `SCALES` or such settings) would report if the
+    paper's fractions were the truth: binomial draws of the paper's not-learned fractions
+    at the design's learning rates, delays and seeds, through this reproduction's own
+    `boundary_fit`. Returns ``beta`` and ``t0`` (one per learning rate) as ``(median, 5%,
+    95%)``, the paper's counts at the design's points (None off the paper's grid) and
+    ``cells``, the per-point G-test's false alarm rate and resolution in words."""
+    settings = scale_settings(scale)
     lrs, delays, seeds = settings["lrs"], settings["delays_ms"], settings["seeds"]
-    truth = paper_grid().at(lrs, delays)
+    grid = paper_grid()
+    truth = grid.at(lrs, delays)
     rng = np.random.default_rng(seed)
     betas, boundaries = [], []
     for _ in range(draws):
@@ -162,27 +215,47 @@ def design_check(scale: str | dict, draws: int = 200, seed: int = 0) -> list[dic
         betas.append(-fit.beta)
         boundaries.append(t0)
     boundaries = np.array(boundaries, dtype=float)
-    beta = interval(betas)
+    result = {"beta": interval(betas), "t0": [interval(boundaries[:, i])
+                                              for i in range(len(lrs))],
+              "paper_counts": None, "cells": "n/a: the points are not the paper's grid points",
+              "settings": settings}
+    if grid.on_grid(lrs, delays):
+        false_alarm, shift = shift_resolution(truth, seeds, PAPER_SEEDS, draws, rng)
+        result["paper_counts"] = np.round(truth * PAPER_SEEDS)
+        result["cells"] = (f"false alarm {false_alarm:.2f}; detects a shift of every point's "
+                           f"log-odds by {shift:g} in 80% of draws")
+        result["resolution"] = shift
+    return result
+
+
+def design_check(scale: str | dict, draws: int = 200, seed: int = 0) -> list[dict]:
+    """`simulate_design` as table rows: beta, T0 per learning rate, and the per-point
+    G-test against the paper's fractions."""
+    expected = simulate_design(scale, draws, seed)
+    settings = expected["settings"]
+    lrs, delays, seeds = settings["lrs"], settings["delays_ms"], settings["seeds"]
     design = (f"{len(lrs)} learning rates ({min(lrs):.3g}-{max(lrs):.3g}) x {len(delays)} "
-              f"delays ({min(delays)}-{max(delays)} ms) x {seeds} seeds, {draws} draws")
-    t0_rows = []
-    for i, lr in enumerate(lrs):
-        spread = interval(boundaries[:, i])
+              f"delays ({min(delays)}-{max(delays)} ms) x {seeds} seeds, {draws} draws; "
+              f"training ~{estimated_minutes(settings):.0f} min on 2 cores")
+    t0_rows, t0_resolved = [], []
+    for lr, spread in zip(lrs, expected["t0"]):
         paper = paper_t0(float(lr))
         t0_rows.append(f"lr {lr:.3g}: {text(spread, 0)} ms" +
                        (f" [paper {paper:.0f}]" if np.isfinite(paper) else " [paper: none]"))
-    half = 1.96 * np.sqrt(0.25 / seeds)
+        if np.isfinite(paper):
+            t0_resolved.append(resolves(paper, spread))
+    cells = "G-test of the counts against the paper's over " \
+        f"{len(lrs) * len(delays)} points: {expected['cells']}"
     return [
-        design_row("no-solution boundary eta_c ~ T_delay^-beta", f"beta = {PAPER_BETA[0]}",
-                   f"beta = {text(beta)}", resolves(PAPER_BETA[0], beta), design),
+        design_row("not-learned fraction per (learning rate, delay) consistent with the "
+                   "paper's", f"{PAPER_SEEDS} seeds per point", cells,
+                   np.isfinite(expected.get("resolution", np.nan)) if
+                   expected["paper_counts"] is not None else "n/a", design),
         design_row("critical delay T0 per learning rate", "paper's T0 per learning rate",
-                   "; ".join(t0_rows), all(
-                       resolves(paper_t0(float(lr)), interval(boundaries[:, i]))
-                       for i, lr in enumerate(lrs) if np.isfinite(paper_t0(float(lr)))),
-                   design),
-        design_row("not-learned fraction per (learning rate, delay)",
-                   "100 seeds per point", f"+- {half:.2f} at most (95% binomial, {seeds} "
-                   f"seeds per point)", "n/a", design),
+                   "; ".join(t0_rows), all(t0_resolved) if t0_resolved else "n/a", design),
+        design_row("no-solution boundary eta_c ~ T_delay^-beta", f"beta = {PAPER_BETA[0]}",
+                   f"beta = {text(expected['beta'])}",
+                   resolves(PAPER_BETA[0], expected["beta"]), design),
     ]
 
 

@@ -224,3 +224,42 @@ def test_an_init_range_outside_the_bounds_is_an_error():
     assert info.value.key == "override parameters.tau.init"
     with pytest.raises(bioplast.InputError, match="outside the bounds"):
         bioplast.load_model("leaky_rate", tau="-5 ms")  # time constants are positive
+
+
+AUTAPSES_PROTOCOL = """\
+name: autapses
+model: {file: leaky_rate, n_units: 8, readout.activation: sigmoid}
+task: {name: delayed_cue, cue: 30 ms, delay: 20 ms, response: 50 ms, post: 0 ms}
+rule: {name: bptt, optimizer: {name: sgd, lr: 0.5}}
+training: {epochs: 1, steps_per_epoch: 1, batch_size: 8, eval_batches: 1}
+backend: {name: torch, dtype: float64}
+record: {trials: 1}
+"""
+
+
+@pytest.mark.parametrize("autapses,trained", [("start_at_zero", True), (False, False)])
+def test_autapses_start_at_zero_are_trained_false_stay_zero(autapses, trained):
+    """``autapses: start_at_zero``: the diagonal is zero as drawn, then trained (as the
+    delayed-cue paper's code zeroes W_rec's diagonal once); ``false`` keeps it at zero."""
+    from bioplast.protocol import load_protocol
+    from bioplast.training import train
+    protocol = load_protocol(AUTAPSES_PROTOCOL, {"model.couplings.W_rec.autapses": autapses})
+    spec = protocol.model.params["W_rec"]
+    assert (spec.zero_diagonal, spec.zero_diagonal_at_init) == (not trained, trained)
+    before = protocol.model.init_params(protocol.seed)["W_rec"]
+    assert np.all(np.diag(before) == 0) and np.all(before[~np.eye(8, dtype=bool)] != 0)
+    after = train(protocol).params["W_rec"]
+    assert not np.array_equal(after, before)
+    assert np.all(np.diag(after) != 0) if trained else np.all(np.diag(after) == 0)
+
+
+def test_autapses_start_at_zero_is_part_of_the_model_not_of_its_time_loop():
+    trained = bioplast.load_model("leaky_rate", **{"couplings.W_rec.autapses": True})
+    start_at_zero = bioplast.load_model(trained, **{"couplings.W_rec.autapses":
+                                                    "start_at_zero"})
+    assert start_at_zero != trained
+    assert start_at_zero.structure_key() == trained.structure_key()
+    params = start_at_zero.init_params(0)
+    assert start_at_zero.check_params(params) is None
+    params["W_rec"][0, 0] = 0.3  # a trained autapse violates nothing
+    assert start_at_zero.check_params(params) is None

@@ -121,6 +121,13 @@ def test_missing_time_step(tmp_path, capsys):
                        words=["'dt'"])
 
 
+@pytest.mark.parametrize("value", ["start_at_one", 1, "[]"])
+def test_bad_autapses_value(tmp_path, capsys, value):
+    text = VALID.replace("autapses: false", f"autapses: {value}")
+    assert_clear_error(*run_cli(tmp_path, capsys, text), line=7, key="couplings.W_rec.autapses",
+                       words=["true (trained), false (kept at zero) or start_at_zero"])
+
+
 @pytest.mark.parametrize("dt", ["-1 ms", "0 ms", "0 * ms"])
 def test_negative_or_zero_dt(tmp_path, capsys, dt):
     text = VALID.replace("dt: 1 ms", f"dt: {dt}")

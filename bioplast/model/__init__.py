@@ -11,7 +11,8 @@ line or key.
 The package, one job a module (every name below is importable from ``bioplast.model``):
 
 - `bioplast.model.vocabulary`: the words of a model file (`METHODS`, `INPUT_SOURCE`,
-  `SUPPORTED_FUNCTIONS`, `RANDOM_FUNCTIONS`, `RANDOM_MEANS`, the flags, each section's keys).
+  `AUTAPSES_START_AT_ZERO`, `SUPPORTED_FUNCTIONS`, `RANDOM_FUNCTIONS`, `RANDOM_MEANS`, the
+  flags, each section's keys).
 - `bioplast.model.parts`: the frozen values a model is made of (`ParamSpec`, `Coupling`,
   `Readout`, `Population`).
 - `bioplast.model.forms`: the sympy forms of the equations (`_SympyForms`) and
@@ -34,6 +35,8 @@ File layout (see ``models/*.yaml`` and docs/architecture.md section 3.3)::
       b : 1 (trainable)
       tau : second (constant, shared)
     couplings:            # target = W @ source; targets are declared automatically
+      # autapses: true (trained; the default), false (kept at zero) or start_at_zero
+      # (zero at initialisation, trained afterwards)
       W_rec: {source: r, target: I_rec, init: xavier_uniform, autapses: false}
       W_in:  {source: input, target: I_in, init: xavier_uniform}
     readout: {source: r, bias: true, activation: identity}
@@ -48,14 +51,15 @@ from .forms import linear_coefficients
 from .loading import load_model
 from .parts import Coupling, ParamSpec, Population, Readout
 from .spec import Model, StructureKey
-from .vocabulary import (ALLOWED_FLAGS, BIOPLAST_FLAGS, COUPLING_KEYS, DOCUMENT_KEYS,
-                         INPUT_SOURCE, METHODS, PARAMETER_KEYS, POPULATION_KEYS,
+from .vocabulary import (ALLOWED_FLAGS, AUTAPSES_START_AT_ZERO, BIOPLAST_FLAGS, COUPLING_KEYS,
+                         DOCUMENT_KEYS, INPUT_SOURCE, METHODS, PARAMETER_KEYS, POPULATION_KEYS,
                          RANDOM_FUNCTIONS, RANDOM_MEANS, READOUT_ACTIVATIONS, READOUT_KEYS,
                          STRUCTURE_KEYS, SUPPORTED_FUNCTIONS, TOP_LEVEL_KEYS)
 
-__all__ = ["ALLOWED_FLAGS", "BIOPLAST_FLAGS", "COUPLING_KEYS", "DOCUMENT_KEYS", "INPUT_SOURCE",
-           "METHODS", "PARAMETER_KEYS", "POPULATION_KEYS", "RANDOM_FUNCTIONS", "RANDOM_MEANS",
-           "READOUT_ACTIVATIONS", "READOUT_KEYS", "SHIPPED_MODELS_DIR", "STRUCTURE_KEYS",
-           "SUPPORTED_FUNCTIONS", "TOP_LEVEL_KEYS", "Coupling", "Model", "ParamSpec",
-           "Population", "Readout", "StructureKey", "find_model_file", "linear_coefficients",
-           "list_models", "load_model", "model_search_path"]
+__all__ = ["ALLOWED_FLAGS", "AUTAPSES_START_AT_ZERO", "BIOPLAST_FLAGS", "COUPLING_KEYS",
+           "DOCUMENT_KEYS", "INPUT_SOURCE", "METHODS", "PARAMETER_KEYS", "POPULATION_KEYS",
+           "RANDOM_FUNCTIONS", "RANDOM_MEANS", "READOUT_ACTIVATIONS", "READOUT_KEYS",
+           "SHIPPED_MODELS_DIR", "STRUCTURE_KEYS", "SUPPORTED_FUNCTIONS", "TOP_LEVEL_KEYS",
+           "Coupling", "Model", "ParamSpec", "Population", "Readout", "StructureKey",
+           "find_model_file", "linear_coefficients", "list_models", "load_model",
+           "model_search_path"]

@@ -19,7 +19,8 @@ class ParamSpec:
     ``dims`` names the axes (``("unit",)``, ``("unit", "presynaptic")``, ``()`` for shared);
     values are in SI units (``unit`` is Brian2's unit name). ``min``/``max`` are bounds,
     ``zero_diagonal`` forbids autapses, ``column_sign`` (+1/-1 per presynaptic unit) is
-    Dale's law.
+    Dale's law. ``zero_diagonal_at_init`` is no constraint: the drawn values get a zero
+    diagonal, which training may then change (``autapses: start_at_zero``).
     """
 
     name: str
@@ -31,6 +32,7 @@ class ParamSpec:
     max: float | None = None
     zero_diagonal: bool = False
     column_sign: tuple[float, ...] | None = None
+    zero_diagonal_at_init: bool = False
 
     def describe_constraints(self) -> str:
         """The constraints in words, for messages (``min 1 ms, no autapses: ...``)."""

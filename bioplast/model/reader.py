@@ -30,10 +30,10 @@ from ..quantities import parse_quantity, unit_string
 from ..yamlfile import YamlDocument, shown_key
 from .forms import _SympyForms
 from .parts import Coupling, ParamSpec, Population, Readout, with_unit
-from .vocabulary import (ALLOWED_FLAGS, BIOPLAST_FLAGS, COUPLING_KEYS, DOCUMENT_KEYS,
-                         INPUT_SOURCE, METHODS, PARAMETER_KEYS, POPULATION_KEYS,
-                         RANDOM_FUNCTIONS, READOUT_ACTIVATIONS, READOUT_KEYS, STRUCTURE_KEYS,
-                         SUPPORTED_FUNCTIONS, TOP_LEVEL_KEYS)
+from .vocabulary import (ALLOWED_FLAGS, AUTAPSES_START_AT_ZERO, BIOPLAST_FLAGS,
+                         COUPLING_KEYS, DOCUMENT_KEYS, INPUT_SOURCE, METHODS, PARAMETER_KEYS,
+                         POPULATION_KEYS, RANDOM_FUNCTIONS, READOUT_ACTIVATIONS, READOUT_KEYS,
+                         STRUCTURE_KEYS, SUPPORTED_FUNCTIONS, TOP_LEVEL_KEYS)
 
 if TYPE_CHECKING:
     from .spec import Model
@@ -526,9 +526,14 @@ class _ModelReader:
         init = self.initializer(entry.get("init", "xavier_uniform"), DIMENSIONLESS,
                                 (*key, "init"), matrix=True)
         flags = {}
-        for flag in ("autapses", "dale", "trainable"):
+        for flag in ("dale", "trainable"):
             if flag in entry and not isinstance(entry[flag], bool):
                 raise self.error("must be true or false", *key, flag)
+        autapses = entry.get("autapses", True)
+        if not isinstance(autapses, bool) and autapses != AUTAPSES_START_AT_ZERO:
+            raise self.error(f"must be true (trained), false (kept at zero) or "
+                             f"{AUTAPSES_START_AT_ZERO} (zero at initialisation, trained "
+                             f"afterwards), got {autapses!r:.60}", *key, "autapses")
         if from_input and ("autapses" in entry or entry.get("dale")):
             raise self.error("'autapses' and 'dale' apply to couplings between units, not "
                              "from the input", *key)
@@ -541,8 +546,8 @@ class _ModelReader:
             flags["column_sign"] = tuple(float(p.sign) for p in self.populations
                                          for _ in range(p.start, p.stop))
         return ParamSpec(coupling.name, dims, "1", init, entry.get("trainable", True),
-                         zero_diagonal=not from_input and not entry.get("autapses", True),
-                         **flags)
+                         zero_diagonal=autapses is False,
+                         zero_diagonal_at_init=autapses == AUTAPSES_START_AT_ZERO, **flags)
 
     def readout_specs(self, model: Model) -> dict[str, ParamSpec]:
         entry = self.mapping("readout")

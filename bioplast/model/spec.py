@@ -158,8 +158,8 @@ class Model:
         """What equality and the hash compare (see the class docstring)."""
         return (self.text, self.name, self.description, str(self.equations), self.n_units,
                 self.n_inputs, self.n_outputs, self.structure_key(), self.populations,
-                tuple((spec.unit, _initializer_key(spec.init), spec.column_sign)
-                      for spec in self.params.values()),
+                tuple((spec.unit, _initializer_key(spec.init), spec.column_sign,
+                       spec.zero_diagonal_at_init) for spec in self.params.values()),
                 tuple((name, _initializer_key(init))
                       for name, init in sorted(self.initial.items())))
 
@@ -218,6 +218,8 @@ class Model:
             rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
             value = spec.init.draw(rng, Shape(self.param_shape(name), *fans.get(name, (None, None)),
                                               fans), self.population_slices)
+            if spec.zero_diagonal_at_init:  # autapses: start_at_zero (trained afterwards)
+                value = _without_diagonal(value)
             if spec.column_sign is not None:  # Dale's law, balanced E and I drive
                 sign = np.asarray(spec.column_sign)
                 n_exc, n_inh = np.sum(sign > 0), np.sum(sign < 0)

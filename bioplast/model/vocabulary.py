@@ -40,6 +40,9 @@ STRUCTURE_KEYS = ("n_units", "n_inputs", "n_outputs", "dt", "method")
 #: Overrides with these names (or dotted paths) edit the model document itself.
 DOCUMENT_KEYS = ("name", "description", "equations", "couplings", "readout", "parameters",
                  "populations", "initial", "references")
+#: ``autapses:`` of a coupling between units: ``true`` (trained), ``false`` (zero diagonal,
+#: kept at zero), or this word: the diagonal is zero at initialisation and trained afterwards.
+AUTAPSES_START_AT_ZERO = "start_at_zero"
 #: The keys allowed in one coupling, the readout, one parameter and one population.
 COUPLING_KEYS = ("source", "target", "init", "autapses", "dale", "trainable")
 READOUT_KEYS = ("source", "bias", "activation", "init", "bias_init", "trainable")

@@ -22,7 +22,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from .quantities import parse_quantity
+from .quantities import parse_quantity, unit_string
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,10 @@ def _normal(rng, shape, mean=0.0, std=1.0):
     return rng.normal(mean, std, size=shape.size)
 
 
+def _tanh_normal(rng, shape, mean=0.0, std=1.0):
+    return np.tanh(rng.normal(mean, std, size=shape.size))
+
+
 def _xavier_uniform(rng, shape, gain=1.0):
     bound = gain * math.sqrt(6.0 / (shape.fan_in + shape.fan_out))
     return rng.uniform(-bound, bound, size=shape.size)
@@ -83,8 +87,9 @@ def _scaled_normal(rng, shape, gain=1.0):
 @dataclass(frozen=True)
 class InitializerKind:
     """One initializer: its function, which arguments carry the value's unit, which are
-    required, and whether it scales with a matrix's fan-in/fan-out (a coupling's own, or
-    that of the matrix a per-unit parameter names with ``coupling:``)."""
+    required, whether it scales with a matrix's fan-in/fan-out (a coupling's own, or
+    that of the matrix a per-unit parameter names with ``coupling:``), and whether its
+    values are dimensionless whatever the arguments (a function such as tanh applied)."""
 
     draw: Callable[..., np.ndarray]
     description: str
@@ -92,6 +97,7 @@ class InitializerKind:
     number_args: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     needs_matrix: bool = False
+    dimensionless: bool = False
 
 
 INITIALIZERS: dict[str, InitializerKind] = {
@@ -101,6 +107,9 @@ INITIALIZERS: dict[str, InitializerKind] = {
     "uniform": InitializerKind(_uniform, "U(low, high)", quantity_args=("low", "high"),
                                required=("low", "high")),
     "normal": InitializerKind(_normal, "N(mean, std^2)", quantity_args=("mean", "std")),
+    "tanh_normal": InitializerKind(
+        _tanh_normal, "tanh(N(mean, std^2)): a rate drawn inside a tanh (dimensionless)",
+        number_args=("mean", "std"), dimensionless=True),
     "xavier_uniform": InitializerKind(
         _xavier_uniform, "U(-b, b), b = gain*sqrt(6/(fan_in+fan_out)) (Glorot & Bengio 2010)",
         number_args=("gain",), needs_matrix=True),
@@ -209,6 +218,9 @@ def parse_initializer(spec, dim, populations: tuple[str, ...] = (), *, matrix: b
     else:
         raise ValueError(f"cannot read {spec!r} as an init spec")
     kind = INITIALIZERS[name]
+    if kind.dimensionless and unit_string(dim) != "1":
+        raise ValueError(f"initializer '{name}' draws dimensionless values; this array has "
+                         f"unit {unit_string(dim)}")
     coupling = _fan_source(name, args.pop("coupling", None), matrix, matrices) \
         if kind.needs_matrix else None
     values = {}

@@ -151,6 +151,17 @@ def test_bad_init_specs(write_model, init, message):
     assert info.value.key == "couplings.W_rec.init"
 
 
+def test_tanh_normal_draws_a_state_inside_a_tanh():
+    """``{kind: tanh_normal, std: s}``: tanh(N(0, s^2)), as ``tanh(s * randn)`` in code."""
+    model = bioplast.load_model("leaky_rate", **{"initial.r": {"kind": "tanh_normal",
+                                                               "std": 0.1}})
+    drawn = model.initial_state(200, seed=4)["r"]
+    normal = bioplast.load_model(model, **{"initial.r": {"kind": "normal", "std": 0.1}})
+    np.testing.assert_allclose(drawn, np.tanh(normal.initial_state(200, seed=4)["r"]),
+                               rtol=1e-15)
+    assert model != normal
+
+
 @pytest.mark.parametrize("edit,message,key", [
     ({"parameters": {"tau": {"min": "5 ms", "max": "1 ms"}}}, "min is above max",
      "override parameters.tau"),
@@ -161,6 +172,8 @@ def test_bad_init_specs(write_model, init, message):
     ({"initial": {"r": "1e999"}}, "finite", "override initial.r"),
     ({"readout": {"bias": False, "bias_init": 1}}, "bias: false", "override readout.bias_init"),
     ({"tau": " ms"}, "as a value or an initializer", "override tau"),
+    ({"tau": {"kind": "tanh_normal", "std": 0.1}}, "draws dimensionless values; this array "
+     "has unit second", "override tau"),
 ])
 def test_inconsistent_values_are_errors(edit, message, key):
     base = {"parameters": {"tau": {"min": "1 ms"}}, "tau": "2 ms"}

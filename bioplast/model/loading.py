@@ -18,8 +18,9 @@ def load_model(source: str | os.PathLike, /, **overrides) -> Model:
     ----------
     source : str, path, Model or YamlDocument
         A path to a YAML model file, YAML text (anything containing a newline), the name
-        of a shipped model (``leaky_rate``, ``leaky_current``, ``leaky_tau``, ``ei_rate``),
-        a parsed document, or a model (re-read with more overrides).
+        of a shipped model (``leaky_rate``, ``leaky_current``, ``leaky_tau``, ``ei_rate``,
+        ``phases_rnn``, ``timescale_rnn``), a parsed document, or a model (re-read with more
+        overrides).
     **overrides
         Replace ``defaults`` entries: ``n_units``, ``n_inputs``, ``n_outputs``, ``dt``,
         ``method``, or the value of any parameter (``tau="20 ms"``). Document sections and

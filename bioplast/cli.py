@@ -58,20 +58,10 @@ def _parse_overrides(items, flag: str) -> dict:
 
 
 def _read_inputs(path: str) -> np.ndarray:
-    from .results import load
+    from .results import file_inputs, load
     if path.endswith(".npy"):
         return _read_npy(path)
-    dataset = load(path)
-    if schema.INPUTS not in dataset:
-        raise InputError(f"no variable '{schema.INPUTS}' (trial, time, input) in the file",
-                         file=path)
-    variable = dataset[schema.INPUTS]
-    wanted = (schema.TRIAL, schema.TIME, schema.INPUT)
-    if set(variable.dims) != set(wanted) and set(variable.dims) != {schema.MEMBER, *wanted}:
-        raise InputError(f"'{schema.INPUTS}' has dims {variable.dims}, expected "
-                         f"{wanted}", file=path)
-    order = ((schema.MEMBER,) if schema.MEMBER in variable.dims else ()) + wanted
-    return variable.transpose(*order).values
+    return file_inputs(load(path), path)
 
 
 def _read_npy(path: str) -> np.ndarray:
@@ -114,8 +104,8 @@ def _say(args, message: str) -> None:
 def cmd_simulate(args) -> int:
     from .files import check_writable, refuse_overwrite
     from .model import load_model
-    from .results import (INITIAL_PREFIX, load, save, stored_int, stored_model,
-                          stored_params)
+    from .results import (load, save, stored_initial_state, stored_inputs, stored_model,
+                          stored_noise, stored_params, stored_seed)
     from .simulation import check_inputs, check_simulation_size, simulate
 
     overrides = _parse_overrides(args.set, "--set")
@@ -134,15 +124,13 @@ def cmd_simulate(args) -> int:
         fresh = model.init_params(0) if overridden else {}
         params = stored_params(result, model, args.source,
                                replaced={name: fresh[name] for name in overridden})
-        initial_state = {name: result[INITIAL_PREFIX + name].values
-                         for name in model.state_names if INITIAL_PREFIX + name in result}
-        if schema.INPUTS in result and args.trials is None and args.steps is None:
-            inputs = check_inputs(model, result[schema.INPUTS].values,
-                                  where=f"{args.source} (variable '{schema.INPUTS}')")
+        initial_state = stored_initial_state(result, model, args.source)
+        if args.trials is None and args.steps is None:
+            inputs = stored_inputs(result, model, args.source)
         if seed is None:
-            seed = stored_int(result, schema.ATTR_SEED, args.source, 0)
+            seed = stored_seed(result, args.source)
         if noise is None:
-            noise = bool(stored_int(result, schema.ATTR_NOISE, args.source, 1, maximum=1))
+            noise = stored_noise(result, args.source)
         sources = [args.source]
     else:
         model = load_model(Path(args.source), **overrides)
@@ -160,11 +148,6 @@ def cmd_simulate(args) -> int:
         inputs = rng.normal(0.0, args.input_std, size=(n_trials, n_steps, model.n_inputs))
     if initial_state and next(iter(initial_state.values())).shape[-2] != inputs.shape[-3]:
         initial_state = None  # other trials: draw initial states from the model
-    for name, value in (initial_state or {}).items():
-        if value.ndim not in (2, 3) or value.shape[-1] != model.n_units:
-            raise InputError(f"shape {value.shape}, expected (trial, {model.n_units}) or "
-                             f"(member, trial, {model.n_units})", file=args.source,
-                             key=INITIAL_PREFIX + name)
     options = _backend_options(args)
     record = args.record.split(",") if args.record else None
     unknown = [name for name in record or () if name not in model.recordable]
@@ -213,7 +196,7 @@ def _backend_options(args) -> dict:
 def cmd_run(args) -> int:
     from .files import check_output_path, check_writable, refuse_overwrite
     from .protocol import load_protocol
-    from .results import attr_where, load, save, training_dataset
+    from .results import load, save, stored_protocol, training_dataset
     from .training import checkpoint_is_complete, checkpoint_path, read_checkpoint, train
 
     if args.resume and args.overwrite:
@@ -221,23 +204,7 @@ def cmd_run(args) -> int:
                          "one", key="--overwrite")
     settings = _parse_overrides(args.set, "--set")
     if args.protocol.endswith(".nc"):
-        stored = load(args.protocol)
-        if schema.ATTR_PROTOCOL not in stored.attrs:
-            raise InputError(f"no '{schema.ATTR_PROTOCOL}' attribute: not a training result",
-                             file=args.protocol)
-        if any(key == "model" or key.startswith("model.file") for key in settings):
-            raise InputError("the model cannot change when re-running a result (it runs the "
-                             "model text it stored); run a protocol file instead",
-                             file=args.protocol, key="--set")
-        texts = {attr: stored.attrs.get(attr) for attr in (schema.ATTR_PROTOCOL,
-                                                             schema.ATTR_MODEL)}
-        for attr, text in texts.items():
-            if not isinstance(text, str) or "\0" in text:
-                raise InputError("not text", file=attr_where(args.protocol, attr))
-        protocol = load_protocol(texts[schema.ATTR_PROTOCOL] + "\n", settings,
-                                 model_text=texts[schema.ATTR_MODEL] + "\n",
-                                 name=attr_where(args.protocol, schema.ATTR_PROTOCOL),
-                                 model_name=attr_where(args.protocol, schema.ATTR_MODEL))
+        protocol = stored_protocol(load(args.protocol), args.protocol, settings)
         sources = [args.protocol]
     else:
         protocol = load_protocol(Path(args.protocol), settings)
@@ -269,29 +236,13 @@ def cmd_run(args) -> int:
     return 1 if result.status == schema.STATUS_DIVERGED else 130
 
 
-def _select(dataset, items, where: str):
-    """``--select DIM=VALUE``: one network of an ensemble or sweep (by coordinate value)."""
-    from .results import select_network
-    chosen = _parse_overrides(items, "--select")
-    if not chosen:
-        return dataset
-    for key, value in chosen.items():
-        if key not in dataset.dims:
-            raise InputError(f"no dim '{key}' to select from (dims: "
-                             f"{', '.join(map(str, dataset.dims))})", file=where, key="--select")
-        values = dataset[key].values if key in dataset.coords else range(dataset.sizes[key])
-        if value not in list(values):
-            raise InputError(f"{key}={value!r} is not among {key}'s values "
-                             f"({', '.join(map(str, values))})", file=where, key="--select")
-    return select_network(dataset, **chosen)
-
-
 def _read_recording(path: str, args):
     """A netCDF file (``--select``-ed), or an NWB file cut into trials by the ``--nwb-*``
     options."""
-    from .results import load
+    from .results import choose_network, load
     if Path(path).suffix.lower() != ".nwb":
-        return _select(load(path), getattr(args, "select", None), path)
+        return choose_network(load(path), _parse_overrides(getattr(args, "select", None),
+                                                           "--select"), path)
     from .analysis.nwb import read_nwb
     return read_nwb(path, source=args.nwb_source, bin_size=args.bin, window=args.window,
                     align=args.align)
@@ -331,6 +282,7 @@ def cmd_sweep(args) -> int:
 
     from .files import check_writable, refuse_overwrite
     from .protocol import load_protocol
+    from .results import network_values
     from .sweep import shard_directory, run_sweep
     grid = _parse_grid(args.grid)
     settings = _parse_overrides(args.set, "--set")
@@ -364,7 +316,7 @@ def cmd_sweep(args) -> int:
     finally:
         for bar in bars:
             bar.close()
-    statuses = dataset["network_status"].values.ravel()
+    statuses = network_values(dataset, schema.ATTR_STATUS, str(output)).ravel()
     _say(args, f"{statuses.size} grid points ({', '.join(f'{n} {s}' for s, n in zip(*np.unique(statuses, return_counts=True)))}): wrote {output}")
     return 0
 

@@ -8,6 +8,15 @@ global provenance attrs (model YAML text, backend, seed, versions, creation time
 netCDF cannot hold dict, None or bool attrs: configs are JSON/YAML text, flags int8.
 Reading a file's header without xarray, and decoding the stored attrs, is
 `bioplast.results_header` (re-exported here).
+
+Results own both directions: this module also decodes what a result stored, for every
+reader (the command line, `bioplast.analysis`): the model, parameters, protocol, seed and
+noise flag (`stored_model`, `stored_params`, `stored_protocol`, `stored_seed`,
+`stored_noise`), the recorded inputs and initial states (`stored_inputs`, `file_inputs`,
+`stored_initial_state`, `recorded_trials`, `trial_initial_state`, `stored_array`), one
+network of an ensemble or sweep (`choose_network`, `select_network`, `network_values`), and
+its parameters at a curriculum level or epoch (`network_at_level`, `network_at_epoch`).
+Their errors are `InputError` naming the file and the attribute or variable.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from .errors import InputError
 from .files import atomic_write, check_regular_file
 from .limits import check_memory, format_bytes
 from .model import Model
-from .results_header import attr_where, stored_int, stored_json, unreadable  # noqa: F401
+from .results_header import attr_where, dtype_text, stored_int, stored_json, unreadable
 
 INITIAL_PREFIX = "initial_"
 LEVEL_PREFIX = "level_"
@@ -235,6 +244,202 @@ def stored_params(dataset: xr.Dataset, model: Model, where: str,
     return params
 
 
+def variable_where(where: str, name: str) -> str:
+    """``FILE (variable 'NAME')``: where an error in a stored variable is."""
+    return f"{where} (variable '{name}')"
+
+
+def stored_protocol(dataset: xr.Dataset, where: str,
+                    settings: Mapping[str, Any] | None = None):
+    """The protocol a training result stored, to run it again: its ``protocol`` and
+    ``model`` texts with ``settings`` (``--set`` edits, `bioplast.protocol.apply_settings`)
+    applied, validated by `bioplast.protocol.load_protocol`.
+
+    Returns a `bioplast.protocol.Protocol`.
+
+    Raises InputError: naming ``where`` if there is no ``protocol`` attr (not a training
+    result) or if ``settings`` change the model (key ``--set``: the stored model text is
+    run); naming ``FILE (attribute 'protocol'|'model')`` if a text is not text or does not
+    load (with the line and key, as for a protocol file).
+    """
+    from .protocol import load_protocol
+    settings = dict(settings or {})
+    if schema.ATTR_PROTOCOL not in dataset.attrs:
+        raise InputError(f"no '{schema.ATTR_PROTOCOL}' attribute: not a training result",
+                         file=where)
+    if any(key == "model" or key.startswith("model.file") for key in settings):
+        raise InputError("the model cannot change when re-running a result (it runs the "
+                         "model text it stored); run a protocol file instead",
+                         file=where, key="--set")
+    texts = {attr: dataset.attrs.get(attr) for attr in (schema.ATTR_PROTOCOL,
+                                                         schema.ATTR_MODEL)}
+    for attr, text in texts.items():
+        if not isinstance(text, str) or "\0" in text:
+            raise InputError("not text", file=attr_where(where, attr))
+    return load_protocol(texts[schema.ATTR_PROTOCOL] + "\n", settings,
+                         model_text=texts[schema.ATTR_MODEL] + "\n",
+                         name=attr_where(where, schema.ATTR_PROTOCOL),
+                         model_name=attr_where(where, schema.ATTR_MODEL))
+
+
+def stored_seed(dataset, where: str) -> int:
+    """The ``seed`` attr of a result (0 if absent), an integer from 0 to 2**63 - 1;
+    InputError naming ``where`` and the attribute otherwise."""
+    return stored_int(dataset, schema.ATTR_SEED, where, 0)
+
+
+def stored_noise(dataset, where: str) -> bool:
+    """Whether a simulation result ran with noise: its ``noise`` attr (int8 0 or 1; True
+    if absent); InputError naming ``where`` and the attribute otherwise."""
+    return bool(stored_int(dataset, schema.ATTR_NOISE, where, 1, maximum=1))
+
+
+def stored_inputs(dataset: xr.Dataset, model: Model, where: str) -> np.ndarray | None:
+    """The inputs a result recorded, to run its trials again: a float array ``(trial,
+    time, input)`` or ``(member, trial, time, input)``, or None if it stored none.
+
+    Raises InputError naming ``FILE (variable 'inputs')`` if they do not fit ``model``
+    (shape, channels, NaN or inf: `bioplast.simulation.check_inputs`).
+    """
+    from .simulation import check_inputs
+    if schema.INPUTS not in dataset:
+        return None
+    return check_inputs(model, dataset[schema.INPUTS].values,
+                        where=variable_where(where, schema.INPUTS))
+
+
+def file_inputs(dataset: xr.Dataset, where: str) -> np.ndarray:
+    """The variable ``inputs`` of any netCDF file (``simulate --inputs FILE.nc``), with
+    dims ``(trial, time, input)`` or ``(member, trial, time, input)`` in any order,
+    returned in that order (values as stored, not yet checked against a model).
+
+    Raises InputError naming ``where`` if there is no ``inputs`` variable or it has other
+    dims.
+    """
+    if schema.INPUTS not in dataset:
+        raise InputError(f"no variable '{schema.INPUTS}' (trial, time, input) in the file",
+                         file=where)
+    variable = dataset[schema.INPUTS]
+    wanted = (schema.TRIAL, schema.TIME, schema.INPUT)
+    if set(variable.dims) != set(wanted) and set(variable.dims) != {schema.MEMBER, *wanted}:
+        raise InputError(f"'{schema.INPUTS}' has dims {variable.dims}, expected "
+                         f"{wanted}", file=where)
+    order = ((schema.MEMBER,) if schema.MEMBER in variable.dims else ()) + wanted
+    return variable.transpose(*order).values
+
+
+def stored_initial_state(dataset: xr.Dataset, model: Model, where: str
+                         ) -> dict[str, np.ndarray]:
+    """The initial states a result stored (``initial_<state>``), for each state of
+    ``model`` it holds one for: ``{state: array}``, arrays ``(trial, unit)`` or ``(member,
+    trial, unit)`` (empty if the result stored none).
+
+    Raises InputError naming ``where`` and the variable (``initial_<state>``) if one has
+    another number of dims or not ``model.n_units`` units.
+    """
+    initial_state = {name: dataset[INITIAL_PREFIX + name].values
+                     for name in model.state_names if INITIAL_PREFIX + name in dataset}
+    for name, value in initial_state.items():
+        if value.ndim not in (2, 3) or value.shape[-1] != model.n_units:
+            raise InputError(f"shape {value.shape}, expected (trial, {model.n_units}) or "
+                             f"(member, trial, {model.n_units})", file=where,
+                             key=INITIAL_PREFIX + name)
+    return initial_state
+
+
+def result_model(dataset: xr.Dataset, where: str = "data"):
+    """``(model, params)`` of one network's result, or ``(None, None)`` for a dataset
+    without a ``model`` attr (a recording).
+
+    ``model`` is the stored `Model` (`stored_model`); ``params`` maps each of its
+    parameters to the stored array, with the parameter's own dims (not checked for
+    finiteness or constraints: see `stored_params`).
+
+    Raises InputError naming ``where``: the errors of `stored_model`; a parameter variable
+    missing; the parameters having dims beyond their own (an ensemble or sweep: the message
+    says to choose one network with ``--select``).
+    """
+    if schema.ATTR_MODEL not in dataset.attrs:
+        return None, None
+    model = stored_model(dataset, where)
+    missing = [name for name in model.params if name not in dataset]
+    if missing:
+        raise InputError(f"the result lacks the parameters {', '.join(missing)}", file=where)
+    first = next(iter(model.params), None)
+    extra = [d for d in dataset[first].dims if d not in model.params[first].dims] \
+        if first is not None else []
+    if extra:
+        raise InputError(f"the result holds several networks (dims {', '.join(extra)}): "
+                         f"select one first (--select {extra[0]}=VALUE, or "
+                         f"ds.sel({extra[0]}=...) in Python)", file=where)
+    return model, {name: dataset[name].values for name in model.params}
+
+
+def stored_array(dataset: xr.Dataset, name: str, dims: tuple[str, ...],
+                 sizes: Mapping[str, int], where: str) -> np.ndarray:
+    """``dataset[name]`` as a float array with ``dims`` (those and no others, in that
+    order) and the ``sizes`` given for some of them (those the model fixes).
+
+    Raises InputError naming ``where`` and the variable ``name`` if its dims, sizes or
+    dtype (not real numbers) differ.
+    """
+    variable = dataset[name]
+    if set(variable.dims) != set(dims):
+        raise InputError(f"has dims ({', '.join(map(str, variable.dims))}); expected "
+                         f"({', '.join(dims)})", file=where, key=name)
+    wrong = [f"{dim}={variable.sizes[dim]} (the model has {size})"
+             for dim, size in sizes.items() if variable.sizes[dim] != size]
+    if wrong:
+        raise InputError(f"does not fit the model: {', '.join(wrong)}", file=where, key=name)
+    if variable.dtype.kind not in "biuf":
+        raise InputError(f"holds {dtype_text(variable.dtype)}, not real numbers", file=where,
+                         key=name)
+    return variable.transpose(*dims).values.astype(float)
+
+
+def recorded_trials(dataset: xr.Dataset, model: Model, where: str
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``(states, inputs)`` of the test trials one network's result recorded: ``states``
+    ``(trial, time, n_states * n_units)`` (the model's states side by side, in
+    ``model.state_names`` order), ``inputs`` ``(trial, time, input)``; float arrays, NaN
+    and inf kept.
+
+    Raises InputError naming ``where``: a state or the inputs not recorded; one of them
+    with other dims or sizes than the model's (`stored_array`, naming the variable); states
+    and inputs of different trials or steps, or none (key ``inputs``).
+    """
+    states = [name for name in model.state_names if name in dataset]
+    if len(states) < len(model.state_names) or schema.INPUTS not in dataset:
+        missing = [n for n in model.state_names if n not in dataset]
+        raise InputError("the dynamics need the recorded states and inputs of the result "
+                         f"(missing: {', '.join(missing or [schema.INPUTS])})", file=where)
+    values = np.concatenate([stored_array(dataset, name,
+                                          (schema.TRIAL, schema.TIME, schema.UNIT),
+                                          {schema.UNIT: model.n_units}, where)
+                             for name in model.state_names], axis=-1)
+    inputs = stored_array(dataset, schema.INPUTS, (schema.TRIAL, schema.TIME, schema.INPUT),
+                          {schema.INPUT: model.n_inputs}, where)
+    if values.shape[:2] != inputs.shape[:2] or 0 in values.shape:
+        raise InputError(f"the states ({values.shape[0]} trials x {values.shape[1]} steps) "
+                         f"and the inputs ({inputs.shape[0]} x {inputs.shape[1]}) do not "
+                         "match", file=where, key=schema.INPUTS)
+    return values, inputs
+
+
+def trial_initial_state(dataset: xr.Dataset, model: Model, n_trials: int, where: str
+                        ) -> dict[str, np.ndarray] | None:
+    """The initial states of one network's ``n_trials`` recorded trials: ``{state: array
+    (trial, unit)}`` for each state of ``model`` with an ``initial_<state>`` variable, or
+    None if there is none.
+
+    Raises InputError naming ``where`` and the variable if its dims or sizes differ
+    (`stored_array`).
+    """
+    return {name: stored_array(dataset, INITIAL_PREFIX + name, (schema.TRIAL, schema.UNIT),
+                               {schema.TRIAL: n_trials, schema.UNIT: model.n_units}, where)
+            for name in model.state_names if INITIAL_PREFIX + name in dataset} or None
+
+
 def training_dataset(result, command: str | None = None) -> xr.Dataset:
     """The Dataset of a training run (`bioplast.training.TrainingResult`).
 
@@ -331,6 +536,44 @@ def select_network(dataset: xr.Dataset, **indexers) -> xr.Dataset:
         if dim in one.dims and padded:
             one = one.dropna(dim, how="all", subset=padded)
     return one
+
+
+def choose_network(dataset: xr.Dataset, chosen: Mapping[str, Any], where: str,
+                   key: str = "--select") -> xr.Dataset:
+    """One network of an ensemble or sweep as ``--select DIM=VALUE`` names it (``chosen``:
+    dim -> coordinate value, or position for a dim without coordinate): `select_network`
+    after checking every dim and value; ``dataset`` itself if ``chosen`` is empty.
+
+    Raises InputError naming ``where`` (key ``key``) if a dim is not one of the dataset's
+    or a value not among the dim's values (the message lists them).
+    """
+    if not chosen:
+        return dataset
+    for dim, value in chosen.items():
+        if dim not in dataset.dims:
+            raise InputError(f"no dim '{dim}' to select from (dims: "
+                             f"{', '.join(map(str, dataset.dims))})", file=where, key=key)
+        values = dataset[dim].values if dim in dataset.coords else range(dataset.sizes[dim])
+        if value not in list(values):
+            raise InputError(f"{dim}={value!r} is not among {dim}'s values "
+                             f"({', '.join(map(str, values))})", file=where, key=key)
+    return select_network(dataset, **chosen)
+
+
+def network_values(dataset: xr.Dataset, attr: str, where: str = "data") -> np.ndarray:
+    """The attr ``attr`` (``status``, ``stop_reason``, ``seed``...) of every network of a
+    result, as text: the ``network_<attr>`` variable of an ensemble or sweep (an array over
+    its member or grid dims; see `stack_networks`), or a 0-d array of the attr of a single
+    network.
+
+    Raises InputError naming ``where`` and ``network_<attr>`` if the result holds neither.
+    """
+    if NETWORK_PREFIX + attr in dataset:
+        return dataset[NETWORK_PREFIX + attr].values
+    if attr in dataset.attrs:
+        return np.asarray(str(dataset.attrs[attr]))
+    raise InputError(f"no '{attr}' attribute and no variable '{NETWORK_PREFIX + attr}'",
+                     file=where, key=NETWORK_PREFIX + attr)
 
 
 def kept_parameter_variables(model: Model, history) -> dict[str, xr.Variable]:

@@ -4,8 +4,9 @@
 attrs), not their values, with netCDF4 alone: light on purpose (no xarray, torch or
 Brian2), so that ``bioplast info`` answers in well under a second. `bioplast.results`
 builds and loads whole datasets and re-exports the decoders (`stored_json`, `stored_int`,
-`attr_where`); they take anything with ``attrs``, an `xarray.Dataset` or a `Header`, and
-their errors name the file and the attribute.
+`attr_where`, and `dtype_text` for messages about stored values that are not real numbers);
+they take anything with ``attrs``, an `xarray.Dataset` or a `Header`, and their errors name
+the file and the attribute.
 """
 
 from __future__ import annotations
@@ -100,6 +101,17 @@ def read_header(path: str | os.PathLike) -> Header:
         if isinstance(listing, str):
             coord_names.update(name for name in listing.split() if name in variables)
     return Header(attrs, sizes, variables, frozenset(coord_names))
+
+
+def dtype_text(dtype: np.dtype) -> str:
+    """``complex numbers``, ``text``, ... for messages about values that are not real."""
+    if dtype.kind == "c" or (dtype.names and set(dtype.names) == {"r", "i"}):
+        return "complex numbers (take the real part or the magnitude first)"
+    if dtype.kind in "OUS":
+        return "text or objects"
+    if dtype.kind in "mM":
+        return "dates or durations"
+    return f"{dtype} values" if not dtype.names else "compound values"
 
 
 def attr_where(where: str, attr: str) -> str:

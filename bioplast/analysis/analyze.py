@@ -28,9 +28,11 @@ import xarray as xr
 from .. import schema
 from ..errors import InputError
 from ..limits import array_bytes, check_memory
-from ..results import INITIAL_PREFIX, provenance, stored_model
+from ..results import (INITIAL_PREFIX, provenance, recorded_trials, result_model,
+                       trial_initial_state)
+from ..results_header import dtype_text
 from .data import (AXES, activity, check_one_network, describe_nonfinite, drop_nonfinite,
-                   dropped_note, dtype_text, time_step)
+                   dropped_note, time_step)
 from .dynamics import (STATES, UNDETERMINED, classify_mechanism, extended_run, find_fixed_points,
                        starting_points)
 from .geometry import geometry
@@ -38,24 +40,6 @@ from .timescales import timescales
 
 BIT_TASKS = ("n_parity", "n_dms")
 DRIVES = ("auto", "bits", "normal", "zero")
-
-
-def result_model(dataset: xr.Dataset, where: str = "data"):
-    """``(model, params)`` of a bioplast result, or ``(None, None)`` for a recording."""
-    if schema.ATTR_MODEL not in dataset.attrs:
-        return None, None
-    model = stored_model(dataset, where)
-    missing = [name for name in model.params if name not in dataset]
-    if missing:
-        raise InputError(f"the result lacks the parameters {', '.join(missing)}", file=where)
-    first = next(iter(model.params), None)
-    extra = [d for d in dataset[first].dims if d not in model.params[first].dims] \
-        if first is not None else []
-    if extra:
-        raise InputError(f"the result holds several networks (dims {', '.join(extra)}): "
-                         f"select one first (--select {extra[0]}=VALUE, or "
-                         f"ds.sel({extra[0]}=...) in Python)", file=where)
-    return model, {name: dataset[name].values for name in model.params}
 
 
 def check_parameters(model, params: dict, where: str) -> None:
@@ -194,42 +178,11 @@ def _note(notes: dict, note: str | None, uses) -> None:
         notes.setdefault(note, []).extend(use for use in uses if use not in notes[note])
 
 
-def _variable(dataset, name: str, dims: tuple, sizes: dict, where: str) -> np.ndarray:
-    """``dataset[name]`` as an array with ``dims`` (those and no others) and the ``sizes``
-    the model needs, else InputError naming the variable."""
-    variable = dataset[name]
-    if set(variable.dims) != set(dims):
-        raise InputError(f"has dims ({', '.join(map(str, variable.dims))}); expected "
-                         f"({', '.join(dims)})", file=where, key=name)
-    wrong = [f"{dim}={variable.sizes[dim]} (the model has {size})"
-             for dim, size in sizes.items() if variable.sizes[dim] != size]
-    if wrong:
-        raise InputError(f"does not fit the model: {', '.join(wrong)}", file=where, key=name)
-    if variable.dtype.kind not in "biuf":
-        raise InputError(f"holds {dtype_text(variable.dtype)}, not real numbers", file=where,
-                         key=name)
-    return variable.transpose(*dims).values.astype(float)
-
-
 def _dynamics(dataset, model, params, variable, recorded, n_points, rng, where, notes):
     """Fixed points and mechanism of a result; the mechanism alone for a recording."""
     if model is None:
         return classify_mechanism(recorded, where=where)
-    states = [name for name in model.state_names if name in dataset]
-    if len(states) < len(model.state_names) or schema.INPUTS not in dataset:
-        missing = [n for n in model.state_names if n not in dataset]
-        raise InputError("the dynamics need the recorded states and inputs of the result "
-                         f"(missing: {', '.join(missing or [schema.INPUTS])})", file=where)
-    n = model.n_units
-    values = np.concatenate([_variable(dataset, name, (schema.TRIAL, schema.TIME, schema.UNIT),
-                                       {schema.UNIT: n}, where)
-                             for name in model.state_names], axis=-1)
-    inputs = _variable(dataset, schema.INPUTS, (schema.TRIAL, schema.TIME, schema.INPUT),
-                       {schema.INPUT: model.n_inputs}, where)
-    if values.shape[:2] != inputs.shape[:2] or 0 in values.shape:
-        raise InputError(f"the states ({values.shape[0]} trials x {values.shape[1]} steps) "
-                         f"and the inputs ({inputs.shape[0]} x {inputs.shape[1]}) do not "
-                         "match", file=where, key=schema.INPUTS)
+    values, inputs = recorded_trials(dataset, model, where)
     names = ", ".join(model.state_names)
     bad = ~np.isfinite(values).all(axis=(1, 2))
     if bad.all():
@@ -238,9 +191,7 @@ def _dynamics(dataset, model, params, variable, recorded, n_points, rng, where, 
     if bad.any():
         _note(notes, dropped_note(where, names, values, bad), ["fixed points"])
     points = find_fixed_points(model, params, starting_points(values[~bad], n_points, rng))
-    initial = {name: _variable(dataset, INITIAL_PREFIX + name, (schema.TRIAL, schema.UNIT),
-                               {schema.TRIAL: inputs.shape[0], schema.UNIT: n}, where)
-               for name in model.state_names if INITIAL_PREFIX + name in dataset} or None
+    initial = trial_initial_state(dataset, model, inputs.shape[0], where)
     arrays = {schema.INPUTS: inputs, **{INITIAL_PREFIX + name: value[:, None, :]
                                         for name, value in (initial or {}).items()}}
     usable = np.ones(inputs.shape[0], dtype=bool)

@@ -21,6 +21,7 @@ import xarray as xr
 
 from .. import schema
 from ..errors import InputError
+from ..results_header import dtype_text
 
 ACTIVITY_DIMS = (schema.TRIAL, schema.TIME, schema.UNIT)
 #: finite values beyond this size are refused: their squares (variances, SVDs) overflow
@@ -70,17 +71,6 @@ def activity(data, variable: str | None = None, where: str = "data") -> tuple[xr
     if kind != "f" or data.dtype.itemsize < 8:
         data = data.astype(np.float64)
     return data.transpose(*ACTIVITY_DIMS), name
-
-
-def dtype_text(dtype: np.dtype) -> str:
-    """``complex numbers``, ``text``, ... for messages about values that are not real."""
-    if dtype.kind == "c" or (dtype.names and set(dtype.names) == {"r", "i"}):
-        return "complex numbers (take the real part or the magnitude first)"
-    if dtype.kind in "OUS":
-        return "text or objects"
-    if dtype.kind in "mM":
-        return "dates or durations"
-    return f"{dtype} values" if not dtype.names else "compound values"
 
 
 def check_one_network(dataset, where: str = "data") -> None:

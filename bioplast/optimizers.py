@@ -7,16 +7,90 @@ clipping and its own state (step count, momentum buffer or moment estimates). Me
 are not ``active`` in a step (finished ones) change neither parameters nor state, so every
 member follows exactly the path it would follow if trained alone. The formulas are the ones
 in the torch documentation of SGD and Adam (tested against torch.optim).
+
+A learning-rate schedule (`Schedule`: ``plateau``, ``step``, ``cosine``, the formulas of
+``torch.optim.lr_scheduler``, tested against it) changes each member's learning rate once
+per epoch (`MemberOptimizer.end_epoch`), from that member's own state and loss.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import math
+from typing import ClassVar, Mapping, Sequence
 
 import torch
 
 ADAM_EPS = 1e-8  # torch.optim.Adam's default
 CLIP_EPS = 1e-6  # as torch.nn.utils.clip_grad_norm_: scale = clip / (norm + 1e-6)
+
+
+PLATEAU_EPS = 1e-8  # ReduceLROnPlateau's default: smaller reductions are skipped
+
+
+class Schedule:
+    """The learning rate of one network, epoch by epoch, as the ``torch.optim.lr_scheduler``
+    class of its kind computes it (in Python floats, so the sequence is the same).
+
+    Parameters
+    ----------
+    config : ScheduleConfig
+        ``kind`` and its fields (`bioplast.rules.base.ScheduleConfig`).
+    lr : float
+        The initial learning rate (the optimizer's ``lr``).
+    """
+
+    #: the state that `state_dict` saves, besides ``lr`` and ``epoch``
+    KEEPS: ClassVar[dict[str, tuple[str, ...]]] = {"plateau": ("best", "bad_epochs"),
+                                                   "step": (), "cosine": ()}
+
+    def __init__(self, config, lr: float):
+        self.config = config
+        self.base_lr = lr
+        self.lr = lr
+        self.epoch = 0  # torch's last_epoch: steps taken
+        self.best = math.inf
+        self.bad_epochs = 0
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return ("lr", "epoch", *self.KEEPS[self.config.kind])
+
+    def step(self, loss: float) -> float:
+        """The learning rate after one more epoch whose mean training loss was ``loss``
+        (read by ``plateau`` only)."""
+        self.epoch += 1
+        self.lr = getattr(self, f"_{self.config.kind}_lr")(loss)
+        return self.lr
+
+    def _plateau_lr(self, loss: float) -> float:
+        config = self.config
+        if loss < self.best * (1.0 - config.threshold):
+            self.best, self.bad_epochs = loss, 0
+        else:
+            self.bad_epochs += 1
+        if self.bad_epochs <= config.patience:
+            return self.lr
+        self.bad_epochs = 0
+        reduced = max(self.lr * config.factor, config.min_lr)
+        return reduced if self.lr - reduced > PLATEAU_EPS else self.lr
+
+    def _step_lr(self, loss: float) -> float:
+        return self.lr * self.config.gamma if self.epoch % self.config.step_size == 0 \
+            else self.lr
+
+    def _cosine_lr(self, loss: float) -> float:
+        t_max, eta_min = self.config.T_max, self.config.eta_min
+        if (self.epoch - 1 - t_max) % (2 * t_max) == 0:
+            return self.lr + (self.base_lr - eta_min) * (1 - math.cos(math.pi / t_max)) / 2
+        return (1 + math.cos(math.pi * self.epoch / t_max)) / \
+            (1 + math.cos(math.pi * (self.epoch - 1) / t_max)) * (self.lr - eta_min) + eta_min
+
+    def state_dict(self) -> dict[str, float]:
+        return {name: float(getattr(self, name)) for name in self.fields}
+
+    def load_state_dict(self, saved: Mapping[str, float]) -> None:
+        for name in self.fields:
+            setattr(self, name, type(getattr(self, name))(saved[name]))
 
 
 class MemberOptimizer:
@@ -25,7 +99,7 @@ class MemberOptimizer:
     Parameters
     ----------
     configs : sequence of OptimizerConfig
-        One per member; all with the same ``name`` and ``nesterov``.
+        One per member; all with the same ``name``, ``nesterov`` and ``schedule`` kind.
     grad_clips : sequence of float or None
         Maximum gradient norm per member (None: no clipping).
     params : dict of str to tensor (member, ...)
@@ -38,6 +112,8 @@ class MemberOptimizer:
             raise ValueError("members of an ensemble need the same optimizer and nesterov "
                              "setting (learning rate, momentum, weight decay and betas may "
                              "differ)")
+        if len({config.schedule and config.schedule.kind for config in configs}) != 1:
+            raise ValueError("members of an ensemble need the same kind of schedule")
         self.name = names.pop()
         self.nesterov = configs[0].nesterov
         reference = next(iter(params.values()))
@@ -45,7 +121,11 @@ class MemberOptimizer:
         def column(values):
             return torch.tensor(values, dtype=reference.dtype, device=reference.device)
 
-        self.lr = column([config.lr for config in configs])
+        self.initial_lr = [config.lr for config in configs]
+        self.lr = column(self.initial_lr)
+        #: one `Schedule` per member, or None (constant learning rates)
+        self.schedules = [Schedule(config.schedule, lr) for config, lr in
+                          zip(configs, self.initial_lr)] if configs[0].schedule else None
         self.momentum = column([config.momentum for config in configs])
         self.weight_decay = column([config.weight_decay for config in configs])
         self.beta1 = column([config.betas[0] for config in configs])
@@ -115,10 +195,23 @@ class MemberOptimizer:
         denom = new_avg_sq.sqrt() / bias_correction2.sqrt() + ADAM_EPS
         return param - step_size * (new_avg / denom)
 
+    def learning_rates(self) -> list[float]:
+        """The learning rate of each member now (float64, as its schedule computes it)."""
+        return [s.lr for s in self.schedules] if self.schedules else list(self.initial_lr)
+
+    def end_epoch(self, losses: Mapping[int, float]) -> None:
+        """Step the schedules of the members in ``losses`` (member index -> the epoch's mean
+        training loss) and take their new learning rates; nothing without a schedule."""
+        if not self.schedules:
+            return
+        for index, loss in losses.items():
+            self.lr[index] = self.schedules[index].step(loss)
+
     def select(self, members: torch.Tensor) -> "MemberOptimizer":
-        """A copy for the ``members`` (index tensor) of this ensemble, for `assign`."""
+        """A copy for the ``members`` (index tensor) of this ensemble, for `assign` (the
+        schedules stay here: `end_epoch` steps them)."""
         part = object.__new__(MemberOptimizer)
-        part.name, part.nesterov = self.name, self.nesterov
+        part.name, part.nesterov, part.schedules = self.name, self.nesterov, None
         for name in ("lr", "momentum", "weight_decay", "beta1", "beta2", "clip"):
             setattr(part, name, getattr(self, name)[members])
         part.steps = {name: value[members] for name, value in self.steps.items()}
@@ -135,10 +228,16 @@ class MemberOptimizer:
                 value[members] = part.buffers[buffer][name]
 
     def state_dict(self) -> dict:
-        """Tensors only (for ``torch.save`` / ``weights_only``)."""
+        """Tensors only (for ``torch.save`` / ``weights_only``); the schedules' state as
+        ``schedule.<field>`` float64 ``(member,)``."""
+        schedules = {f"schedule.{name}": torch.tensor([s.state_dict()[name]
+                                                       for s in self.schedules],
+                                                      dtype=torch.float64)
+                     for name in self.schedules[0].fields} if self.schedules else {}
         return {**{f"steps.{name}": value.clone() for name, value in self.steps.items()},
                 **{f"{buffer}.{name}": value.clone()
-                   for buffer, values in self.buffers.items() for name, value in values.items()}}
+                   for buffer, values in self.buffers.items() for name, value in values.items()},
+                **schedules}
 
     def load_state_dict(self, saved: Mapping[str, torch.Tensor]) -> None:
         for name, value in self.steps.items():
@@ -146,3 +245,7 @@ class MemberOptimizer:
         for buffer, values in self.buffers.items():
             for name, value in values.items():
                 value.copy_(saved[f"{buffer}.{name}"])
+        for index, schedule in enumerate(self.schedules or []):
+            schedule.load_state_dict({name: saved[f"schedule.{name}"][index].item()
+                                      for name in schedule.fields})
+            self.lr[index] = schedule.lr

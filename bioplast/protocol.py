@@ -52,9 +52,18 @@ class TrainingSection(_Strict):
     epochs: int = pydantic.Field(100, ge=1, le=MAX_COUNT, description="epoch budget")
     steps_per_epoch: int = pydantic.Field(100, ge=1, le=MAX_COUNT)
     batch_size: int = pydantic.Field(64, ge=1, le=MAX_COUNT)
-    eval_batches: int = pydantic.Field(4, ge=1, le=MAX_COUNT,
-                                       description="test batches after each epoch")
-    eval_batch_size: int | None = pydantic.Field(None, ge=1, le=MAX_COUNT)
+    fixed_batch: bool = pydantic.Field(
+        False, description="train every update on one batch (trials and initial states) "
+                           "per network, drawn once from its seed and reused, as the TCR "
+                           "paper's public code does; a curriculum draws a new one at each "
+                           "level (false: a fresh batch per update)")
+    eval_batches: int = pydantic.Field(
+        4, ge=1, le=MAX_COUNT,
+        description="test batches after each epoch: eval_batches x eval_batch_size test "
+                    "trials give the test loss, the accuracy and the curriculum's level-up "
+                    "with score_on: test (the curriculum paper: 50 x 256 = 12,800 trials every 600 updates)")
+    eval_batch_size: int | None = pydantic.Field(
+        None, ge=1, le=MAX_COUNT, description="trials per test batch (null: batch_size)")
     checkpoint_every: int = pydantic.Field(10, ge=1, le=MAX_COUNT,
                                            description="epochs between checkpoints")
     target_accuracy: float | None = pydantic.Field(None, gt=0, le=1,

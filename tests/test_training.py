@@ -1,7 +1,6 @@
 """Training end to end: learning, curricula, checkpoints and resume, divergence, protocol
 errors, and re-running a result from the protocol it stores."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,8 @@ from bioplast import cli
 from bioplast.errors import InputError
 from bioplast.protocol import load_protocol
 from bioplast.results import network_at_epoch, network_at_level, select_network
-from bioplast.training import History, checkpoint_path, train
+from bioplast.curricula import Curriculum
+from bioplast.training import History, Trainer, checkpoint_path, train
 
 REPO = Path(__file__).resolve().parent.parent
 HISTORY = ["loss", "grad_norm", "eval_loss", "accuracy", "level"]
@@ -590,3 +590,132 @@ def test_exact_bptt_is_not_compared_with_itself():
                                     name="small_parity")).history.per_parameter("alignment")
     assert np.isnan(exact).all()
     assert np.isfinite(truncated).any() and np.nanmax(truncated) <= 1 + 1e-6
+
+
+def interrupted_then_resumed(protocol, tmp_path, monkeypatch, epoch: int):
+    """``(interrupted, resumed)``: a run stopped by Ctrl-C during ``epoch`` (its checkpoint
+    written after the epoch before), then resumed from that checkpoint."""
+    checkpoint = tmp_path / "run.checkpoint.pt"
+    evaluate = Trainer.evaluate
+
+    def interrupt(self, members):
+        if self.next_epoch == epoch:
+            raise KeyboardInterrupt
+        return evaluate(self, members)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "evaluate", interrupt)
+        interrupted = train(protocol, checkpoint=checkpoint)
+    assert interrupted.status == "interrupted" and len(interrupted.history) == epoch
+    return interrupted, train(protocol, checkpoint=checkpoint, resume=True)
+
+
+def assert_same_networks(a, b):
+    for x, y in zip(a.members, b.members, strict=True):
+        assert x.history.loss == y.history.loss and x.history.lr == y.history.lr
+        np.testing.assert_array_equal(x.history.accuracy_array(), y.history.accuracy_array())
+        for name in x.params:
+            np.testing.assert_array_equal(x.params[name], y.params[name], err_msg=name)
+
+
+def test_resume_after_the_plateau_schedule_reduced_the_learning_rate(tmp_path, monkeypatch):
+    """The schedules' state (per network: lr, best loss, bad epochs) is in the checkpoint."""
+    protocol = load_protocol(SMALL_PARITY, {
+        "training.epochs": 6, "training.steps_per_epoch": 3, "training.members": 2,
+        "rule.optimizer.schedule": {"kind": "plateau", "patience": 0, "threshold": 0.1,
+                                    "factor": 0.5}}, name="small_parity")
+    interrupted, resumed = interrupted_then_resumed(protocol, tmp_path, monkeypatch, 4)
+    assert all(min(m.history.lr) < 0.003 for m in interrupted.members)  # reduced before
+    assert_same_networks(train(protocol), resumed)
+
+
+def updates_seen(monkeypatch) -> dict[int, list]:
+    """Member -> ``(level, inputs, initial state)`` of each of its updates, filled in as
+    training runs."""
+    seen: dict[int, list] = {}
+    update_group = Trainer.update_group
+
+    def spy(self, members, level, batch, initial, score=False):
+        for j, i in enumerate(members):
+            seen.setdefault(i, []).append((level, batch.inputs[j].copy(),
+                                           {k: v[j].copy() for k, v in initial.items()}))
+        return update_group(self, members, level, batch, initial, score)
+
+    monkeypatch.setattr(Trainer, "update_group", spy)
+    return seen
+
+
+def same_draw(a, b) -> bool:
+    """Whether two ``(level, inputs, initial state)`` are equal."""
+    return a[0] == b[0] and a[1].shape == b[1].shape and np.array_equal(a[1], b[1]) and \
+        all(np.array_equal(a[2][k], b[2][k]) for k in a[2])
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_fixed_batch_trains_every_update_on_one_batch(monkeypatch, fixed):
+    """``training.fixed_batch``: each network's updates all see the same inputs and
+    initial states (its own: the members' batches differ); without it every update draws
+    a fresh batch."""
+    seen = updates_seen(monkeypatch)
+    result = train(load_protocol(SMALL_PARITY, {
+        "training.epochs": 2, "training.steps_per_epoch": 3, "training.members": 2,
+        "training.fixed_batch": fixed}, name="small_parity"))
+    assert all(m.history.level == [2, 2] for m in result.members)  # one curriculum level
+    for draws in seen.values():
+        assert len(draws) == 6
+        assert all(same_draw(draws[0], d) for d in draws[1:]) == fixed
+        assert not any(same_draw(draws[0], d) for d in draws[1:]) != fixed
+    assert not same_draw(seen[0][0], seen[1][0])
+
+
+def test_fixed_batch_is_drawn_again_at_each_curriculum_level():
+    """A new level gets its own batch, drawn from the network's seed and the level (so
+    it does not depend on when the level was reached)."""
+    protocol = load_protocol(SMALL_PARITY, {"training.fixed_batch": True},
+                             name="small_parity")
+    trainer = Trainer([protocol])
+    first = trainer.training_draw(0)
+    assert trainer.training_draw(0) is first
+    trainer.members[0].curriculum.n = 3
+    third = trainer.training_draw(0)
+    assert third[0] != first[0] and third[0].n_max == 3
+    assert trainer.training_draw(0) is third
+    other = Trainer([protocol])
+    other.members[0].curriculum.n = 3
+    again = other.training_draw(0)
+    assert same_draw((again[0], again[1].inputs, again[2]), (third[0], third[1].inputs,
+                                                             third[2]))
+
+
+def test_resume_with_a_fixed_batch_gives_the_same_run(tmp_path, monkeypatch):
+    protocol = load_protocol(SMALL_PARITY, {"training.epochs": 4, "training.steps_per_epoch": 3,
+                                            "training.fixed_batch": True}, name="small_parity")
+    _, resumed = interrupted_then_resumed(protocol, tmp_path, monkeypatch, 2)
+    assert_same_networks(train(protocol), resumed)
+
+
+def test_level_up_is_decided_on_eval_batches_x_eval_batch_size_test_trials(monkeypatch):
+    """The accuracy the curriculum levels up on is the mean over exactly ``eval_batches``
+    test batches of ``eval_batch_size`` trials (the curriculum paper: 50 x 256)."""
+    scored, decided = [], []
+    scores, update = Trainer.scores, Curriculum.update
+
+    def spy_scores(self, members, level, batch, outputs):
+        result = scores(self, members, level, batch, outputs)
+        scored.append((self.next_epoch, batch.inputs.shape[1], result[0][1]))
+        return result
+
+    def spy_update(self, accuracy):
+        decided.append(accuracy.copy())
+        return update(self, accuracy)
+
+    monkeypatch.setattr(Trainer, "scores", spy_scores)
+    monkeypatch.setattr(Curriculum, "update", spy_update)
+    train(load_protocol(SMALL_PARITY, {"training.epochs": 2, "training.steps_per_epoch": 2,
+                                       "training.eval_batches": 3,
+                                       "training.eval_batch_size": 7}, name="small_parity"))
+    assert len(decided) == 2
+    for epoch, accuracy in enumerate(decided):
+        batches = [(trials, a) for e, trials, a in scored if e == epoch]
+        assert [trials for trials, _ in batches] == [7, 7, 7]  # 21 test trials
+        np.testing.assert_array_equal(accuracy, np.mean([a for _, a in batches], axis=0))

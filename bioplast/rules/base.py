@@ -27,8 +27,54 @@ from ..optimizers import MemberOptimizer
 from ..tasks import Batch, Level, Task
 
 
+#: the fields each schedule kind reads (``kind`` besides)
+SCHEDULE_FIELDS = {"plateau": ("factor", "patience", "threshold", "min_lr"),
+                   "step": ("step_size", "gamma"),
+                   "cosine": ("T_max", "eta_min")}
+
+
+class ScheduleConfig(pydantic.BaseModel):
+    """A learning-rate schedule as ``torch.optim.lr_scheduler`` computes it, stepped once
+    per epoch (after the epoch's updates, so the first epoch uses ``optimizer.lr``):
+    ``plateau`` (ReduceLROnPlateau, mode min, threshold_mode rel, cooldown 0, eps 1e-8) on
+    the epoch's mean training loss, ``step`` (StepLR), ``cosine`` (CosineAnnealingLR).
+    Each network of an ensemble has its own schedule state and learning rate."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, strict=True,
+                                       allow_inf_nan=False)
+    kind: Literal["plateau", "step", "cosine"] = pydantic.Field(
+        description="plateau: lr x factor after more than patience epochs without a "
+                    "relative improvement of the epoch's mean training loss by threshold; "
+                    "step: lr x gamma every step_size epochs; cosine: from lr to eta_min "
+                    "along half a cosine over T_max epochs")
+    factor: float = pydantic.Field(0.1, gt=0, lt=1, description="plateau: lr multiplier")
+    patience: int = pydantic.Field(10, ge=0, description="plateau: epochs without "
+                                                         "improvement before a reduction")
+    threshold: float = pydantic.Field(1e-4, ge=0, lt=1, description="plateau: relative "
+                                      "improvement that counts (loss < best (1 - threshold))")
+    min_lr: float = pydantic.Field(0.0, ge=0, description="plateau: lowest lr")
+    step_size: int | None = pydantic.Field(None, ge=1, description="step: epochs between "
+                                                                   "reductions (required)")
+    gamma: float = pydantic.Field(0.1, gt=0, description="step: lr multiplier")
+    T_max: int | None = pydantic.Field(None, ge=1, description="cosine: epochs from lr to "
+                                                               "eta_min (required)")
+    eta_min: float = pydantic.Field(0.0, ge=0, description="cosine: lowest lr")
+
+    @pydantic.model_validator(mode="after")
+    def _fields_of_the_kind(self):
+        for name in sorted(self.model_fields_set - {"kind"}):
+            if name not in SCHEDULE_FIELDS[self.kind]:
+                owner = next(k for k, names in SCHEDULE_FIELDS.items() if name in names)
+                raise ValueError(f"{name} applies to kind: {owner}")
+        for name in ("step_size", "T_max"):
+            if name in SCHEDULE_FIELDS[self.kind] and getattr(self, name) is None:
+                raise ValueError(f"kind: {self.kind} needs {name}")
+        return self
+
+
 class OptimizerConfig(pydantic.BaseModel):
-    """A ``torch.optim`` optimizer: SGD (with momentum / Nesterov) or Adam."""
+    """A ``torch.optim`` optimizer: SGD (with momentum / Nesterov) or Adam, with an
+    optional learning-rate schedule."""
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True, strict=True,
                                        allow_inf_nan=False)
@@ -39,6 +85,8 @@ class OptimizerConfig(pydantic.BaseModel):
     weight_decay: float = pydantic.Field(0.0, ge=0)
     betas: list[Annotated[float, pydantic.Field(ge=0, lt=1)]] = pydantic.Field(
         default_factory=lambda: [0.9, 0.999], min_length=2, max_length=2)
+    schedule: ScheduleConfig | None = pydantic.Field(
+        None, description="learning-rate schedule, stepped per epoch (null: constant lr)")
 
     @pydantic.model_validator(mode="after")
     def _consistent(self):

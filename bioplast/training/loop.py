@@ -1,8 +1,10 @@
 """The training loop: batches -> rule updates -> history, with checkpoints.
 
-`train` runs a `Protocol` epoch by epoch: ``steps_per_epoch`` updates on fresh batches,
-then ``eval_batches`` test batches (loss and accuracy per head), then the curriculum
-check. It stops at the epoch budget, at ``target_accuracy``, or when the curriculum's last
+`train` runs a `Protocol` epoch by epoch: ``steps_per_epoch`` updates on fresh batches
+(with ``training.fixed_batch``: on one batch per network and curriculum level, drawn once),
+then ``eval_batches`` test batches of ``eval_batch_size`` trials (loss and accuracy per
+head), then the curriculum check on that accuracy, then the learning-rate schedule's step
+on the epoch's mean training loss. It stops at the epoch budget, at ``target_accuracy``, or when the curriculum's last
 level is passed. Checkpoints (``torch.save`` of tensors and plain values only, read back
 with ``weights_only=True``) are written atomically every ``checkpoint_every`` epochs and at
 the end; ``resume=True`` continues from the last one and gives the same parameters and
@@ -70,6 +72,8 @@ class Member:
     history: History
     finished: str = ""  # why this network stopped, once it did
     status: str = schema.STATUS_COMPLETE
+    #: with ``training.fixed_batch``: (level, batch, initial state) of every update
+    fixed: tuple | None = None
 
     @property
     def seed(self) -> int:
@@ -202,11 +206,7 @@ class Trainer(Checkpointing):
             active = self.active()
             if not active:
                 break
-            draws = {}
-            for i in active:
-                member = self.members[i]
-                level = member.curriculum.level()
-                draws[i] = (level, *member.draw(member.rng, training.batch_size, level))
+            draws = {i: self.training_draw(i) for i in active}
             last = step == training.steps_per_epoch - 1 and training.score_on == "training"
             for members, level, batch, initial in self.groups(active, draws):
                 loss, norm = self.update_group(members, level, batch, initial, score=last)
@@ -216,6 +216,21 @@ class Trainer(Checkpointing):
                         norms[i].append(norm[j])
         return {i: (float(np.mean(losses[i])) if losses[i] else math.nan,
                     float(np.mean(norms[i])) if norms[i] else math.nan) for i in started}
+
+    def training_draw(self, index: int) -> tuple:
+        """``(level, batch, initial state)`` of member ``index``'s next update at its
+        curriculum level: fresh from its training stream, or with ``training.fixed_batch``
+        the one batch of this level, drawn at its first update from a stream of its own
+        (seed, level N), so a resumed run draws the same one again."""
+        member, training = self.members[index], self.protocols[0].training
+        level = member.curriculum.level()
+        if not training.fixed_batch:
+            return level, *member.draw(member.rng, training.batch_size, level)
+        if member.fixed is None or member.fixed[0] != level:
+            n = -1 if member.curriculum.n is None else member.curriculum.n
+            rng = np.random.default_rng(_seed(member.seed, 10, n))
+            member.fixed = (level, *member.draw(rng, training.batch_size, level))
+        return member.fixed
 
     def update_group(self, members: list[int], level: Level, batch: Batch, initial,
                      score: bool = False):
@@ -383,11 +398,12 @@ class Trainer(Checkpointing):
                 for k, v in self.params.items()}
 
     def finish_epoch(self, index: int, row: tuple, evaluation: tuple, wall_time: float,
-                     comparison) -> None:
-        """Record one epoch of a member and apply its stopping rules and curriculum."""
+                     lr: float, comparison) -> None:
+        """Record one epoch of a member (``lr``: the learning rate of its updates) and
+        apply its stopping rules and curriculum."""
         member, training = self.members[index], self.protocols[0].training
         eval_loss, accuracy = evaluation
-        member.history.append(*row, eval_loss, accuracy, member.curriculum.n, wall_time,
+        member.history.append(*row, eval_loss, accuracy, member.curriculum.n, wall_time, lr,
                               comparison)
         if not math.isfinite(eval_loss):
             self.diverge(index, f"non-finite test loss after epoch {self.next_epoch}")
@@ -456,15 +472,18 @@ def train(protocol: Protocol | list[Protocol], *, checkpoint: str | Path | None 
             else:
                 evaluation = trainer.evaluate(alive) if alive else {}
             wall_time = time.perf_counter() - started
+            lrs = trainer.optimizer.learning_rates()
             for i in members:
                 if i in evaluation:
-                    trainer.finish_epoch(i, rows[i], evaluation[i], wall_time,
+                    trainer.finish_epoch(i, rows[i], evaluation[i], wall_time, lrs[i],
                                          comparison.get(i))
                 else:  # diverged during the epoch: the finite part of its row
                     member = trainer.members[i]
                     member.history.append(*rows[i], math.nan,
                                           np.full(member.history.n_heads, np.nan),
-                                          member.curriculum.n, math.nan)
+                                          member.curriculum.n, math.nan, lrs[i])
+            # the schedules of the networks that train on step on their mean training loss
+            trainer.optimizer.end_epoch({i: rows[i][0] for i in trainer.active()})
             trainer.next_epoch += 1
             _show(bar, trainer, evaluation, rows)
             last = not trainer.active() or trainer.next_epoch == training.epochs

@@ -21,7 +21,7 @@ from ..tasks import Batch
 class History:
     """Per-epoch records: training loss (mean over the epoch's updates), gradient norm,
     test loss, accuracy per head (NaN for inactive heads), curriculum level N (-1 without
-    a curriculum) and wall time in seconds."""
+    a curriculum), wall time in seconds and the learning rate of the epoch's updates."""
 
     n_heads: int
     parameters: list[str] = field(default_factory=list)
@@ -31,6 +31,7 @@ class History:
     accuracy: list[np.ndarray] = field(default_factory=list)
     level: list[int] = field(default_factory=list)
     wall_time: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
     alignment: list[np.ndarray] = field(default_factory=list)
     update_norm: list[np.ndarray] = field(default_factory=list)
     gradient_norm: list[np.ndarray] = field(default_factory=list)
@@ -39,17 +40,18 @@ class History:
     #: epoch -> parameters after it, with ``record.snapshots_every``
     snapshots: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
-    SCALARS = ("loss", "grad_norm", "eval_loss", "wall_time")
+    SCALARS = ("loss", "grad_norm", "eval_loss", "wall_time", "lr")
     PER_PARAMETER = ("alignment", "update_norm", "gradient_norm")
 
     def __len__(self) -> int:
         return len(self.loss)
 
     def append(self, loss: float, grad_norm: float, eval_loss: float, accuracy: np.ndarray,
-               level: int | None, wall_time: float,
+               level: int | None, wall_time: float, lr: float,
                comparison: dict[str, np.ndarray] | None = None) -> None:
-        """One epoch; ``comparison`` holds ``alignment``, ``update_norm`` and
-        ``gradient_norm`` per parameter when the rule was compared with BPTT."""
+        """One epoch; ``lr`` is the learning rate its updates used (before the schedule's
+        step); ``comparison`` holds ``alignment``, ``update_norm`` and ``gradient_norm``
+        per parameter when the rule was compared with BPTT."""
         missing = np.full(len(self.parameters), np.nan)
         for name in self.PER_PARAMETER:
             getattr(self, name).append((comparison or {}).get(name, missing))
@@ -59,6 +61,7 @@ class History:
         self.accuracy.append(accuracy)
         self.level.append(-1 if level is None else level)
         self.wall_time.append(wall_time)
+        self.lr.append(lr)
 
     def accuracy_array(self) -> np.ndarray:
         return np.array(self.accuracy).reshape(len(self), self.n_heads)

@@ -9,7 +9,7 @@ import pytest
 
 import bioplast
 
-SHIPPED_MODELS = ["leaky_rate", "leaky_current", "leaky_tau", "ei_rate"]
+SHIPPED_MODELS = ["leaky_rate", "leaky_current", "leaky_tau", "ei_rate", "phases_rnn", "timescale_rnn"]
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 

@@ -10,6 +10,7 @@ import torch
 from bioplast import cli
 from bioplast.optimizers import MemberOptimizer, Schedule
 from bioplast.protocol import load_protocol
+from bioplast.results import training_dataset
 from bioplast.rules.base import OptimizerConfig, ScheduleConfig
 from bioplast.training import train
 
@@ -115,6 +116,9 @@ def test_the_history_records_each_epochs_learning_rate_per_network():
                 opt, patience=0, threshold=0.1, factor=0.5), 0.01, history.loss)[:-1]
         assert history.lr == expected and history.lr[-1] < 0.01
     assert result.members[0].history.lr != result.members[1].history.lr
+    dataset = training_dataset(result)  # the result file holds them: lr (member, epoch)
+    stored = dataset["lr"].transpose("member", "epoch").values
+    assert stored.tolist() == [m.history.lr for m in result.members]
 
 
 @pytest.mark.parametrize("schedule,key,words", [

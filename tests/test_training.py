@@ -668,6 +668,17 @@ def test_fixed_batch_trains_every_update_on_one_batch(monkeypatch, fixed):
     assert not same_draw(seen[0][0], seen[1][0])
 
 
+def test_fixed_batch_of_a_task_without_curriculum(monkeypatch):
+    """A task without N (flip-flop, the TCR code's fixed batch): one batch per network."""
+    seen = updates_seen(monkeypatch)
+    train(load_protocol(REPO / "protocols" / "flip_flop.yaml", {
+        "model.n_units": 8, "training.epochs": 2, "training.steps_per_epoch": 2,
+        "training.batch_size": 4, "training.eval_batches": 1, "training.fixed_batch": True,
+        "record.trials": 1}))
+    (draws,) = seen.values()
+    assert len(draws) == 4 and all(same_draw(draws[0], d) for d in draws[1:])
+
+
 def test_fixed_batch_is_drawn_again_at_each_curriculum_level():
     """A new level gets its own batch, drawn from the network's seed and the level (so
     it does not depend on when the level was reached)."""

@@ -227,8 +227,8 @@ class Trainer(Checkpointing):
         if not training.fixed_batch:
             return level, *member.draw(member.rng, training.batch_size, level)
         if member.fixed is None or member.fixed[0] != level:
-            n = -1 if member.curriculum.n is None else member.curriculum.n
-            rng = np.random.default_rng(_seed(member.seed, 10, n))
+            n = () if member.curriculum.n is None else (member.curriculum.n,)
+            rng = np.random.default_rng(_seed(member.seed, 10, *n))
             member.fixed = (level, *member.draw(rng, training.batch_size, level))
         return member.fixed
 

@@ -68,9 +68,13 @@ def test_curriculum_smoke(tmp_path):
 
 def test_consistency_smoke(tmp_path):
     stdout, out = smoke("consistency", tmp_path)
-    assert "| epochs to the drop, bptt, g = 3: TCR shortens it |" in stdout
+    for weight in ("0.0001", "0.001", "0.01"):
+        assert f"| epochs to the drop, bptt, g = 3, lambda = {weight}: TCR shortens it |" \
+            in stdout
     networks = json.loads((out / "networks.json").read_text())
-    assert len(networks) == 2 * 2 * 2 * 2  # rules x gains x TCR x seeds
+    assert len(networks) == 2 * 2 * 4 * 2  # rules x gains x (no TCR + 3 lambdas) x seeds
+    dataset = xr.load_dataset(out / "rule0.nc")
+    assert dataset.attrs.get("protocol") is None or "fixed_batch" in dataset.attrs["protocol"]
     for network in networks:
         assert network["learned"] == (network["drop_epoch"] == network["drop_epoch"])
         assert network["final_loss_ratio"] > 0
@@ -79,7 +83,6 @@ def test_consistency_smoke(tmp_path):
     sys.path.insert(0, str(REPO))
     from benchmarks.papers.consistency import stable_fixed_points
     from bioplast.results import select_network
-    dataset = xr.load_dataset(out / "rule0.nc")
     network = select_network(dataset, gain=1.0, weight=0.0, seed=0)
     for epoch in (int(network["snapshot_epoch"][0]), None):
         assert 0 <= stable_fixed_points(network, epoch, starts=8, seed=0) <= 8

@@ -445,7 +445,7 @@ def training_dataset(result, command: str | None = None) -> xr.Dataset:
 
     History ``(epoch)`` / ``(epoch, head)``: ``loss`` (mean training loss of the epoch),
     ``grad_norm``, ``eval_loss``, ``accuracy``, ``level`` (curriculum N, -1 without one),
-    ``wall_time`` (seconds), ``lr`` (learning rate); the learned parameters; the recorded test trials ``inputs``,
+    ``wall_time`` (seconds), ``learning_rate``; the learned parameters; the recorded test trials ``inputs``,
     ``targets``, ``mask``, ``outputs``, recorded variables, ``initial_<state>`` and
     ``condition_<name>``; provenance attrs including the protocol text.
 
@@ -647,8 +647,9 @@ def member_dataset(result, info: dict, status: str, message: str) -> xr.Dataset:
                                                      "epoch (-1: a task without N)"}),
         "wall_time": xr.Variable(schema.EPOCH, np.asarray(history.wall_time, dtype=float),
                                  {schema.ATTR_UNITS: "second"}),
-        "lr": xr.Variable(schema.EPOCH, np.asarray(history.lr, dtype=float),
-                          {schema.ATTR_LONG_NAME: "learning rate of the epoch's updates"}),
+        "learning_rate": xr.Variable(schema.EPOCH, np.asarray(history.lr, dtype=float),
+                                     {schema.ATTR_LONG_NAME: "learning rate of the epoch's "
+                                                             "updates"}),
     }
     if history.parameters:
         for name, long_name in (("alignment", "cosine between the rule's update and the BPTT "

@@ -116,8 +116,8 @@ def test_the_history_records_each_epochs_learning_rate_per_network():
                 opt, patience=0, threshold=0.1, factor=0.5), 0.01, history.loss)[:-1]
         assert history.lr == expected and history.lr[-1] < 0.01
     assert result.members[0].history.lr != result.members[1].history.lr
-    dataset = training_dataset(result)  # the result file holds them: lr (member, epoch)
-    stored = dataset["lr"].transpose("member", "epoch").values
+    dataset = training_dataset(result)  # the result file holds them (member, epoch)
+    stored = dataset["learning_rate"].transpose("member", "epoch").values
     assert stored.tolist() == [m.history.lr for m in result.members]
 
 

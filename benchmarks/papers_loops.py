@@ -146,17 +146,22 @@ class PhasesRNN(nn.Module):
 
     @torch.no_grad()
     def load_bioplast(self, params: dict) -> None:
-        """Copy one bioplast ``leaky_rate`` network's parameters (arrays without a member
-        axis: ``W_rec``, ``W_in``, ``b``, ``W_out``, ``b_out``) into this module; bioplast's
-        one bias ``b`` goes to ``W_in.bias``, ``W_rec.bias`` is zero (their gradients are
-        equal: both enter only through the sum)."""
+        """Copy one bioplast network's parameters (arrays without a member axis) into this
+        module: ``phases_rnn`` (the authors' network: ``b_in``, ``b_rec``) or ``leaky_rate``
+        (one bias ``b``, which goes to ``W_in.bias``; ``W_rec.bias`` is then zero: their
+        gradients are equal, both enter only through the sum), with ``W_rec``, ``W_in``,
+        ``W_out``, ``b_out``."""
         def tensor(name):
             return torch.as_tensor(np.asarray(params[name]), dtype=self.W_rec.weight.dtype,
                                    device=self.W_rec.weight.device)
         self.W_rec.weight.copy_(tensor("W_rec"))
-        self.W_rec.bias.zero_()
         self.W_in.weight.copy_(tensor("W_in"))
-        self.W_in.bias.copy_(tensor("b"))
+        if "b_in" in params:
+            self.W_in.bias.copy_(tensor("b_in"))
+            self.W_rec.bias.copy_(tensor("b_rec"))
+        else:
+            self.W_in.bias.copy_(tensor("b"))
+            self.W_rec.bias.zero_()
         self.W_out.weight.copy_(tensor("W_out"))
         self.W_out.bias.copy_(tensor("b_out"))
 

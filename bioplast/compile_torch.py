@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from . import schema
 from .expressions import compile_expression
 from .model import INPUT_SOURCE, RANDOM_MEANS, Model, linear_coefficients
+from .online import online_steps
 
 
 def torch_functions(dtype: torch.dtype, device: torch.device) -> dict[str, Callable]:
@@ -298,6 +299,15 @@ class TorchStepper:
             for name, value in self.observe(state, env, names).items():
                 steps[name].append(value)
         return {name: torch.stack(values, dim=2) for name, values in steps.items()}, state
+
+    def online_steps(self, bound: Mapping[str, torch.Tensor], inputs: torch.Tensor,
+                     state: Mapping[str, torch.Tensor], generator=None, parameters=()):
+        """The online loop (`bioplast.online.online_steps`): one
+        `bioplast.online.OnlineStep` per step of ``inputs`` ``([member,] trial, time,
+        input)``, with the unit-local derivatives of the step (e-prop's traces); the
+        parameters ``bound`` may change in place between steps. Random numbers as `run`
+        draws them."""
+        return online_steps(self, bound, inputs, state, generator, parameters)
 
     def value(self, name: str, env: Mapping[str, Any], inputs_t: torch.Tensor | None):
         """The value of a variable (or of the input, ``input``) in a step's ``env``."""

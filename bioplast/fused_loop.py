@@ -306,10 +306,10 @@ class FusedPlan:
 
         def saved(expr):  # calls replaced by their saved values, innermost first
             return expr.xreplace(calls) if calls else expr
-        functions = {**stepper.functions, "clip_slope": _clip_slope}
-        compiled = lambda expr: compile_expression(expr, functions)  # noqa: E731
+        self.functions = {**stepper.functions, "clip_slope": _clip_slope}
+        compiled = self.compiled
         # the loop runs without autograd: clip with number bounds is one clamp kernel
-        in_loop = {**functions, "clip": _clamping(functions["clip"])}
+        in_loop = {**self.functions, "clip": _clamping(self.functions["clip"])}
         self.calls = []  # (name, closure, whether it needs the targets), in order
         for node, symbol in calls.items():  # post-order: inner calls come first
             inner = node.func(*[saved(a) for a in node.args])
@@ -349,6 +349,15 @@ class FusedPlan:
         self.derivative_program = (
             [(symbol.name, compiled(form)) for symbol, form in common],
             [compiled(form) for form in reduced])
+
+    def compiled(self, expr: sympy.Expr):
+        """A closure of ``expr``, a form over this plan's symbols (derivatives included)."""
+        return compile_expression(expr, self.functions)
+
+    @classmethod
+    def derivative(cls, form: sympy.Expr, leaf: str) -> sympy.Expr:
+        """d form / d leaf by sympy; a `ValueError` where sympy cannot write it out."""
+        return cls._checked(_derivative(form, leaf), leaf)
 
     @staticmethod
     def _checked(derivative: sympy.Expr, name: str) -> sympy.Expr:

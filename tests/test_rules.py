@@ -26,7 +26,8 @@ def setup(model_name, n_units=6, task="flip_flop", seed=0, regularizers=(), **ta
     model = bioplast.load_model(model, n_inputs=task_object.n_inputs,
                                 n_outputs=task_object.n_outputs)
     params = {k: torch.as_tensor(v[None]) for k, v in model.init_params(seed).items()}
-    params["b"] = params["b"] + torch.as_tensor(
+    bias = "b" if "b" in params else "b_rec"  # the paper-exact models: b_in + b_rec
+    params[bias] = params[bias] + torch.as_tensor(
         np.random.default_rng(seed + 1).normal(0, 0.3, size=(1, model.n_units)))
     stepper = TorchStepper(model, torch.float64, "cpu", noise=False)
     context = TrainingContext(model, task_object, stepper, torch.Generator().manual_seed(seed),
@@ -345,3 +346,28 @@ def test_eprop_keeps_linear_units_traces_as_filtered_presynaptic_activity():
         kinds[name] = set(filtered_factors(context, params,
                                            list(context.model.couplings.values())))
     assert kinds == {"leaky_current": {"W_rec"}, "leaky_rate": set(), "ei_rate": set()}
+
+
+@pytest.mark.parametrize("model_name", SHIPPED_MODELS)
+def test_eprop_gives_the_same_estimate_with_plan_or_autograd_derivatives(model_name):
+    """The online loop's local derivatives from the fused plan (engine ``fused``) and from
+    autograd (engine ``eager``, the fallback) give the same e-prop estimate (with a
+    regularizer's learning signal) and the same RFLO online update, to 1e-12."""
+    tcr = REGULARIZERS.get("temporal_consistency")
+    context, params, batch, initial, level = setup(
+        model_name, regularizers=[tcr(tcr.Config(weight=1.0))])
+    eager = copy.copy(context)
+    eager.stepper = TorchStepper(context.model, torch.float64, "cpu", noise=False,
+                                 engine="eager")
+    fused, reference = (estimate("eprop", c, params, batch, initial, level)
+                        for c in (context, eager))
+    assert_gradients_close(fused, reference, rtol=1e-12)
+    updated = []
+    for c in (context, eager):
+        c.generator.manual_seed(0)
+        rflo = rule("rflo", optimizer={"name": "sgd", "lr": 0.1})
+        own = {k: v.clone() for k, v in params.items()}
+        state = rflo.init_state(c, own)
+        rflo.update(c, own, batch, initial, level, state, rflo.optimizer(c, own))
+        updated.append(own)
+    assert_gradients_close(*updated, rtol=1e-12)

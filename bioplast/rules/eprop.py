@@ -10,11 +10,11 @@ where "local" means through the unit's own variables only (the recurrent input
 ``W_rec @ r_{t-1}`` is held fixed), ``z`` is the readout's source, ``a = W_out z + b_out``
 the readout's pre-activation, ``E_t`` the loss terms of step t, and ``B`` the feedback:
 ``W_out`` (symmetric e-prop: then the estimate equals autograd with the recurrent path
-detached) or a fixed random matrix (random e-prop). The per-unit derivatives come from the
-model's own compiled update by autograd: each unit's update depends on its own variables
-only, so the gradient of the summed update w.r.t. an input of every unit is the diagonal of
-the Jacobian (one backward pass per state variable); e-prop so works for every
-equation-defined model. For a coupling ``target = W @ source``,
+detached) or a fixed random matrix (random e-prop). The backend steps the network
+(`TorchStepper.online_steps`, `bioplast.online`) and gives every step's unit-local
+derivatives of the model's own update (the fused plan's sympy derivatives, or autograd's
+Jacobian diagonals), so e-prop works for every equation-defined model; the rule keeps the
+traces, learning signals and gradients. For a coupling ``target = W @ source``,
 ``d h_t / d W_ji = (d h_t / d target_j) source_i``.
 
 The readout learns with its exact local rule (``dE/da z^T``). Regularizers add the
@@ -34,6 +34,7 @@ import torch
 from ..compile_torch import READOUT_ACTIVATIONS, readout_pre_activation
 from ..fused_loop import INVARIANT
 from ..model import INPUT_SOURCE
+from ..online import local_derivatives
 from .base import LearningRule, RuleConfig, parameter_penalty
 
 
@@ -45,24 +46,6 @@ class EPropConfig(RuleConfig):
 class RFLOConfig(EPropConfig):
     feedback: Literal["symmetric", "random"] = "random"
     update: Literal["per_trial", "online"] = "online"
-
-
-def local_derivatives(function, inputs: dict, outputs_of=None):
-    """``(values, {output: {input: d output_j / d input_j}})`` of an elementwise
-    ``function(inputs) -> {output: (member, trial, unit)}``: each unit's outputs depend on
-    that unit's inputs only, so the gradient of an output's sum is its Jacobian's diagonal.
-    Inputs are broadcast to the outputs' shape first (shared and per-unit parameters)."""
-    with torch.enable_grad():
-        leaves = {name: value.detach().requires_grad_(True) for name, value in inputs.items()}
-        outputs = function(leaves)
-        derivatives = {}
-        names = list(outputs if outputs_of is None else outputs_of)
-        for index, out in enumerate(names):
-            grads = torch.autograd.grad(outputs[out].sum(), list(leaves.values()),
-                                        retain_graph=index < len(names) - 1, allow_unused=True)
-            derivatives[out] = {name: (g if g is not None else torch.zeros_like(outputs[out]))
-                                for name, g in zip(leaves, grads)}
-    return {name: value.detach() for name, value in outputs.items()}, derivatives
 
 
 def initial_traces(state_names, states, sources, unit_params):
@@ -202,14 +185,13 @@ class EProp(LearningRule):
         return loss, norm
 
     def run(self, context, params, batch, initial_state, level, state, optimizer=None):
-        """The forward pass with eligibility traces. Returns ``(gradient estimate, loss per
-        member)``, or with an ``optimizer`` (online) applies every step's estimate at once
-        and returns ``(None, loss, largest step norm)`` per member."""
+        """The backend's online pass (`TorchStepper.online_steps`) with eligibility
+        traces. Returns ``(gradient estimate, loss per member)``, or with an ``optimizer``
+        (online) applies every step's estimate at once and returns ``(None, loss, largest
+        step norm)`` per member."""
         model, stepper, task = context.model, context.stepper, context.task
         trained = self.trainable(context, params)
         n_members = next(iter(params.values())).shape[0]
-        bound = stepper.bind(params)
-        inputs = context.tensor(batch.inputs).unbind(-2)
         targets, mask = context.tensor(batch.targets), context.tensor(batch.mask)
         normalizer = task.loss_normalizer(mask, level)
         states = context.initial_tensors(initial_state, n_members)
@@ -224,37 +206,23 @@ class EProp(LearningRule):
         largest = torch.zeros(n_members, dtype=torch.float64, device=context.device)
         one = torch.ones((), dtype=context.dtype, device=context.device)
         previous_targets, previous_sources = None, {}
-        n_steps = len(inputs)
-        random = stepper.random_numbers(next(iter(states.values())).shape, n_steps,
-                                        context.generator)  # as the forward pass draws them
-        for step, inputs_t in enumerate(inputs):
-            env = stepper.environment(states, inputs_t, bound, step * model.dt,
-                                      random_t=random[step])
-            target_values = {c.target: env[c.target] for c in model.couplings.values()}
-            shape = next(iter(states.values())).shape
-            own = {p: bound[p].expand(shape) for p in unit_params}
-            inputs_local = {**states, **target_values, **own}
-            new_states, derivative = local_derivatives(
-                lambda v: stepper.local_update(
-                    env, {s: v[s] for s in states}, {t: v[t] for t in target_values},
-                    {p: v[p] for p in own}), inputs_local)
-            sources = {}
-            for coupling in couplings:
-                source = stepper.value(coupling.source, env, inputs_t)
-                if coupling.source == INPUT_SOURCE:
-                    source = source.expand(n_members, *source.shape[-2:])
-                sources[coupling.name] = source
+        n_steps = batch.inputs.shape[-2]
+        for step in stepper.online_steps(stepper.bind(params), context.tensor(batch.inputs),
+                                         states, context.generator, unit_params):
+            derivative = step.derivatives
+            sources = {c.name: step.sources[c.name] for c in couplings}
             if traces is None:  # the initial state does not depend on the parameters
                 full = {c: v for c, v in sources.items() if c not in filtered}
                 traces = initial_traces(model.state_names, states, full, unit_params)
                 traces.update({c: FilteredTrace(*filtered[c], sources[c]) for c in filtered})
             # learning signal from the readout error of this step
             step_gradients = {name: torch.zeros_like(value) for name, value in trained.items()}
-            signal, loss = self.learning_signal(context, params, new_states, env, targets,
-                                                mask, normalizer, level, step,
+            signal, loss = self.learning_signal(context, params, step.new_states, step.env,
+                                                targets, mask, normalizer, level, step.index,
                                                 step_gradients, state)
             now, before, penalty = self.regularizer_signal(
-                context, (states, previous_targets), (new_states, target_values), env, n_steps)
+                context, (states, previous_targets), (step.new_states, step.targets),
+                step.env, n_steps)
             total_loss = total_loss + loss + penalty
             # the regularizers' partials w.r.t. coupling targets: d target / d W = source
             for partials, used in ((now, sources), (before, previous_sources)):
@@ -280,14 +248,14 @@ class EProp(LearningRule):
                 traces[parameter] = propagate_traces(traces[parameter], derivative, drive, one)
             add_trace_gradients(model, {s: signal[s] + now.get(s, 0.0)
                                         for s in model.state_names}, traces, step_gradients)
-            previous_targets, previous_sources = target_values, sources
+            previous_targets, previous_sources = step.targets, sources
             if optimizer is not None:
                 largest = torch.maximum(largest, self.apply(context, params, step_gradients,
                                                             optimizer))
             else:
                 for name in gradients:
                     gradients[name] += step_gradients[name]
-            states = new_states
+            states = step.new_states
         penalty, parameter_gradients = parameter_penalty(context, params, trained)
         total_loss = total_loss + penalty
         if optimizer is not None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from bioplast.tasks import TASKS, Level
+from bioplast.tasks import TASKS
 
 
 def make(name, dt=1e-3, **config):
@@ -170,3 +170,101 @@ def test_scores_use_only_the_steps_the_mask_weighs(name):
     zeroed = np.where(weighed[None, :, None], outputs, 0.0)
     np.testing.assert_array_equal(task.score(zeroed, batch, level),
                                   task.score(outputs, batch, level))
+
+
+def paper_accuracy_and_reliability(pred, gt, start, end):
+    """Transcription of the delayed-cue paper's ``calculate_accuracy`` (fatihdinc/
+    dynamical-phases-stm, src/rnn.py), without its rounding to 4 decimals."""
+    pred_prob = torch.nan_to_num(pred / torch.sum(pred, dim=-1)[..., None])
+    target = torch.argmax(gt[:, start:end, :], dim=-1)
+    accuracy = 1 - torch.nn.functional.l1_loss(
+        torch.argmax(pred_prob[:, start:end, :], dim=-1).float(), target.float())
+    reliability = torch.mean(torch.gather(pred_prob[:, start:end, :], -1,
+                                          index=target[..., None]))
+    return accuracy.item(), reliability.item()
+
+
+@pytest.mark.parametrize("n_cues", [2, 3])
+def test_delayed_cue_accuracy_and_reliability_are_the_papers(n_cues):
+    """Reference: the paper's code on sigmoid outputs, some trials silent in the response
+    window (0 / 0: NaN -> 0)."""
+    task = make("delayed_cue", dt=5e-3, post="20 ms", n_cues=n_cues, random_cues=True)
+    batch = task.sample(64, np.random.default_rng(5))
+    outputs = 1 / (1 + np.exp(-3 * np.random.default_rng(6).normal(size=batch.targets.shape)))
+    outputs[:5] = 0.0
+    steps = task.periods()
+    start = steps["cue"] + steps["delay"]
+    accuracy, reliability = paper_accuracy_and_reliability(
+        torch.as_tensor(outputs), torch.as_tensor(batch.targets), start,
+        start + steps["response"])
+    assert task.reliability(outputs, batch)[0] == pytest.approx(reliability, rel=1e-12)
+    if n_cues == 2:  # the paper's accuracy is 1 - |class difference|: a fraction for 2
+        assert task.score(outputs, batch)[0] == pytest.approx(accuracy, rel=1e-6)
+    perfect = np.where(batch.targets > 0, 0.9, 0.0)
+    assert task.reliability(perfect, batch)[0] == pytest.approx(1.0)
+
+
+def test_bit_task_reliability_is_the_softmax_probability_of_the_label():
+    """Reference: torch's softmax of each active head's logits at the last step."""
+    task = make("n_parity", n=2, max_n=6)
+    level = task.level_at(4)
+    batch = task.sample(50, np.random.default_rng(7), level)
+    outputs = np.random.default_rng(8).normal(size=batch.targets.shape)
+    reliability = task.reliability(outputs, batch, level)
+    assert reliability.shape == (task.n_heads,)
+    for head, _ in level.heads:
+        logits = torch.as_tensor(outputs[:, -1, 2 * head:2 * head + 2])
+        label = torch.as_tensor(batch.conditions[f"label_head{head}"])
+        expected = torch.softmax(logits, dim=-1).gather(-1, label[:, None]).mean()
+        assert reliability[head] == pytest.approx(float(expected), rel=1e-12)
+    assert np.isnan(reliability[len(level.heads):]).all()
+
+
+@pytest.mark.parametrize("name", ["flip_flop", "delayed_addition", "evidence_accumulation"])
+def test_tasks_without_classes_have_no_reliability(name):
+    task = make(name)
+    batch = task.sample(4, np.random.default_rng(0))
+    assert np.isnan(task.reliability(batch.targets, batch)).all()
+    assert task.reliability(batch.targets, batch).shape == (task.n_heads,)
+
+
+def test_parity_drive_has_one_bit_rate_per_trial_and_dms_drive_has_rate_one_half():
+    """The curriculum paper drives its networks for their timescales with the training
+    statistics: N-parity bits at a rate p ~ U(0, 1) per trial (spread over (0, 1)),
+    N-DMS at rate 1/2."""
+    rng = np.random.default_rng(9)
+    parity = make("n_parity", n=3).drive(rng, 200, 2000)
+    dms = make("n_dms", n=3).drive(rng, 200, 2000)
+    for inputs in (parity, dms):
+        assert inputs.shape == (200, 2000, 1) and set(np.unique(inputs)) == {0.0, 1.0}
+    rates = parity[..., 0].mean(axis=1)
+    assert rates.min() < 0.1 and rates.max() > 0.9 and rates.std() > 0.25  # U(0, 1): 0.29
+    assert np.histogram(rates, bins=5, range=(0, 1))[0].min() > 20  # all of (0, 1)
+    np.testing.assert_allclose(dms[..., 0].mean(axis=1), 0.5, atol=0.06)
+
+
+def test_the_default_drive_lays_the_tasks_trials_end_to_end():
+    """Delayed cue (the paper's batch alternates the cues): every trial-long stretch of the
+    drive is a trial, cues at random with frequency 1/2 whatever the row; the last one cut
+    at ``steps``."""
+    task = make("delayed_cue", dt=5e-3)
+    length = task.max_steps()
+    inputs = task.drive(np.random.default_rng(10), 3, 400 * length + 7)
+    assert inputs.shape == (3, 400 * length + 7, 2)
+    trials = inputs[:, :400 * length].reshape(3, 400, length, 2)
+    reference = task.sample(2, np.random.default_rng(0)).inputs
+    cues = trials[:, :, 0].argmax(axis=-1)  # (row, trial)
+    for row in range(3):
+        for k in range(400):
+            np.testing.assert_array_equal(trials[row, k], reference[cues[row, k]])
+    assert 0.4 < cues.mean() < 0.6 and cues[0].mean() > 0.35  # row 0: not always cue 0
+    for cut in inputs[:, 400 * length:]:  # the first 7 steps of a trial
+        assert any(np.array_equal(cut, trial[:7]) for trial in reference)
+
+
+def test_the_default_drive_keeps_the_pulse_rate_of_flip_flop():
+    task = make("flip_flop", n_bits=2, flip_probability=0.05)
+    inputs = task.drive(np.random.default_rng(11), 4, 25000)
+    assert inputs.shape == (4, 25000, 2)
+    assert np.mean(inputs != 0) == pytest.approx(0.05, abs=0.005)
+    assert np.mean(inputs[inputs != 0] > 0) == pytest.approx(0.5, abs=0.05)

@@ -1,4 +1,5 @@
-"""The Task interface: trials as arrays, their loss and their score.
+"""The Task interface: trials as arrays, their loss, their score and reliability, and
+long input streams with the trials' statistics (`Task.drive`).
 
 A task turns a random generator (and, for curriculum tasks, a `Level`) into a `Batch` of
 trials shaped ``(trial, time, channel)``: inputs, targets, a loss mask (weights), and
@@ -20,6 +21,7 @@ from typing import Annotated, Any, ClassVar
 import numpy as np
 import pydantic
 import torch
+from scipy import special
 
 from ..quantities import parse_quantity
 
@@ -184,6 +186,33 @@ class Task(ABC):
         steps only (tested for every registered task).
         """
 
+    def reliability(self, outputs: np.ndarray, batch: Batch,
+                    level: Level | None = None) -> np.ndarray:
+        """Reliability in [0, 1] per head, shaped ``(n_heads,)``: the mean probability the
+        outputs give the target class at the steps `score` uses (Kurtkaya et al.'s
+        "reaction reliability"). NaN for inactive heads, and for every head of a task
+        without classes (this default).
+
+        ``outputs`` is ``(trial, time, output)``.
+        """
+        return np.full(self.n_heads, np.nan)
+
+    def drive(self, rng: np.random.Generator, trials: int, steps: int,
+              level: Level | None = None) -> np.ndarray:
+        """Inputs ``(trial, time, input)`` of ``steps`` steps with the statistics of the
+        task's trials at ``level``, to drive a trained network as in training (e.g. for its
+        timescales). This default lays trials drawn with `sample` end to end in random
+        order (so trials that `sample` draws in a fixed order, such as alternating cues,
+        follow each other at random), cutting the last one at ``steps``."""
+        per_row = -(-steps // self.max_steps(level))  # trials per row, at least
+        pieces, filled = [], 0
+        while filled < steps:
+            inputs = self.sample(trials * per_row, rng, level).inputs
+            shuffled = inputs[rng.permutation(trials * per_row)]
+            pieces.append(shuffled.reshape(trials, per_row * inputs.shape[1], -1))
+            filled += pieces[-1].shape[1]
+        return np.concatenate(pieces, axis=1)[:, :steps]
+
     def loss_normalizer(self, mask: torch.Tensor, level: Level | None = None) -> list:
         """The constants a batch's loss is divided by (from its whole mask ``([member,]
         trial, time, output)``; per member with a member axis), so that the loss of a slice
@@ -252,3 +281,13 @@ def classification_accuracy(outputs: np.ndarray, batch: Batch, channels: slice) 
     predicted = outputs[..., channels].argmax(axis=-1)
     target = batch.targets[..., channels].argmax(axis=-1)
     return float(np.mean((predicted == target)[weight])) if weight.any() else math.nan
+
+
+def classification_reliability(outputs: np.ndarray, batch: Batch, channels: slice) -> float:
+    """Mean over trials and the head's masked steps of the probability that the softmax of
+    its logits gives the target class (the distribution its cross-entropy is taken on)."""
+    weight = batch.mask[..., channels].max(axis=-1) > 0
+    probability = special.softmax(outputs[..., channels], axis=-1)
+    target = batch.targets[..., channels].argmax(axis=-1)
+    given = np.take_along_axis(probability, target[..., None], axis=-1)[..., 0]
+    return float(np.mean(given[weight])) if weight.any() else math.nan

@@ -10,6 +10,9 @@ batch; the label is read at the last step only, 2-class cross-entropy per head.
 - ``n_dms``: bits ~ Bernoulli(0.5); label = 1 if x[M-N] == x[M-1] (0-based), i.e. the bit
   N-1 steps before the last equals the last.
 
+Accuracy and reliability (the softmax probability of the target class) per head at the last
+step. `drive` gives long bit streams with these statistics (for timescales).
+
 Curricula (`bioplast.curricula`): ``single_head`` trains head 0 on N, N+1, ...;
 ``multi_head`` keeps a head for every N from ``n`` up to the current one and adds the next;
 ``none`` trains a fixed N.
@@ -23,7 +26,9 @@ from typing import Literal
 import numpy as np
 import pydantic
 
-from .base import Batch, Level, Task, TaskConfig, classification_accuracy
+from .base import (Batch, Level, Task, TaskConfig, classification_accuracy,
+                   classification_reliability)
+
 
 class BitTaskConfig(TaskConfig):
     n: int = pydantic.Field(2, ge=1, description="memory length N at the start")
@@ -102,11 +107,26 @@ class _BitTask(Task):
         return Batch(bits[..., None].astype(float), targets, mask, conditions)
 
     def score(self, outputs: np.ndarray, batch: Batch, level: Level | None = None) -> np.ndarray:
-        level = level or self.initial_level()
-        accuracy = np.full(self.n_heads, np.nan)
-        for head, _ in level.heads:
-            accuracy[head] = classification_accuracy(outputs, batch, self.head_channels(head))
-        return accuracy
+        return self._per_head(classification_accuracy, outputs, batch, level)
+
+    def reliability(self, outputs: np.ndarray, batch: Batch,
+                    level: Level | None = None) -> np.ndarray:
+        return self._per_head(classification_reliability, outputs, batch, level)
+
+    def _per_head(self, measure, outputs: np.ndarray, batch: Batch,
+                  level: Level | None) -> np.ndarray:
+        """``measure(outputs, batch, channels)`` of every active head, NaN for the others:
+        ``(n_heads,)``."""
+        values = np.full(self.n_heads, np.nan)
+        for head, _ in (level or self.initial_level()).heads:
+            values[head] = measure(outputs, batch, self.head_channels(head))
+        return values
+
+    def drive(self, rng: np.random.Generator, trials: int, steps: int,
+              level: Level | None = None) -> np.ndarray:
+        """The task's own `bits`, one sequence of ``steps`` per trial (N-parity: one p per
+        trial, as the paper drives its networks for their timescales)."""
+        return self.bits(rng, trials, steps)[..., None].astype(float)
 
     def describe_timing(self):
         return {"input": "one bit per step", "length": "M ~ randint(N_max+2, 4 N_max+2) steps",

@@ -6,9 +6,12 @@ Trial: a one-hot cue on input channel c (c = 0 or 1) for ``cue`` (30 ms), a zero
 ``post`` period with zero target. Loss: weighted MSE averaged over all elements, the last
 ``response + post`` steps weighted 1 - n/T and the others n/T (n = those steps, T = all
 steps), as in the paper's code. Accuracy: fraction of response-window steps whose largest
-output is the cue's channel (the paper's reaction accuracy). The paper's batch is 64 copies
-of each cue (full batch, deterministic): trial k has cue k mod 2 unless ``random_cues``.
-The paper uses a sigmoid readout (set ``readout.activation: sigmoid`` on the model).
+output is the cue's channel (the paper's reaction accuracy). Reliability (the paper's
+reaction reliability, src/rnn.py calculate_accuracy): the outputs divided by their sum over
+channels (NaN -> 0), the cue's share averaged over trials and response steps. The paper's
+batch is 64 copies of each cue (full batch, deterministic): trial k has cue k mod 2 unless
+``random_cues``. The paper uses a sigmoid readout (set ``readout.activation: sigmoid`` on
+the model).
 """
 
 from __future__ import annotations
@@ -72,12 +75,23 @@ class DelayedCue(Task):
         mask = np.broadcast_to(weights[None, :, None], targets.shape).copy()
         return Batch(inputs, targets, mask, {"cue": cues})
 
-    def score(self, outputs: np.ndarray, batch: Batch, level: Level | None = None) -> np.ndarray:
+    def response_window(self, outputs: np.ndarray) -> np.ndarray:
+        """The response steps of ``outputs`` ``(trial, time, output)``."""
         steps = self.periods()
         start = steps["cue"] + steps["delay"]
-        window = outputs[:, start:start + steps["response"]]
-        chosen = window.argmax(axis=-1)
+        return outputs[:, start:start + steps["response"]]
+
+    def score(self, outputs: np.ndarray, batch: Batch, level: Level | None = None) -> np.ndarray:
+        chosen = self.response_window(outputs).argmax(axis=-1)
         return np.array([float(np.mean(chosen == batch.conditions["cue"][:, None]))])
+
+    def reliability(self, outputs: np.ndarray, batch: Batch,
+                    level: Level | None = None) -> np.ndarray:
+        window = self.response_window(outputs)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.nan_to_num(window / window.sum(axis=-1, keepdims=True))
+        cue = batch.conditions["cue"]
+        return np.array([float(np.mean(share[np.arange(len(cue)), :, cue]))])
 
     def describe_timing(self):
         return {name: {"seconds": getattr(self.config, name), "steps": n}

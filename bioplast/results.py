@@ -444,10 +444,11 @@ def training_dataset(result, command: str | None = None) -> xr.Dataset:
     """The Dataset of a training run (`bioplast.training.TrainingResult`).
 
     History ``(epoch)`` / ``(epoch, head)``: ``loss`` (mean training loss of the epoch),
-    ``grad_norm``, ``eval_loss``, ``accuracy``, ``level`` (curriculum N, -1 without one),
-    ``wall_time`` (seconds), ``learning_rate``; the learned parameters; the recorded test trials ``inputs``,
-    ``targets``, ``mask``, ``outputs``, recorded variables, ``initial_<state>`` and
-    ``condition_<name>``; provenance attrs including the protocol text.
+    ``grad_norm``, ``eval_loss``, ``accuracy``, ``reliability``, ``level`` (curriculum N, -1
+    without one), ``wall_time`` (seconds), ``learning_rate``; the learned parameters; the
+    recorded test trials ``inputs``, ``targets``, ``mask``, ``outputs``, recorded variables,
+    ``initial_<state>`` and ``condition_<name>``; provenance attrs including the protocol
+    text.
 
     An ensemble's Dataset has every variable along a leading ``member`` dim, with what
     varies between members as coordinates (``seed``, ``lr``, ...); see `stack_networks`
@@ -642,6 +643,10 @@ def member_dataset(result, info: dict, status: str, message: str) -> xr.Dataset:
                                  {schema.ATTR_LONG_NAME: "loss on test batches after the epoch"}),
         "accuracy": xr.Variable((schema.EPOCH, schema.HEAD), history.accuracy_array(),
                                 {schema.ATTR_LONG_NAME: "test accuracy per head (NaN: inactive)"}),
+        "reliability": xr.Variable(
+            (schema.EPOCH, schema.HEAD), history.per_head("reliability"),
+            {schema.ATTR_LONG_NAME: "test reliability per head: mean probability of the "
+                                    "target class (NaN: inactive, or a task without classes)"}),
         "level": xr.Variable(schema.EPOCH, np.asarray(history.level, dtype=np.int64),
                              {schema.ATTR_LONG_NAME: "memory length N of the task during the "
                                                      "epoch (-1: a task without N)"}),

@@ -21,7 +21,7 @@ from bioplast.curricula import Curriculum
 from bioplast.training import History, Trainer, checkpoint_path, train
 
 REPO = Path(__file__).resolve().parent.parent
-HISTORY = ["loss", "grad_norm", "eval_loss", "accuracy", "level"]
+HISTORY = ["loss", "grad_norm", "eval_loss", "accuracy", "reliability", "level"]
 
 SMALL_PARITY = """\
 name: small_parity
@@ -83,6 +83,10 @@ def test_run_writes_a_complete_result(tmp_path):
     ds = xr.open_dataset(out)
     assert ds.attrs["status"] == "complete" and ds.attrs["kind"] == "training"
     assert ds["accuracy"].dims == ("epoch", "head") and ds.sizes["head"] == 7
+    assert ds["reliability"].dims == ("epoch", "head") and ds["reliability"].attrs["long_name"]
+    active = np.isfinite(ds["accuracy"].values)
+    np.testing.assert_array_equal(np.isfinite(ds["reliability"].values), active)
+    assert np.all((ds["reliability"].values[active] > 0) & (ds["reliability"].values[active] < 1))
     assert list(ds["head_n"].values) == list(range(2, 9))
     assert ds["r"].dims == ("trial", "time", "unit") and ds.sizes["trial"] == 4
     for name in ("inputs", "targets", "mask", "outputs", "loss", "level", "wall_time"):
@@ -577,6 +581,8 @@ def test_scoring_on_the_training_batch(tmp_path, rule):
         np.testing.assert_array_equal(scored.params[name], value, err_msg=name)
     accuracy = scored.history.accuracy_array()
     assert np.all((accuracy[:, 0] >= 0) & (accuracy[:, 0] <= 1))
+    reliability = scored.history.per_head("reliability")
+    assert np.all((reliability[:, 0] > 0) & (reliability[:, 0] < 1))
 
 
 def test_exact_bptt_is_not_compared_with_itself():
@@ -613,7 +619,8 @@ def interrupted_then_resumed(protocol, tmp_path, monkeypatch, epoch: int):
 def assert_same_networks(a, b):
     for x, y in zip(a.members, b.members, strict=True):
         assert x.history.loss == y.history.loss and x.history.lr == y.history.lr
-        np.testing.assert_array_equal(x.history.accuracy_array(), y.history.accuracy_array())
+        for name in History.PER_HEAD:
+            np.testing.assert_array_equal(x.history.per_head(name), y.history.per_head(name))
         for name in x.params:
             np.testing.assert_array_equal(x.params[name], y.params[name], err_msg=name)
 
@@ -707,13 +714,14 @@ def test_resume_with_a_fixed_batch_gives_the_same_run(tmp_path, monkeypatch):
 
 def test_level_up_is_decided_on_eval_batches_x_eval_batch_size_test_trials(monkeypatch):
     """The accuracy the curriculum levels up on is the mean over exactly ``eval_batches``
-    test batches of ``eval_batch_size`` trials (the curriculum paper: 50 x 256)."""
+    test batches of ``eval_batch_size`` trials (the curriculum paper: 50 x 256); so is the
+    reliability recorded."""
     scored, decided = [], []
     scores, update = Trainer.scores, Curriculum.update
 
     def spy_scores(self, members, level, batch, outputs):
         result = scores(self, members, level, batch, outputs)
-        scored.append((self.next_epoch, batch.inputs.shape[1], result[0][1]))
+        scored.append((self.next_epoch, batch.inputs.shape[1], *result[0][1:]))
         return result
 
     def spy_update(self, accuracy):
@@ -722,11 +730,14 @@ def test_level_up_is_decided_on_eval_batches_x_eval_batch_size_test_trials(monke
 
     monkeypatch.setattr(Trainer, "scores", spy_scores)
     monkeypatch.setattr(Curriculum, "update", spy_update)
-    train(load_protocol(SMALL_PARITY, {"training.epochs": 2, "training.steps_per_epoch": 2,
-                                       "training.eval_batches": 3,
-                                       "training.eval_batch_size": 7}, name="small_parity"))
+    history = train(load_protocol(
+        SMALL_PARITY, {"training.epochs": 2, "training.steps_per_epoch": 2,
+                       "training.eval_batches": 3, "training.eval_batch_size": 7},
+        name="small_parity")).history
     assert len(decided) == 2
     for epoch, accuracy in enumerate(decided):
-        batches = [(trials, a) for e, trials, a in scored if e == epoch]
-        assert [trials for trials, _ in batches] == [7, 7, 7]  # 21 test trials
-        np.testing.assert_array_equal(accuracy, np.mean([a for _, a in batches], axis=0))
+        batches = [(trials, a, r) for e, trials, a, r in scored if e == epoch]
+        assert [trials for trials, _, _ in batches] == [7, 7, 7]  # 21 test trials
+        np.testing.assert_array_equal(accuracy, np.mean([a for _, a, _ in batches], axis=0))
+        np.testing.assert_array_equal(history.per_head("reliability")[epoch],
+                                      np.mean([r for _, _, r in batches], axis=0))

@@ -17,7 +17,7 @@ import torch
 from ..errors import InputError
 from ..files import atomic_write, check_regular_file
 
-CHECKPOINT_FORMAT = 3  # 3: learning rates in the history, schedule state
+CHECKPOINT_FORMAT = 4  # 3: learning rates in the history, schedule state; 4: reliability
 
 
 def _first_difference(old: str, new: str) -> str:

@@ -1,17 +1,18 @@
 """The training loop: batches -> rule updates -> history, with checkpoints.
 
-`train` runs a `Protocol` epoch by epoch: ``steps_per_epoch`` updates on fresh batches
-(with ``training.fixed_batch``: on one batch per network and curriculum level, drawn once),
-then ``eval_batches`` test batches of ``eval_batch_size`` trials (loss and accuracy per
-head), then the curriculum check on that accuracy, then the learning-rate schedule's step
-on the epoch's mean training loss. It stops at the epoch budget, at ``target_accuracy``, or when the curriculum's last
-level is passed. Checkpoints (``torch.save`` of tensors and plain values only, read back
-with ``weights_only=True``) are written atomically every ``checkpoint_every`` epochs and at
-the end; ``resume=True`` continues from the last one and gives the same parameters and
-history as an uninterrupted run (the random generators are part of the checkpoint).
-A non-finite loss stops the network with status ``diverged`` (its last good parameters
-are kept; a run whose networks all diverged keeps its last good checkpoint); Ctrl-C stops
-the run with status ``interrupted``. Either way the result holds the history so far.
+`train` runs a `Protocol` epoch by epoch: ``steps_per_epoch`` updates on fresh batches (with
+``training.fixed_batch``: on one batch per network and curriculum level, drawn once), then
+``eval_batches`` test batches of ``eval_batch_size`` trials (loss, accuracy and reliability
+per head), then the curriculum check on that accuracy, then the learning-rate schedule's
+step on the epoch's mean training loss. It stops at the epoch budget, at
+``target_accuracy``, or when the curriculum's last level is passed. Checkpoints
+(``torch.save`` of tensors and plain values only, read back with ``weights_only=True``) are
+written atomically every ``checkpoint_every`` epochs and at the end; ``resume=True``
+continues from the last one and gives the same parameters and history as an uninterrupted
+run (the random generators are part of the checkpoint). A non-finite loss stops the network
+with status ``diverged`` (its last good parameters are kept; a run whose networks all
+diverged keeps its last good checkpoint); Ctrl-C stops the run with status ``interrupted``.
+Either way the result holds the history so far.
 
 An ensemble (``training.members: E``, or a list of protocols that differ only in seed,
 optimizer hyperparameters, clipping and parameter initialization) trains its networks as
@@ -53,6 +54,14 @@ def _member_batch(batch: Batch, index: int) -> Batch:
     """Member ``index`` of a stacked batch (`bioplast.tasks.stack_batches`)."""
     return Batch(batch.inputs[index], batch.targets[index], batch.mask[index],
                  {key: value[index] for key, value in batch.conditions.items()})
+
+
+def _mean_scores(scored: list[tuple]) -> tuple[float, np.ndarray, np.ndarray]:
+    """The mean over test batches of their `Trainer.scores`: loss, accuracy and
+    reliability ``(n_heads,)``."""
+    losses, accuracies, reliabilities = zip(*scored)
+    return (float(np.mean(losses)), np.mean(np.stack(accuracies), axis=0),
+            np.mean(np.stack(reliabilities), axis=0))
 
 
 def _seed(*parts: int) -> int:
@@ -144,8 +153,8 @@ class Trainer(Checkpointing):
             [p.rule.config.grad_clip for p in protocols],
             self.rule.trainable(self.context(everyone), self.params))
         self.next_epoch = 0
-        #: member -> (loss, accuracy per head) on its epoch's last training batch
-        self.training_scores: dict[int, tuple[float, np.ndarray]] = {}
+        #: member -> (loss, accuracy, reliability per head) on its epoch's last training batch
+        self.training_scores: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
 
     @property
     def protocol(self) -> Protocol:
@@ -235,8 +244,8 @@ class Trainer(Checkpointing):
     def update_group(self, members: list[int], level: Level, batch: Batch, initial,
                      score: bool = False):
         """One rule update of ``members`` on their stacked batch: ``(loss, norm)`` lists.
-        With ``score``, the batch's test loss and accuracy per member (from the outputs
-        before the update) go to ``self.training_scores``."""
+        With ``score``, the batch's `scores` per member (from the outputs before the
+        update) go to ``self.training_scores``."""
         index = self._index(members)
         params = {name: value[index] for name, value in self.params.items()}
         before = {name: value.clone() for name, value in params.items()}
@@ -325,9 +334,10 @@ class Trainer(Checkpointing):
         return results
 
     def scores(self, members: list[int], level: Level, batch: Batch, outputs
-               ) -> dict[int, tuple[float, np.ndarray]]:
-        """Test loss and accuracy per head of each of ``members`` on their stacked
-        ``batch`` from its ``outputs`` ``(member, trial, time, output)``."""
+               ) -> dict[int, tuple[float, np.ndarray, np.ndarray]]:
+        """Test loss, accuracy and reliability per head ``(n_heads,)`` of each of
+        ``members`` on their stacked ``batch`` from its ``outputs`` ``(member, trial, time,
+        output)``."""
         task = self.protocols[0].task
         loss = task.loss_value(outputs, torch.as_tensor(batch.targets, dtype=outputs.dtype,
                                                         device=outputs.device),
@@ -335,20 +345,23 @@ class Trainer(Checkpointing):
                                                device=outputs.device),
                                level, per_trial=True).mean(dim=-1).cpu().numpy()
         outputs = outputs.cpu().numpy()
-        return {i: (float(loss[j]), task.score(outputs[j], _member_batch(batch, j), level))
-                for j, i in enumerate(members)}
+        scored = {}
+        for j, i in enumerate(members):
+            own = _member_batch(batch, j)
+            scored[i] = (float(loss[j]), task.score(outputs[j], own, level),
+                         task.reliability(outputs[j], own, level))
+        return scored
 
-    def evaluate(self, members: list[int]) -> dict[int, tuple[float, np.ndarray]]:
-        """Mean test loss and accuracy per head over ``eval_batches`` fresh batches for
-        each of ``members`` (from streams of their own, so evaluation does not change
-        training)."""
+    def evaluate(self, members: list[int]) -> dict[int, tuple[float, np.ndarray, np.ndarray]]:
+        """Mean test loss, accuracy and reliability per head over ``eval_batches`` fresh
+        batches for each of ``members`` (from streams of their own, so evaluation does not
+        change training)."""
         training = self.protocols[0].training
         size = training.eval_batch_size or training.batch_size
         rngs = {i: np.random.default_rng(_seed(self.members[i].seed, 3, self.next_epoch))
                 for i in members}
         generators = {i: self.members[i].generator_for(4, self.next_epoch) for i in members}
-        losses = {i: [] for i in members}
-        accuracies = {i: [] for i in members}
+        scored = {i: [] for i in members}
         with torch.no_grad():
             for _ in range(training.eval_batches):
                 draws = {}
@@ -359,13 +372,10 @@ class Trainer(Checkpointing):
                     context = self.context(group, [generators[i] for i in group])
                     params = {k: v[self._index(group)] for k, v in self.params.items()}
                     outputs, _ = forward(context, params, batch, initial, scored_only=True)
-                    for i, (loss, accuracy) in self.scores(group, level, batch,
-                                                           outputs).items():
-                        losses[i].append(loss)
-                        accuracies[i].append(accuracy)
+                    for i, scores in self.scores(group, level, batch, outputs).items():
+                        scored[i].append(scores)
         # inactive heads are NaN in every batch and stay NaN
-        return {i: (float(np.mean(losses[i])), np.mean(np.stack(accuracies[i]), axis=0))
-                for i in members}
+        return {i: _mean_scores(scored[i]) for i in members}
 
     def test_trials(self) -> list[TestTrials | None]:
         record = self.protocols[0].schema.record
@@ -402,9 +412,9 @@ class Trainer(Checkpointing):
         """Record one epoch of a member (``lr``: the learning rate of its updates) and
         apply its stopping rules and curriculum."""
         member, training = self.members[index], self.protocols[0].training
-        eval_loss, accuracy = evaluation
-        member.history.append(*row, eval_loss, accuracy, member.curriculum.n, wall_time, lr,
-                              comparison)
+        eval_loss, accuracy, reliability = evaluation
+        member.history.append(*row, eval_loss, accuracy, reliability, member.curriculum.n,
+                              wall_time, lr, comparison)
         if not math.isfinite(eval_loss):
             self.diverge(index, f"non-finite test loss after epoch {self.next_epoch}")
             return
@@ -479,8 +489,8 @@ def train(protocol: Protocol | list[Protocol], *, checkpoint: str | Path | None 
                                          comparison.get(i))
                 else:  # diverged during the epoch: the finite part of its row
                     member = trainer.members[i]
-                    member.history.append(*rows[i], math.nan,
-                                          np.full(member.history.n_heads, np.nan),
+                    missing = np.full(member.history.n_heads, np.nan)
+                    member.history.append(*rows[i], math.nan, missing, missing,
                                           member.curriculum.n, math.nan, lrs[i])
             # the schedules of the networks that train on step on their mean training loss
             trainer.optimizer.end_epoch({i: rows[i][0] for i in trainer.active()})
@@ -504,7 +514,7 @@ def _show(bar, trainer: Trainer, evaluation: dict, rows: dict) -> None:
     """Progress: the loss and accuracy of a single network, or of the ensemble's mean."""
     if not bar.disable:
         loss = np.nanmean([row[0] for row in rows.values()]) if rows else math.nan
-        accuracy = np.nanmean([mean_of_active(a) for _, a in evaluation.values()]) \
+        accuracy = np.nanmean([mean_of_active(a) for _, a, _ in evaluation.values()]) \
             if evaluation else math.nan
         extra = {}
         if len(trainer.members) > 1:

@@ -20,8 +20,10 @@ from ..tasks import Batch
 @dataclass
 class History:
     """Per-epoch records: training loss (mean over the epoch's updates), gradient norm,
-    test loss, accuracy per head (NaN for inactive heads), curriculum level N (-1 without
-    a curriculum), wall time in seconds and the learning rate of the epoch's updates."""
+    test loss, accuracy and reliability per head (NaN for inactive heads; reliability also
+    for tasks without classes: `bioplast.tasks.Task.reliability`), curriculum level N (-1
+    without a curriculum), wall time in seconds and the learning rate of the epoch's
+    updates."""
 
     n_heads: int
     parameters: list[str] = field(default_factory=list)
@@ -29,6 +31,7 @@ class History:
     grad_norm: list[float] = field(default_factory=list)
     eval_loss: list[float] = field(default_factory=list)
     accuracy: list[np.ndarray] = field(default_factory=list)
+    reliability: list[np.ndarray] = field(default_factory=list)
     level: list[int] = field(default_factory=list)
     wall_time: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
@@ -41,17 +44,19 @@ class History:
     snapshots: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
     SCALARS = ("loss", "grad_norm", "eval_loss", "wall_time", "lr")
+    PER_HEAD = ("accuracy", "reliability")
     PER_PARAMETER = ("alignment", "update_norm", "gradient_norm")
 
     def __len__(self) -> int:
         return len(self.loss)
 
     def append(self, loss: float, grad_norm: float, eval_loss: float, accuracy: np.ndarray,
-               level: int | None, wall_time: float, lr: float,
+               reliability: np.ndarray, level: int | None, wall_time: float, lr: float,
                comparison: dict[str, np.ndarray] | None = None) -> None:
-        """One epoch; ``lr`` is the learning rate its updates used (before the schedule's
-        step); ``comparison`` holds ``alignment``, ``update_norm`` and ``gradient_norm``
-        per parameter when the rule was compared with BPTT."""
+        """One epoch; ``accuracy`` and ``reliability`` are ``(n_heads,)``; ``lr`` is the
+        learning rate its updates used (before the schedule's step); ``comparison`` holds
+        ``alignment``, ``update_norm`` and ``gradient_norm`` per parameter when the rule was
+        compared with BPTT."""
         missing = np.full(len(self.parameters), np.nan)
         for name in self.PER_PARAMETER:
             getattr(self, name).append((comparison or {}).get(name, missing))
@@ -59,12 +64,18 @@ class History:
         self.grad_norm.append(grad_norm)
         self.eval_loss.append(eval_loss)
         self.accuracy.append(accuracy)
+        self.reliability.append(reliability)
         self.level.append(-1 if level is None else level)
         self.wall_time.append(wall_time)
         self.lr.append(lr)
 
     def accuracy_array(self) -> np.ndarray:
-        return np.array(self.accuracy).reshape(len(self), self.n_heads)
+        """``(epoch, head)`` accuracy."""
+        return self.per_head("accuracy")
+
+    def per_head(self, name: str) -> np.ndarray:
+        """``(epoch, head)`` array of ``accuracy`` or ``reliability``."""
+        return np.array(getattr(self, name)).reshape(len(self), self.n_heads)
 
     def per_parameter(self, name: str) -> np.ndarray:
         """``(epoch, parameter)`` array of ``alignment``, ``update_norm`` or
@@ -74,7 +85,8 @@ class History:
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = {name: torch.tensor(getattr(self, name), dtype=torch.float64)
                  for name in self.SCALARS}
-        state["accuracy"] = torch.as_tensor(self.accuracy_array(), dtype=torch.float64)
+        for name in self.PER_HEAD:
+            state[name] = torch.as_tensor(self.per_head(name), dtype=torch.float64)
         state["level"] = torch.tensor(self.level, dtype=torch.int64)
         for name in self.PER_PARAMETER:
             state[name] = torch.as_tensor(self.per_parameter(name), dtype=torch.float64)
@@ -87,7 +99,8 @@ class History:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         for name in self.SCALARS:
             setattr(self, name, state[name].tolist())
-        self.accuracy = list(state["accuracy"].numpy())
+        for name in self.PER_HEAD:
+            setattr(self, name, list(state[name].numpy()))
         self.level = state["level"].tolist()
         for name in self.PER_PARAMETER:
             setattr(self, name, list(state[name].numpy()))

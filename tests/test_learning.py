@@ -19,6 +19,83 @@ def test_learning_outcomes():
     assert learning_outcome(np.concatenate([rising, np.full(20, np.nan)])) == LEARNED
 
 
+def paper_class(acc, rel):
+    """Transcription of the delayed-cue paper's classification (fatihdinc/
+    dynamical-phases-stm, Experiments/rnn-large-nopost/narrow/sort_data.py,
+    train_rnn_model): 0 no learning, 3 unstable learning, else learned (1 or 2, its
+    mechanism)."""
+    ind = np.where(((acc > 0.8) & (rel > 0.8)))[0]
+    if len(ind) == 0:
+        num = 1
+    else:
+        start = ind[0]
+        num = ((np.sum(acc[start:] < 0.6) + np.sum(rel[start:] < 0.6)) /
+               (np.sum(acc[start:] > 0.6) + np.sum(rel[start:] > 0.6))) < 0.1
+    start = int(acc.shape[0] * 0.9)
+    acc = np.mean(acc[start:]) > 0.8
+    rel = np.mean(rel[start:]) > 0.8
+    learned = acc * rel * num
+    if learned == 0:
+        return 0 if num == 1 else 3
+    return 1
+
+
+PAPER = {0: NOT_LEARNED, 3: UNSTABLE, 1: LEARNED}
+
+
+def random_histories(rng, count):
+    """Accuracy and reliability per epoch of many kinds: noisy learning curves with dips,
+    plateaus near the thresholds, values exactly at them, short and long runs."""
+    for _ in range(count):
+        n = int(rng.choice([1, 2, 5, 9, 10, 11, 37, 100, 3000]))
+        kind = rng.integers(4)
+        if kind == 0:  # uniform noise
+            acc, rel = rng.uniform(size=n), rng.uniform(size=n)
+        elif kind == 1:  # a learning curve with random dips
+            onset = rng.integers(n + 1)
+            acc = np.where(np.arange(n) < onset, 0.5, rng.uniform(0.75, 1.0))
+            rel = np.clip(acc + rng.normal(0, 0.05, n), 0, 1)
+            dips = rng.uniform(size=n) < rng.uniform(0, 0.2)
+            acc[dips] = rng.uniform(0, 0.6, dips.sum())
+        elif kind == 2:  # on the grid of the thresholds
+            acc = rng.choice([0.5, 0.6, 0.8, 0.81, 1.0], size=n)
+            rel = rng.choice([0.5, 0.6, 0.8, 0.81, 1.0], size=n)
+        else:  # accuracy and reliability above 0.8 in alternation, never together
+            acc = np.where(np.arange(n) % 2, 1.0, 0.7)
+            rel = np.where(np.arange(n) % 2, 0.7, 1.0)
+        yield acc, rel
+
+
+def test_learning_outcome_with_reliability_is_the_papers_rule():
+    """Reference: the transcription of the authors' code above, on 3000 random histories
+    covering every outcome (and NaN epochs, which bioplast leaves out first)."""
+    rng = np.random.default_rng(0)
+    seen = set()
+    for acc, rel in random_histories(rng, 3000):
+        expected = PAPER[paper_class(acc, rel)]
+        assert learning_outcome(acc, rel) == expected, (acc, rel)
+        seen.add(expected)
+        padded = np.concatenate([acc, [np.nan, 0.9]]), np.concatenate([rel, [0.9, np.nan]])
+        assert learning_outcome(*padded) == expected
+    assert seen == {LEARNED, NOT_LEARNED, UNSTABLE}
+
+
+def test_learning_outcome_with_reliability_on_constructed_histories():
+    rising = np.concatenate([np.full(50, 0.5), np.full(50, 0.95)])
+    assert learning_outcome(rising, rising) == LEARNED
+    assert learning_outcome(rising, np.full(100, 0.7)) == NOT_LEARNED  # never reliable
+    unreliable = rising.copy()
+    unreliable[60:90:3] = 0.4  # reliability dips in a fifth of the epochs after learning
+    assert learning_outcome(rising, unreliable) == UNSTABLE
+    assert learning_outcome(unreliable, rising) == UNSTABLE
+    late = np.concatenate([np.full(95, 0.5), np.full(5, 0.95)])  # the last 10% half above
+    assert learning_outcome(late, late) == NOT_LEARNED
+    # above 0.8 in turn, never together: the paper's code still counts it learned
+    alternating = np.where(np.arange(100) % 2, 1.0, 0.7)
+    assert learning_outcome(alternating, 1.7 - alternating) == LEARNED
+    assert learning_outcome(np.full(3, np.nan), np.full(3, np.nan)) == NOT_LEARNED
+
+
 def test_critical_delay_recovers_the_onset():
     delays = np.linspace(0, 0.4, 21)
     fraction = np.where(delays < 0.15, 0.0, 1 - np.exp(-25 * (delays - 0.15)))

@@ -74,8 +74,12 @@ def estimated_minutes(settings: dict, cores: int = 2) -> float:
 
 
 def classify_network(network) -> tuple[str, str | None]:
-    """``(learning outcome, mechanism or None)`` of one trained network's dataset."""
-    outcome = learning_outcome(network["accuracy"].mean("head", skipna=True).values)
+    """``(learning outcome, mechanism or None)`` of one trained network's dataset; the
+    outcome from its accuracy and reliability per epoch as the paper classifies (from the
+    accuracy alone for a result recorded without reliability)."""
+    per_epoch = {name: network[name].mean("head", skipna=True).values
+                 for name in ("accuracy", "reliability") if name in network}
+    outcome = learning_outcome(per_epoch["accuracy"], per_epoch.get("reliability"))
     if outcome != LEARNED:
         return outcome, None
     model, params = result_model(network)

@@ -3,11 +3,9 @@
 Kurtkaya, Dinc et al. (ICML 2025; code fatihdinc/dynamical-phases-stm, sort_data.py and
 Figures/Figure4/code/nopost/plot_nopost.py):
 
-- `learning_outcome`: a network has *learned* when its mean test accuracy over the last
-  10% of epochs exceeds 0.8 and, after it first exceeded 0.8, fewer than 10% as many epochs
-  fell below 0.6 as stayed above it (else *unstable*); otherwise *not learned*. (The paper
-  also asks the same of a "reliability", the mean probability given to the correct class,
-  which bioplast's history does not hold: accuracy only.)
+- `learning_outcome`: *learned*, *unstable* or *not learned* from the test accuracy and
+  reliability (mean probability given to the correct class) per epoch, exactly as the
+  paper's sort_data.py classifies; from the accuracy alone where no reliability is given.
 - `critical_delay`: the delay T0 where a network stops learning, from the fraction not
   learned against the delay, fitted with ``f(T) = 0`` for ``T < T0`` and ``1 - exp(-a (T -
   T0))`` beyond.
@@ -31,10 +29,22 @@ from scipy import optimize, stats
 LEARNED, NOT_LEARNED, UNSTABLE = "learned", "not_learned", "unstable"
 
 
-def learning_outcome(accuracy: np.ndarray, threshold: float = 0.8, low: float = 0.6,
-                     tail: float = 0.1, max_dips: float = 0.1) -> str:
-    """``learned``, ``not_learned`` or ``unstable`` from test accuracy per epoch (NaN
-    epochs, e.g. after an early stop, are left out)."""
+def learning_outcome(accuracy: np.ndarray, reliability: np.ndarray | None = None,
+                     threshold: float = 0.8, low: float = 0.6, tail: float = 0.1,
+                     max_dips: float = 0.1) -> str:
+    """``learned``, ``not_learned`` or ``unstable`` from the test ``accuracy`` and
+    ``reliability`` per epoch, both ``(epoch,)``; epochs where either is NaN (e.g. after an
+    early stop) are left out.
+
+    With ``reliability``: the rule of the paper's code (sort_data.py, the reference, tested
+    against a transcription of it), `paper_outcome`. Without (None): from the accuracy
+    alone, learned when its mean over the last ``tail`` of epochs (rounded up) exceeds
+    ``threshold`` and, from the first epoch above ``threshold`` on, fewer than
+    ``max_dips`` as many epochs fall below ``low`` as lie at or above it (else unstable);
+    otherwise not learned.
+    """
+    if reliability is not None:
+        return paper_outcome(accuracy, reliability, threshold, low, tail, max_dips)
     accuracy = np.asarray(accuracy, dtype=float)
     accuracy = accuracy[np.isfinite(accuracy)]
     if accuracy.size == 0:
@@ -45,6 +55,33 @@ def learning_outcome(accuracy: np.ndarray, threshold: float = 0.8, low: float = 
     after = accuracy[int(np.argmax(accuracy > threshold)):]
     above, below = np.sum(after >= low), np.sum(after < low)
     return LEARNED if below < max_dips * max(above, 1) else UNSTABLE
+
+
+def paper_outcome(accuracy: np.ndarray, reliability: np.ndarray, threshold: float = 0.8,
+                  low: float = 0.6, tail: float = 0.1, max_dips: float = 0.1) -> str:
+    """The paper's classification (sort_data.py) of accuracy and reliability per epoch
+    ``(epoch,)``, epochs where either is NaN left out. From the first epoch where both
+    exceed ``threshold`` on, *few dips* means (epochs of accuracy below ``low`` + those of
+    reliability below it) / (those above it, likewise) < ``max_dips``; with no such epoch,
+    few dips holds. Learned: the means of both over the last epochs (from index ``int((1 -
+    tail) n)``) exceed ``threshold``, and few dips. Otherwise unstable without few dips,
+    else not learned. (As in the paper's code, a network never above ``threshold`` in both
+    at once still counts as learned if its last epochs' means are.)"""
+    accuracy, reliability = np.asarray(accuracy, float), np.asarray(reliability, float)
+    kept = np.isfinite(accuracy) & np.isfinite(reliability)
+    accuracy, reliability = accuracy[kept], reliability[kept]
+    if accuracy.size == 0:
+        return NOT_LEARNED
+    both = np.flatnonzero((accuracy > threshold) & (reliability > threshold))
+    few_dips = True
+    if both.size:
+        after = np.concatenate([accuracy[both[0]:], reliability[both[0]:]])
+        few_dips = np.sum(after < low) / np.sum(after > low) < max_dips
+    last = int(accuracy.size * (1 - tail))
+    if accuracy[last:].mean() > threshold and reliability[last:].mean() > threshold \
+            and few_dips:
+        return LEARNED
+    return NOT_LEARNED if few_dips else UNSTABLE
 
 
 def _onset(delay, t0, rate):

@@ -639,9 +639,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="timescales: steps of the driven run (after the burn-in)")
     analyze_.add_argument("--burn-in", type=_non_negative_int, default=500)
     analyze_.add_argument("--trials", type=_positive_int, default=10)
-    analyze_.add_argument("--drive", default="auto", choices=["auto", "bits", "normal", "zero"],
-                          help="timescales: inputs of the driven run (auto: bits for n_parity "
-                               "and n_dms, else normal)")
+    analyze_.add_argument("--drive", default="auto",
+                          choices=["auto", "task", "bits", "normal", "zero"],
+                          help="timescales: inputs of the driven run (task: with the trial "
+                               "statistics of the task the network was trained on; bits: "
+                               "Bernoulli(0.5); normal: N(0, 1); auto: task for a training "
+                               "result, else normal)")
     analyze_.add_argument("--max-lag", type=_positive_int, default=30,
                           help="timescales: lags fitted, in steps")
     analyze_.add_argument("--seed", type=_seed, default=0)

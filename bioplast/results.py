@@ -9,9 +9,9 @@ netCDF cannot hold dict, None or bool attrs: configs are JSON/YAML text, flags i
 Reading a file's header without xarray, and decoding the stored attrs, is
 `bioplast.results_header` (re-exported here).
 
-Results own both directions: this module also decodes what a result stored, for every
-reader (the command line, `bioplast.analysis`): the model, parameters, protocol, seed and
-noise flag (`stored_model`, `stored_params`, `stored_protocol`, `stored_seed`,
+Results own both directions: this module also decodes what a result stored, for every reader
+(the command line, `bioplast.analysis`): the model, parameters, protocol, seed and noise
+flag (`stored_model`, `stored_params`, `stored_protocol`, `stored_task`, `stored_seed`,
 `stored_noise`), the recorded inputs and initial states (`stored_inputs`, `file_inputs`,
 `stored_initial_state`, `recorded_trials`, `trial_initial_state`, `stored_array`), one
 network of an ensemble or sweep (`choose_network`, `select_network`, `network_values`), and
@@ -280,6 +280,30 @@ def stored_protocol(dataset: xr.Dataset, where: str,
                          model_text=texts[schema.ATTR_MODEL] + "\n",
                          name=attr_where(where, schema.ATTR_PROTOCOL),
                          model_name=attr_where(where, schema.ATTR_MODEL))
+
+
+def stored_task(dataset: xr.Dataset, model: Model, where: str):
+    """The task a training result was trained on: its ``protocol`` attr's ``task`` section
+    at ``model``'s time step (the stored model), to draw trials as its training did. Unlike
+    `stored_protocol` it does not check the device or memory the training needed, which
+    need not be present where the result is analysed.
+
+    Returns a `bioplast.tasks.Task`.
+
+    Raises InputError naming ``FILE (attribute 'protocol')`` if there is no such attr or its
+    ``task`` section is not a valid task.
+    """
+    import yaml
+    from .tasks import TASKS
+    where = attr_where(where, schema.ATTR_PROTOCOL)
+    try:
+        section = dict(yaml.safe_load(dataset.attrs[schema.ATTR_PROTOCOL])["task"])
+        task_class = TASKS.get(section.pop("name"))
+        return task_class(task_class.Config.model_validate(section), model.dt)
+    except (KeyError, TypeError, ValueError, yaml.YAMLError, InputError) as error:  # and
+        # pydantic's ValidationError, a ValueError
+        raise InputError(f"holds no valid task section ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:120]})", file=where) from None
 
 
 def stored_seed(dataset, where: str) -> int:

@@ -56,12 +56,7 @@ def test_two_timescale_mixture_is_recognized():
     np.testing.assert_allclose(result["tau"], result["tau_slow"])  # tau_net: the slower
 
 
-def test_trained_leaky_tau_units_have_their_analytic_timescale(tmp_path):
-    """An uncoupled leaky_tau unit is r_t = (1 - 1/tau) r_{t-1} + phi(input)/tau with
-    i.i.d. input: its autocorrelation is (1 - 1/tau)^lag, a timescale of
-    -dt / ln(1 - 1/tau)."""
-    path = tmp_path / "p.yaml"
-    path.write_text("""\
+LEAKY_PARITY = """\
 name: tau
 seed: 0
 model: {file: leaky_tau, n_units: 16}
@@ -69,7 +64,15 @@ task: {name: n_parity, n: 2, curriculum: none, max_n: 2}
 rule: {name: bptt, optimizer: {name: adam, lr: 0.02}}
 training: {epochs: 2, steps_per_epoch: 10, batch_size: 16, eval_batches: 1}
 record: {trials: 2}
-""")
+"""
+
+
+def test_trained_leaky_tau_units_have_their_analytic_timescale(tmp_path):
+    """An uncoupled leaky_tau unit is r_t = (1 - 1/tau) r_{t-1} + phi(input)/tau with
+    i.i.d. input: its autocorrelation is (1 - 1/tau)^lag, a timescale of
+    -dt / ln(1 - 1/tau)."""
+    path = tmp_path / "p.yaml"
+    path.write_text(LEAKY_PARITY)
     out = tmp_path / "trained.nc"
     assert cli.main(["run", str(path), "-o", str(out), "--quiet"]) == 0
     ds = xr.load_dataset(out)
@@ -292,3 +295,40 @@ def test_analyze_a_training_result(tmp_path):
         assert name in result
     assert result.attrs["source_kind"] == "training" and result.attrs["variable"] == "r"
     assert cli.main(["plot", str(analysis), "-o", str(tmp_path / "a.png")]) == 0
+
+
+def test_a_training_result_is_driven_with_its_tasks_statistics(tmp_path, monkeypatch):
+    """``--drive task`` (and ``auto``, for a result trained on a task): N-parity bits with
+    one rate p ~ U(0, 1) per trial, as the curriculum paper drives its networks; ``bits``:
+    rate 1/2 in every trial. The task is the one the protocol attr describes."""
+    from bioplast import results, simulation
+    from bioplast.errors import InputError
+    from bioplast.protocol import load_protocol
+    path = tmp_path / "p.yaml"
+    path.write_text(LEAKY_PARITY)
+    out = tmp_path / "trained.nc"
+    assert cli.main(["run", str(path), "-o", str(out), "--quiet"]) == 0
+    ds = xr.load_dataset(out)
+    task = results.stored_task(ds, results.stored_model(ds, "x"), "x")
+    assert task.name == "n_parity" and task.config == load_protocol(path).task.config
+    driven = {}
+    simulate = simulation.simulate
+
+    def spy(model, params, inputs, **options):
+        driven[drive] = inputs
+        return simulate(model, params, inputs, **options)
+    monkeypatch.setattr(simulation, "simulate", spy)
+    for drive in ("auto", "task", "bits"):
+        analyze(ds, do_dynamics=False, do_geometry=False, steps=400, burn_in=0, trials=60,
+                drive=drive)
+    np.testing.assert_array_equal(driven["auto"], driven["task"])
+    rates = {drive: inputs[..., 0].mean(axis=1) for drive, inputs in driven.items()}
+    assert rates["task"].std() > 0.2 and np.abs(rates["bits"] - 0.5).max() < 0.15
+    without = ds.copy()
+    del without.attrs["protocol"]  # e.g. a simulation result: no task to draw from
+    with pytest.raises(InputError, match="needs a training result"):
+        analyze(without, do_dynamics=False, do_geometry=False, steps=400, drive="task")
+    analysis = tmp_path / "a.nc"
+    assert cli.main(["analyze", str(out), "--timescales", "--drive", "task", "--steps", "400",
+                     "--max-lag", "10", "-o", str(analysis), "--quiet"]) == 0
+    assert "tau" in xr.load_dataset(analysis)

@@ -86,7 +86,7 @@ def network_summary(network, scale: dict, seed: int) -> dict:
     for n in chosen:
         analysis = analyze(network_at_level(network, int(n)), do_dynamics=False,
                            do_geometry=False, steps=scale["timescale_steps"],
-                           trials=scale["timescale_trials"], drive="bits", seed=seed)
+                           trials=scale["timescale_trials"], drive="task", seed=seed)
         timescales[int(n)] = float(analysis["mean_unit_tau"]) / model.dt
     first_n = int(network["level"].values[0])
     return {"seed": seed, "max_n": int(levels.max()) if len(levels) else first_n - 1,

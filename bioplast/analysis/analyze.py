@@ -2,8 +2,10 @@
 
 For a bioplast result (a simulation or training file, which stores its model text and
 parameters) the network is driven again where an analysis needs it: timescales from a long
-run with random inputs after a burn-in (Khajehabdollahi et al.: binary inputs for the bit
-tasks), fixed and slow points from states sampled from the recorded trials, and the limit
+run after a burn-in, by default with inputs of the task the network was trained on, with its
+trials' statistics (`bioplast.tasks.Task.drive`; Khajehabdollahi et al. drive their
+N-parity networks with bits of one probability p ~ U(0, 1) per trial, as in training),
+fixed and slow points from states sampled from the recorded trials, and the limit
 cycle / slow point classification from the recorded test trials followed by zero input. A
 recording (any netCDF file with ``(trial, time, unit)`` activity) gets the analyses that
 need no model: timescales and geometry of its activity, and the classification of its
@@ -29,7 +31,7 @@ from .. import schema
 from ..errors import InputError
 from ..limits import array_bytes, check_memory
 from ..results import (INITIAL_PREFIX, provenance, recorded_trials, result_model,
-                       trial_initial_state)
+                       stored_task, trial_initial_state)
 from ..results_header import dtype_text
 from .data import (AXES, activity, check_one_network, describe_nonfinite, drop_nonfinite,
                    dropped_note, time_step)
@@ -38,8 +40,7 @@ from .dynamics import (STATES, UNDETERMINED, classify_mechanism, extended_run, f
 from .geometry import geometry
 from .timescales import timescales
 
-BIT_TASKS = ("n_parity", "n_dms")
-DRIVES = ("auto", "bits", "normal", "zero")
+DRIVES = ("auto", "task", "bits", "normal", "zero")
 
 
 def check_parameters(model, params: dict, where: str) -> None:
@@ -87,11 +88,20 @@ def check_driven_run(model, trials, steps, burn_in, max_lag, where: str) -> None
                          f"{model.n_units} units (lower {flag})", file=where, key=flag)
 
 
-def drive_inputs(kind: str, task: str | None, shape: tuple[int, int, int],
+def drive_inputs(kind: str, task, shape: tuple[int, int, int],
                  rng: np.random.Generator) -> np.ndarray:
-    """Random inputs ``(trial, time, input)`` to drive a network for its timescales."""
+    """Inputs ``(trial, time, input)`` to drive a network for its timescales: ``task``:
+    those of ``task`` (the `bioplast.tasks.Task` the network was trained on, or None),
+    `Task.drive`; ``bits``: Bernoulli(0.5); ``normal``: N(0, 1); ``zero``; ``auto``:
+    ``task`` where there is a task, else ``normal``."""
     if kind == "auto":
-        kind = "bits" if task in BIT_TASKS else "normal"
+        kind = "normal" if task is None else "task"
+    if kind == "task":
+        if task is None:
+            raise InputError("needs a training result (it draws the inputs of the task the "
+                             "network was trained on); use normal, bits or zero",
+                             key="--drive")
+        return task.drive(rng, shape[0], shape[1])
     if kind == "bits":
         return (rng.uniform(size=shape) < 0.5).astype(float)
     if kind == "normal":
@@ -107,7 +117,8 @@ def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: boo
 
     ``variable`` is the activity analysed (default: a result's readout source, or a
     recording's first ``(trial, time, unit)`` variable); ``steps``, ``burn_in``, ``trials``
-    and ``drive`` (``auto``, ``bits``, ``normal``, ``zero``) set the timescale run.
+    and ``drive`` (`drive_inputs`: ``auto``, ``task``, ``bits``, ``normal``, ``zero``) set
+    the timescale run.
     """
     if drive not in DRIVES:
         raise InputError(f"unknown drive '{drive}' (known: {', '.join(DRIVES)})",
@@ -140,8 +151,9 @@ def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: boo
             traces = recorded
         else:
             from ..simulation import simulate
-            inputs = drive_inputs(drive, dataset.attrs.get("task"),
-                                  (trials, burn_in + steps, model.n_inputs), rng)
+            task = stored_task(dataset, model, where) \
+                if drive in ("auto", "task") and schema.ATTR_PROTOCOL in dataset.attrs else None
+            inputs = drive_inputs(drive, task, (trials, burn_in + steps, model.n_inputs), rng)
             run = simulate(model, params, inputs, record=[variable], noise=False, seed=seed)
             traces = run[variable].isel({schema.TIME: slice(burn_in, None)})
             traces, note, _ = drop_nonfinite(traces, where, purpose="the timescales",

@@ -9,8 +9,9 @@ per condition; the parameters are kept at every passed level (``record.levels``)
 
 Per network: the largest N passed; the mean tau at every passed level; the network's
 timescale at (up to ``timescale_levels`` of) its passed levels, from autocorrelations of its
-activity driven by random bits (`bioplast.analysis.analyze`, as the paper: mean over units
-of the fitted timescale, in steps). Rows: max N per condition and their ordering (one-sided
+activity driven as in training (``drive="task"``: one bit probability p ~ U(0, 1) per
+trial, as the paper; `bioplast.analysis.analyze`: mean over units of the fitted
+timescale, in steps). Rows: max N per condition and their ordering (one-sided
 Mann-Whitney tests), the rank correlation of mean tau with N (single-head) and the change of
 mean tau (multi-head), the rank correlation of the network timescale with N. Writes
 ``rows.json``, ``networks.json`` and ``curriculum.png``.

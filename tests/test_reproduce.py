@@ -39,9 +39,13 @@ def test_phases_smoke(tmp_path):
     assert len(networks) == 2 * 2 * 2  # learning rates x delays x seeds
     assert {n["outcome"] for n in networks} <= {"learned", "not_learned", "unstable"}
     assert (out / "phases.png").stat().st_size > 0
+    reproduce("phases", "--design-check", "--smoke", "--draws", 20, "--out", out, cwd=tmp_path)
     reproduce("--markdown", out, "--to", tmp_path / "R.md", cwd=tmp_path)
     text = (tmp_path / "R.md").read_text()
     assert rows[0]["bioplast"] in text and "Machine:" in text
+    # the design check beside each row (design.json in the run's directory)
+    assert "| the design, if the paper is true |" in text
+    assert "beta = " in text.split("no-solution boundary")[1].split("\n")[0].split("|")[4]
     assert (tmp_path / "docs" / "reproductions" / "phases-phases.png").exists()
 
 
@@ -141,3 +145,23 @@ def test_design_resolutions_match_the_exact_tests():
     assert design.paired_resolution(4) == 0
     assert design.fisher_resolution(10) == 4
     assert stats.fisher_exact([[3, 7], [0, 10]], alternative="greater").pvalue > 0.05
+
+
+def test_markdown_table_puts_each_design_row_beside_its_claim():
+    """A design row goes beside the result row whose claim it starts (the longest match);
+    design rows without a result row are listed after the table."""
+    sys.path.insert(0, str(REPO))
+    from benchmarks.papers.common import design_row, row, table
+    rows = [row("critical delay T0 per learning rate (onset fit)", "T0", "lr 0.1: 40 ms", False,
+                "cmd", 60.0),
+            row("three phases", "all three", "both", True, "cmd", 60.0)]
+    design = [design_row("critical delay T0", "T0", "unused", "no", "d"),
+              design_row("critical delay T0 per learning rate", "T0", "lr 0.1: 30-50 ms",
+                         True, "d"),
+              design_row("beta", "2.72", "beta = 1 (0-2)", False, "d")]
+    lines = table(rows, design)
+    assert lines[0].split(" | ")[4] == "the design, if the paper is true"
+    assert "| no | lr 0.1: 30-50 ms (paper's value inside: yes) | `cmd` | 1.0 min |" in lines[2]
+    assert "| yes | n/a | `cmd` |" in lines[3]
+    assert lines[-1].startswith("| beta | 2.72 | beta = 1 (0-2) | no | d |")
+    assert all("the design" not in line for line in table(rows))

@@ -48,11 +48,34 @@ def design_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def table(rows: list[dict]) -> list[str]:
-    """Markdown lines of ``rows``."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += [f"| {r['claim']} | {r['paper']} | {r['bioplast']} | {r['agrees']} | "
-              f"`{r['command']}` | {r['runtime_s'] / 60:.1f} min |" for r in rows]
+def design_for(claim: str, design: list[dict]) -> dict | None:
+    """The design-check row of a result row's ``claim``: the one whose claim starts it
+    (the longest such), or None."""
+    matches = [d for d in design if claim.startswith(d["claim"])]
+    return max(matches, key=lambda d: len(d["claim"])) if matches else None
+
+
+def table(rows: list[dict], design: list[dict] | None = None) -> list[str]:
+    """Markdown lines of ``rows``; with the ``design`` check's rows, a column beside each
+    row with what the design would report if the paper were true (and whether the
+    paper's own value lies inside: where not, a "no" cannot tell), and the design rows
+    that match no result row after the table."""
+    columns = list(COLUMNS)
+    if design is not None:
+        columns.insert(columns.index("agrees") + 1, "the design, if the paper is true")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = [r["claim"], r["paper"], r["bioplast"], r["agrees"]]
+        if design is not None:
+            check = design_for(r["claim"], design)
+            cells.append("n/a" if check is None else
+                         f"{check['expected']} (paper's value inside: {check['resolves']})")
+        cells += [f"`{r['command']}`", f"{r['runtime_s'] / 60:.1f} min"]
+        lines.append("| " + " | ".join(cells) + " |")
+    unmatched = [d for d in design or [] if not any(r["claim"].startswith(d["claim"])
+                                                     for r in rows)]
+    if unmatched:
+        lines += ["", "Design checks without a result row:", "", *design_table(unmatched)]
     return lines
 
 
@@ -114,7 +137,8 @@ def write_markdown(directories: list[Path], path: Path = REPO / "REPRODUCTIONS.m
     """REPRODUCTIONS.md from the rows of finished runs, figures copied to docs/ beside it;
     notes on a run (``notes.md`` in its output directory, or the versioned
     ``docs/reproductions/<directory name>.md``: where and why bioplast disagrees with the
-    paper) are appended to its section."""
+    paper) are appended to its section; a directory's ``design.json`` (``reproduce.py NAME
+    --design-check --out DIR``) puts the design check beside each row."""
     figures = path.parent / "docs" / "reproductions"
     figures.mkdir(parents=True, exist_ok=True)
     lines = ["# Reproductions", "",
@@ -123,7 +147,9 @@ def write_markdown(directories: list[Path], path: Path = REPO / "REPRODUCTIONS.m
              f"Machine: {machine()}.", ""]
     for directory in directories:
         rows = json.loads((directory / "rows.json").read_text())
-        lines += [f"## {directory.name}", "", *table(rows)]
+        design_file = directory / "design.json"
+        design = json.loads(design_file.read_text()) if design_file.exists() else None
+        lines += [f"## {directory.name}", "", *table(rows, design)]
         for figure in sorted(directory.glob("*.png")):
             target = figures / f"{directory.name}-{figure.name}"
             shutil.copyfile(figure, target)

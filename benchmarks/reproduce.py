@@ -2,6 +2,7 @@
 
     python benchmarks/reproduce.py NAME [--smoke | --reduced | --medium | --full] [--workers 2] [--out DIR]
     python benchmarks/reproduce.py NAME --design-check [--smoke | --reduced | --medium | --full] [--draws 200]
+    python benchmarks/reproduce.py NAME --resummarize [--reduced | ...] [--out DIR]   # rows again
     python benchmarks/reproduce.py --markdown DIR [DIR ...] [--to FILE]   # REPRODUCTIONS.md
 
 NAME is one of (modules in benchmarks/papers/, their docstrings say what runs):
@@ -23,6 +24,9 @@ numbers as the truth (`benchmarks/papers/design.py`) and prints, per claim, what
 would report if the paper were right (5-95% over draws) and whether the paper's own value
 lies inside; it writes ``design.json`` to ``--out``. A "no" in a reproduction's table means
 "disagrees" only where bioplast's value falls outside that interval.
+
+``--resummarize`` (where a reproduction has it: phases) makes the rows and figures of a
+finished run again from its saved ``networks.json`` without training.
 
 ``--markdown`` writes REPRODUCTIONS.md from the ``rows.json`` of the given output
 directories (the numbers are never typed), with the machine they ran on, and copies their
@@ -60,6 +64,9 @@ def main():
     parser.add_argument("--out", type=Path)
     parser.add_argument("--design-check", action="store_true",
                         help="simulate the design with the paper's numbers as the truth")
+    parser.add_argument("--resummarize", action="store_true",
+                        help="the rows and figures of a finished run again, from its "
+                             "networks.json (no training)")
     parser.add_argument("--draws", type=int, default=200,
                         help="simulated repetitions of the design (--design-check)")
     args = parser.parse_args()
@@ -75,7 +82,10 @@ def main():
         (out / "design.json").write_text(json.dumps(rows, indent=1))
         print("\n".join(design_table(rows)))
         return
-    rows = module.run(scale_name, out, args.workers)
+    if args.resummarize and not hasattr(module, "resummarize"):
+        parser.error(f"{args.name} has no --resummarize")
+    rows = (module.resummarize if args.resummarize else module.run)(scale_name, out,
+                                                                    args.workers)
     print("\n".join(table(rows)))
 
 

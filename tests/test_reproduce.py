@@ -39,6 +39,9 @@ def test_phases_smoke(tmp_path):
     assert len(networks) == 2 * 2 * 2  # learning rates x delays x seeds
     assert {n["outcome"] for n in networks} <= {"learned", "not_learned", "unstable"}
     assert (out / "phases.png").stat().st_size > 0
+    # the rows again from the saved networks, without training: the same rows
+    reproduce("phases", "--smoke", "--resummarize", "--workers", 1, "--out", out, cwd=tmp_path)
+    assert json.loads((out / "rows.json").read_text()) == rows
     reproduce("phases", "--design-check", "--smoke", "--draws", 20, "--out", out, cwd=tmp_path)
     reproduce("--markdown", out, "--to", tmp_path / "R.md", cwd=tmp_path)
     text = (tmp_path / "R.md").read_text()

@@ -12,6 +12,7 @@ boundary; over learning rates, beta of eta_c ~ T0^-beta with its 95% interval (p
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from bioplast.analysis.analyze import result_model
 from bioplast.analysis.dynamics import LIMIT_CYCLE, SLOW_POINT, classify_mechanism, extended_run
-from bioplast.analysis.learning import (LEARNED, NOT_LEARNED, critical_delay,
+from bioplast.analysis.learning import (LEARNED, critical_delay,
                                         learning_outcome, power_law)
 from bioplast.results import INITIAL_PREFIX, select_network
 from bioplast.sweep import run_sweep
@@ -120,6 +121,17 @@ def run(scale: str, out: Path, workers: int) -> list[dict]:
                 for (labels, _), (outcome, mechanism) in zip(trained, classes)]
     elapsed = time.perf_counter() - started
     rows = summarize(networks, settings, scale, elapsed, workers)
+    save(out, rows, networks)
+    plot_phases(networks, rows, out / "phases.png")
+    return rows
+
+
+def resummarize(scale: str, out: Path, workers: int) -> list[dict]:
+    """The rows and figure of a finished run again, from its saved ``networks.json`` (no
+    training; the runtime is the run's)."""
+    networks = json.loads((out / "networks.json").read_text())
+    elapsed = json.loads((out / "rows.json").read_text())[0]["runtime_s"]
+    rows = summarize(networks, scale_settings(scale), scale, elapsed, workers)
     save(out, rows, networks)
     plot_phases(networks, rows, out / "phases.png")
     return rows
@@ -264,8 +276,11 @@ def design_check(scale: str | dict, draws: int = 200, seed: int = 0) -> list[dic
 
 
 def phase_of(networks, lr: float, delay: float) -> str:
+    """The phase of one (learning rate, delay) point: no learning where most networks did
+    not learn (unstable ones counted as not learned, as the paper counts them), else which
+    mechanisms its learned networks use."""
     chosen = [n for n in networks if n["lr"] == lr and n["delay_ms"] == delay]
-    if np.mean([n["outcome"] == NOT_LEARNED for n in chosen]) > 0.5:
+    if np.mean([n["outcome"] != LEARNED for n in chosen]) > 0.5:
         return "no learning"
     kinds = {n["mechanism"] for n in chosen if n["outcome"] == LEARNED}
     if kinds == {LIMIT_CYCLE}:

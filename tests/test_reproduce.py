@@ -45,7 +45,7 @@ def test_phases_smoke(tmp_path):
     reproduce("phases", "--design-check", "--smoke", "--draws", 20, "--out", out, cwd=tmp_path)
     reproduce("--markdown", out, "--to", tmp_path / "R.md", cwd=tmp_path)
     text = (tmp_path / "R.md").read_text()
-    assert rows[0]["bioplast"] in text and "Machine:" in text
+    assert rows[0]["bioplast"] in text and "Machine:" in text and "arXiv 2502.17433" in text
     # the design check beside each row (design.json in the run's directory)
     assert "| the design, if the paper is true |" in text
     assert "beta = " in text.split("no-solution boundary")[1].split("\n")[0].split("|")[4]

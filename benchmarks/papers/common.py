@@ -133,6 +133,14 @@ def machine() -> str:
             f"{platform.python_version()}, torch {torch.__version__}")
 
 
+def citation(directory_name: str) -> str:
+    """The paper of a reproduction's output directory (``NAME-SCALE``): its module's
+    ``CITATION``."""
+    import importlib
+    module = importlib.import_module(f"benchmarks.papers.{directory_name.split('-')[0]}")
+    return module.CITATION
+
+
 def write_markdown(directories: list[Path], path: Path = REPO / "REPRODUCTIONS.md") -> Path:
     """REPRODUCTIONS.md from the rows of finished runs, figures copied to docs/ beside it;
     notes on a run (``notes.md`` in its output directory, or the versioned
@@ -149,7 +157,8 @@ def write_markdown(directories: list[Path], path: Path = REPO / "REPRODUCTIONS.m
         rows = json.loads((directory / "rows.json").read_text())
         design_file = directory / "design.json"
         design = json.loads(design_file.read_text()) if design_file.exists() else None
-        lines += [f"## {directory.name}", "", *table(rows, design)]
+        lines += [f"## {directory.name}", "", f"Paper: {citation(directory.name)}.", "",
+                  *table(rows, design)]
         for figure in sorted(directory.glob("*.png")):
             target = figures / f"{directory.name}-{figure.name}"
             shutil.copyfile(figure, target)

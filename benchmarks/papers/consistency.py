@@ -43,6 +43,9 @@ from bioplast.sweep import run_sweep
 from .common import PROTOCOLS, command, design_row, map_in_processes, row, save
 from .design import fisher_resolution, paired_resolution
 
+CITATION = ('Haputhanthri, Storan, Jiang, Raheja, Shai, Akengin, Miolane, Schnitzer, Dinc, '
+            'Tanaka, "Understanding and controlling the geometry of memory organization in RNNs",'
+            " 2025, arXiv 2502.07256; the paper's code is not public")
 TCR_WEIGHTS = (1e-4, 1e-3, 1e-2)  # lambda; 0 = no TCR
 DROP_FRACTION = 0.1  # the drop: loss below this fraction of a silent network's
 RULES = {

@@ -36,6 +36,9 @@ from .common import (REPO, command, design_row, greater, map_in_processes, row, 
                      spread)
 from .design import false_pass, ordering_power
 
+CITATION = ('Khajehabdollahi, Zeraati, Giannakakis, Schäfer, Martius, Levina, "Emergent '
+            'mechanisms for long timescales depend on training curriculum and affect performance '
+            'in memory tasks", ICLR 2024, arXiv 2309.12927; code LevinaLab/rnn_timescale_public')
 MULTI, SINGLE, FIXED = "multi-head, trained tau", "single-head, trained tau", \
     "single-head, tau = 1"
 CONDITIONS = {

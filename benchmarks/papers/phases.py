@@ -29,6 +29,9 @@ from .common import PROTOCOLS, command, design_row, map_in_processes, row, save
 from .design import (Grid, binomial_fractions, homogeneity, interval, paper_data,
                      resolves, shift_resolution, text)
 
+CITATION = ('Kurtkaya, Dinc, Yuksekgonul, Blanco-Pozo, Cirakman, Schnitzer, Yemez, Tanaka, Yuan, '
+            'Miolane, "Dynamical phases of short-term memory mechanisms in RNNs", ICML 2025, '
+            'arXiv 2502.17433; code fatihdinc/dynamical-phases-stm')
 PAPER_BETA = (2.72, 0.07)
 PAPER_DATA = "phases_figure4.json"
 PAPER_SEEDS = 100  # networks per (learning rate, delay) in the paper

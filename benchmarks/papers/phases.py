@@ -122,11 +122,7 @@ def run(scale: str, out: Path, workers: int) -> list[dict]:
                                workers)
     networks = [{**labels, "outcome": outcome, "mechanism": mechanism}
                 for (labels, _), (outcome, mechanism) in zip(trained, classes)]
-    elapsed = time.perf_counter() - started
-    rows = summarize(networks, settings, scale, elapsed, workers)
-    save(out, rows, networks)
-    plot_phases(networks, rows, out / "phases.png")
-    return rows
+    return report(networks, scale, out, time.perf_counter() - started, workers)
 
 
 def resummarize(scale: str, out: Path, workers: int) -> list[dict]:
@@ -134,6 +130,13 @@ def resummarize(scale: str, out: Path, workers: int) -> list[dict]:
     training; the runtime is the run's)."""
     networks = json.loads((out / "networks.json").read_text())
     elapsed = json.loads((out / "rows.json").read_text())[0]["runtime_s"]
+    return report(networks, scale, out, elapsed, workers)
+
+
+def report(networks: list[dict], scale: str, out: Path, elapsed: float,
+           workers: int) -> list[dict]:
+    """`summarize` the classified ``networks``, save the rows and networks to ``out`` and
+    draw the phase diagram there; the rows."""
     rows = summarize(networks, scale_settings(scale), scale, elapsed, workers)
     save(out, rows, networks)
     plot_phases(networks, rows, out / "phases.png")

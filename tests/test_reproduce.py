@@ -20,6 +20,13 @@ def reproduce(*arguments, cwd) -> str:
     return done.stdout
 
 
+def compare_runs(first: Path, second: Path) -> subprocess.CompletedProcess:
+    """benchmarks/compare_runs.py on two output directories."""
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "compare_runs.py"),
+                           str(first), str(second)], capture_output=True, text=True,
+                          timeout=300)
+
+
 def smoke(name: str, tmp_path) -> tuple[str, Path]:
     """The smoke run of reproduction ``name`` on one worker: its stdout and output dir."""
     out = tmp_path / name
@@ -93,6 +100,19 @@ def test_consistency_smoke(tmp_path):
     network = select_network(dataset, gain=1.0, weight=0.0, seed=0)
     for epoch in (int(network["snapshot_epoch"][0]), None):
         assert 0 <= stable_fixed_points(network, epoch, starts=8, seed=0) <= 8
+    # the same command again from scratch: the same networks (benchmarks/compare_runs.py)
+    _, again = reproduce("consistency", "--smoke", "--workers", 1, "--out", tmp_path / "again",
+                         cwd=tmp_path), tmp_path / "again"
+    report = compare_runs(out, again)
+    assert report.returncode == 0, report.stdout
+    assert "networks.json: identical" in report.stdout
+    for name in ("rule0.nc", "rule1.nc"):  # the same ensembles: the same float32 sums
+        line = next(line for line in report.stdout.splitlines() if line.startswith(name))
+        assert line.endswith("largest difference 0"), line
+    networks[0]["drop_epoch"] = 12345.0  # one changed network: reported, exit status 1
+    (again / "networks.json").write_text(json.dumps(networks))
+    report = compare_runs(out, again)
+    assert report.returncode == 1 and "[0].drop_epoch" in report.stdout
 
 
 def test_phases_design_check_smoke(tmp_path):

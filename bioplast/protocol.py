@@ -3,8 +3,8 @@
 Top-level keys: ``name``, ``description``, ``seed``, ``model``, ``task``, ``rule``,
 ``rule_options``, ``regularizers``, ``training``, ``backend``, ``record``. Validated with
 pydantic: unknown keys and wrong types are `InputError` s naming the file, the line and the
-key path. ``--set key.path=value`` edits the document before validation. ``model`` names a model
-file (relative to the protocol) or a shipped model, with overrides::
+key path. ``--set key.path=value`` edits the document before validation. ``model`` names a
+model file (relative to the protocol) or a shipped model, with overrides::
 
     name: quickstart
     seed: 0

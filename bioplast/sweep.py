@@ -12,8 +12,9 @@ further so that every worker gets work, and started costliest first (`plan_group
 again; it resumes from its checkpoint). Every point writes its own shard atomically
 (``OUT.nc.shards/<point>.nc``). `combine` stacks the shards along one dim per grid key
 (`dim_names`: named after the key's last part, ``lr``, ``seed``, or what a ``.name`` key
-names, ``rule``; the full key in the dim's ``key`` attr), padding runs that stopped early with NaN; it reads one shard at a time and writes
-the output as it goes, so that thousands of points never sit in memory together.
+names, ``rule``; the full key in the dim's ``key`` attr), padding runs that stopped early
+with NaN; it reads one shard at a time and writes the output as it goes, so that thousands
+of points never sit in memory together.
 
 Runs on a `distributed.LocalCluster` (``workers`` processes, ``threads`` torch threads
 each, by default the usable cores split between the workers, `bioplast.threads`) or on a

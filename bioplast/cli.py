@@ -7,6 +7,7 @@ Exit codes: 0 success; 2 bad input (one line naming the file and the key or line
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -277,15 +278,12 @@ def _parse_grid(items) -> dict:
     return grid
 
 
-def cmd_sweep(args) -> int:
-    from tqdm.auto import tqdm
-
+def _check_sweep_arguments(args, settings: dict, outputs: dict):
+    """The protocol of a ``sweep`` or ``compare-rules`` loaded with ``settings``, after the
+    checks of its workers, threads and ``outputs`` (``{"-o": path, ...}``)."""
     from .files import check_writable, refuse_overwrite
     from .protocol import load_protocol
-    from .results import network_values
-    from .sweep import shard_directory, run_sweep
-    grid = _parse_grid(args.grid)
-    settings = _parse_overrides(args.set, "--set")
+    from .sweep import shard_directory
     cores = os.cpu_count() or 1
     if not args.scheduler and args.workers * (args.threads or 1) > 4 * cores:
         raise InputError(f"{args.workers} workers x {args.threads} threads on a machine with "
@@ -293,12 +291,20 @@ def cmd_sweep(args) -> int:
                          f"{4 * cores})", key="--workers" if args.workers > 1 else "--threads")
     if not Path(args.protocol).is_file():
         raise InputError("no such protocol file", file=args.protocol)
-    output = Path(args.output)
     protocol = load_protocol(Path(args.protocol), settings)
-    refuse_overwrite({"-o": output}, [args.protocol, protocol.model.file],
-                     directories={"the shard directory": shard_directory(output)})
-    check_writable(output)
-    bars = []  # made at the first progress report: errors found before it stand alone
+    refuse_overwrite(outputs, [args.protocol, protocol.model.file],
+                     directories={"the shard directory": shard_directory(Path(args.output))})
+    for path in outputs.values():
+        check_writable(path)
+    return protocol
+
+
+@contextlib.contextmanager
+def _sweep_progress(args):
+    """``(progress, notify)`` for `bioplast.sweep.run_sweep`: a bar of the grid points,
+    made at the first report (errors found before it stand alone), and notices on stderr."""
+    from tqdm.auto import tqdm
+    bars = []
 
     def progress(done, total):
         if not bars:
@@ -307,17 +313,55 @@ def cmd_sweep(args) -> int:
         bars[0].n = done
         bars[0].refresh()
     try:
-        dataset = run_sweep(args.protocol, grid, output, base_settings=settings,
-                            scheduler=args.scheduler, workers=args.workers,
-                            threads=args.threads, max_members=args.max_members,
-                            progress=progress,
-                            notify=lambda message: print(f"bioplast: {message}",
-                                                         file=sys.stderr, flush=True))
+        yield progress, lambda message: print(f"bioplast: {message}", file=sys.stderr,
+                                              flush=True)
     finally:
         for bar in bars:
             bar.close()
+
+
+def _statuses(dataset, output) -> tuple[int, str]:
+    """How many networks a sweep has and how they ended (``"3 complete, 1 diverged"``)."""
+    from .results import network_values
     statuses = network_values(dataset, schema.ATTR_STATUS, str(output)).ravel()
-    _say(args, f"{statuses.size} grid points ({', '.join(f'{n} {s}' for s, n in zip(*np.unique(statuses, return_counts=True)))}): wrote {output}")
+    return statuses.size, ", ".join(f"{n} {s}" for s, n in
+                                    zip(*np.unique(statuses, return_counts=True)))
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import run_sweep
+    grid = _parse_grid(args.grid)
+    settings = _parse_overrides(args.set, "--set")
+    output = Path(args.output)
+    _check_sweep_arguments(args, settings, {"-o": output})
+    with _sweep_progress(args) as (progress, notify):
+        dataset = run_sweep(args.protocol, grid, output, base_settings=settings,
+                            scheduler=args.scheduler, workers=args.workers,
+                            threads=args.threads, max_members=args.max_members,
+                            progress=progress, notify=notify)
+    count, statuses = _statuses(dataset, output)
+    _say(args, f"{count} grid points ({statuses}): wrote {output}")
+    return 0
+
+
+def cmd_compare_rules(args) -> int:
+    from .compare_rules import check_figure_path, check_rules, compare_rules, draw
+    rules = check_rules([rule.strip() for rule in args.rules.split(",") if rule.strip()])
+    settings = _parse_overrides(args.set, "--set")
+    output = Path(args.output)
+    figure = Path(args.plot) if args.plot else output.with_suffix(".png")
+    check_figure_path(figure)
+    _check_sweep_arguments(args, settings, {"-o": output, "--plot": figure})
+    started = time.perf_counter()
+    with _sweep_progress(args) as (progress, notify):
+        dataset = compare_rules(args.protocol, rules, args.seeds, output, settings=settings,
+                                command=shlex.join(["bioplast", *sys.argv[1:]]),
+                                progress=progress, notify=notify, scheduler=args.scheduler,
+                                workers=args.workers, threads=args.threads,
+                                max_members=args.max_members)
+    draw(dataset, figure)
+    _say(args, f"{len(rules)} rules x {args.seeds} seeds ({_statuses(dataset, output)[1]}) in "
+               f"{time.perf_counter() - started:.1f} s: wrote {output} and {figure}")
     return 0
 
 
@@ -414,7 +458,7 @@ def info_lines(dataset, where: str):
     if "protocol_name" in attrs:
         resumed = stored_int(dataset, "resumed_from_epoch", where, -1, minimum=-1)
         yield (f"  protocol '{attrs['protocol_name']}', task '{attrs.get('task', '?')}', rule "
-               f"'{attrs.get(schema.ATTR_RULE, '?')}': {attrs.get('stop_reason', '?')} after "
+               f"{_shown_rule(dataset, attrs, where)}: {attrs.get('stop_reason', '?')} after "
                f"{attrs.get('epochs_completed', '?')} epochs"
                + (f" (resumed at epoch {resumed})" if resumed >= 0 else ""))
     facts = []
@@ -438,6 +482,18 @@ def info_lines(dataset, where: str):
         yield f"  {str(name):<{width}}  {dims:<32} {units}"
     if schema.ATTR_COMMAND in attrs:
         yield f"  command: {attrs[schema.ATTR_COMMAND]}"
+
+
+def _shown_rule(dataset, attrs: dict, where: str) -> str:
+    """The rule of a result as ``info`` shows it: ``'bptt'``; for a sweep over ``rule.name``
+    (where each network has its own, in ``network_rule``) the grid's rules."""
+    from .results_header import stored_json
+    if schema.ATTR_RULE in attrs:
+        return f"'{attrs[schema.ATTR_RULE]}'"
+    rules = stored_json(dataset, "sweep_grid", where, {}).get("rule.name")
+    if isinstance(rules, list):
+        return ", ".join(f"'{rule}'" for rule in rules)
+    return "per network" if f"network_{schema.ATTR_RULE}" in dataset.variables else "'?'"
 
 
 def cmd_list(args) -> int:
@@ -556,6 +612,18 @@ def build_parser() -> argparse.ArgumentParser:
                              help="show tracebacks and library warnings")
         return command
 
+    def add_sweep_options(command):
+        command.add_argument("--scheduler", metavar="ADDRESS",
+                             help="a running Dask scheduler (default: a local cluster)")
+        command.add_argument("--workers", type=_positive_int, default=2,
+                             help="local cluster: worker processes (default 2)")
+        command.add_argument("--threads", type=_positive_int, default=None,
+                             help="torch threads per worker (default: cores // workers on a "
+                                  "local cluster, 1 with --scheduler; keep workers x threads "
+                                  "<= cores)")
+        command.add_argument("--max-members", type=_positive_int, default=64,
+                             help="largest ensemble of grid points trained in one task")
+
     def add_nwb_options(command):
         group = command.add_argument_group("NWB recordings (.nwb files; needs bioplast[nwb])")
         group.add_argument("--nwb-source", default="units", metavar="units|SERIES",
@@ -615,16 +683,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the stacked result; shards go to OUT.nc.shards/")
     sweep.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                        help="edit the protocol for every point")
-    sweep.add_argument("--scheduler", metavar="ADDRESS",
-                       help="a running Dask scheduler (default: a local cluster)")
-    sweep.add_argument("--workers", type=_positive_int, default=2,
-                       help="local cluster: worker processes (default 2)")
-    sweep.add_argument("--threads", type=_positive_int, default=None,
-                       help="torch threads per worker (default: cores // workers on a local "
-                            "cluster, 1 with --scheduler; keep workers x threads <= cores)")
-    sweep.add_argument("--max-members", type=_positive_int, default=64,
-                       help="largest ensemble of grid points trained in one task")
+    add_sweep_options(sweep)
     sweep.set_defaults(func=cmd_sweep)
+
+    rules = add("compare-rules", "train a protocol under several learning rules and seeds "
+                                 "(one sweep) and draw their comparison")
+    rules.add_argument("protocol", metavar="PROTOCOL.yaml")
+    rules.add_argument("--rules", required=True, metavar="RULE,RULE,...",
+                       help="registered rules, e.g. bptt,eprop,rflo,node_perturbation (each "
+                            "with its defaults or the protocol's rule_options.<rule>)")
+    rules.add_argument("--seeds", type=_positive_int, default=4,
+                       help="networks per rule, seeds seed, seed+1, ... (default 4)")
+    rules.add_argument("-o", "--output", required=True, metavar="OUT.nc",
+                       help="the comparison (dims rule, seed); shards go to OUT.nc.shards/")
+    rules.add_argument("--plot", metavar="FIG.png",
+                       help="the figure (default: OUT.png next to OUT.nc)")
+    rules.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                       help="edit the protocol for every run")
+    add_sweep_options(rules)
+    rules.set_defaults(func=cmd_compare_rules)
 
     analyze_ = add("analyze", "timescales, dynamics and geometry of a result or a recording")
     analyze_.add_argument("file", metavar="RESULT.nc|RECORDING.nc|RECORDING.nwb")
@@ -783,7 +860,7 @@ def main(argv=None) -> int:
 
 #: the arguments that name files
 PATH_ARGUMENTS = ("source", "protocol", "file", "files", "result", "recording", "output",
-                  "inputs")
+                  "inputs", "plot")
 
 
 def _check_paths(args) -> None:
@@ -792,8 +869,8 @@ def _check_paths(args) -> None:
     for name in PATH_ARGUMENTS:
         value = getattr(args, name, None)
         for text in value if isinstance(value, list) else [] if value is None else [value]:
-            check_path(text, "-o" if name == "output" else "--inputs" if name == "inputs"
-                       else name.upper())
+            check_path(text, "-o" if name == "output" else f"--{name}"
+                       if name in ("inputs", "plot") else name.upper())
 
 
 def _run_command(args, debug: bool) -> int:

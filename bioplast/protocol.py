@@ -1,10 +1,10 @@
 """Protocol files: a whole training run in one YAML file (docs/architecture.md section 3.2).
 
 Top-level keys: ``name``, ``description``, ``seed``, ``model``, ``task``, ``rule``,
-``regularizers``, ``training``, ``backend``, ``record``. Validated with pydantic: unknown
-keys and wrong types are `InputError` s naming the file, the line and the key path.
-``--set key.path=value`` edits the document before validation. ``model`` names a model
-file (relative to the protocol) or a shipped model, with overrides::
+``rule_options``, ``regularizers``, ``training``, ``backend``, ``record``. Validated with
+pydantic: unknown keys and wrong types are `InputError` s naming the file, the line and the
+key path. ``--set key.path=value`` edits the document before validation. ``model`` names a
+model file (relative to the protocol) or a shipped model, with overrides::
 
     name: quickstart
     seed: 0
@@ -14,6 +14,11 @@ file (relative to the protocol) or a shipped model, with overrides::
     training: {epochs: 30, steps_per_epoch: 20, batch_size: 32}
     backend: {name: torch, dtype: float32}
     record: {trials: 8}
+
+``rule_options`` holds options per rule name, for the rule a setting chooses
+(``--set rule.name=eprop``, a sweep over ``rule.name``, ``bioplast compare-rules``): see
+`resolve_rule`. The effective protocol (`Protocol.text`) holds the resolved ``rule:`` and
+no ``rule_options``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from .errors import InputError
 from .limits import array_bytes, check_memory
 from .model import Model, find_model_file, load_model
 from .regularizers import REGULARIZERS, Regularizer
-from .rules import RULES, LearningRule
+from .rules import RULES, LearningRule, RuleConfig
 from .backends import spec
 from .backends.torch import torch_device
 from .tasks import TASKS, Task
@@ -76,6 +81,10 @@ class TrainingSection(_Strict):
     alignment_every: int | None = pydantic.Field(
         10, ge=1, le=MAX_COUNT, description="epochs between comparisons of the rule's "
                                             "update with the BPTT gradient (null: never)")
+    alignment_of_exact: bool = pydantic.Field(
+        False, description="compare a rule whose update is the exact gradient (BPTT "
+                           "without truncation) with BPTT too: 1 to rounding, a check of "
+                           "the comparison (false: skipped, NaN)")
     stop_at_max_level: bool = True
     noise: bool = True
     members: int = pydantic.Field(1, ge=1, le=MAX_COUNT,
@@ -147,6 +156,9 @@ class ProtocolSchema(_Strict):
     model: Annotated[Any, pydantic.BeforeValidator(_model_spec)]
     task: dict[str, Any]
     rule: dict[str, Any] = pydantic.Field(default_factory=lambda: {"name": "bptt"})
+    rule_options: dict[str, dict[str, Any]] = pydantic.Field(
+        default_factory=dict, description="options per rule name, used when that rule is "
+                                          "the one trained (see resolve_rule)")
     regularizers: list[dict[str, Any]] = pydantic.Field(default_factory=list)
     training: TrainingSection = TrainingSection()
     backend: BackendSection = BackendSection()
@@ -288,6 +300,54 @@ def _named_section(document: _Locator, data: dict, key, registry):
     return cls, _validate(document, cls.Config, section, tuple(path))
 
 
+#: the options every rule takes (`bioplast.rules.RuleConfig`): kept when the rule is switched
+SHARED_RULE_OPTIONS = tuple(RuleConfig.model_fields)
+
+
+def _check_rule_options(document: _Locator, options) -> dict:
+    """The ``rule_options`` mapping, each entry checked against its rule's ``Config``."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise document.error("must be a mapping from rule names to their options",
+                             ["rule_options"])
+    for name, entry in options.items():
+        try:
+            cls = RULES.get(str(name))
+        except InputError as error:
+            raise document.error(error.message, ["rule_options", name]) from None
+        if not isinstance(entry, dict):
+            raise document.error("must be a mapping of the rule's options ({} for its "
+                                 "defaults)", ["rule_options", name])
+        if "name" in entry:
+            raise document.error("the rule is named by its key in rule_options: give only "
+                                 "its options", ["rule_options", name, "name"])
+        _validate(document, cls.Config, entry, ("rule_options", name))
+    return options
+
+
+def resolve_rule(document: _Locator, data: dict, rule_settings: Mapping[str, Any]) -> dict:
+    """``data`` (a protocol document) with its ``rule:`` section for the rule that
+    ``rule_settings`` (the ``rule`` / ``rule.*`` settings, applied afterwards) choose.
+
+    When ``rule.name`` is set to another rule than the document's, the rule is switched:
+    ``rule:`` keeps the options every rule takes (`SHARED_RULE_OPTIONS`: ``optimizer``,
+    ``grad_clip``) and drops the options of the document's rule. Then the entry of the
+    chosen rule in ``rule_options`` (validated, like every entry) is applied: its keys
+    replace those of ``rule:`` (a whole ``optimizer:`` block replaces the other)."""
+    options = _check_rule_options(document, data.get("rule_options"))
+    section = data.get("rule", {"name": "bptt"})
+    if not isinstance(section, dict):
+        return data  # the schema says what is wrong with it
+    chosen = rule_settings.get("rule.name", section.get("name"))
+    if not isinstance(chosen, str):
+        return data
+    if chosen != section.get("name"):
+        section = {key: value for key, value in section.items()
+                   if key in SHARED_RULE_OPTIONS}
+    return {**data, "rule": {"name": chosen, **section, **options.get(chosen, {})}}
+
+
 def _load_model(document: _Locator, spec, base_dir: Path, sizes: Mapping[str, int],
                 model_text: str | None, model_name: str | None = None) -> Model:
     spec = {"file": spec} if isinstance(spec, str) else dict(spec)
@@ -364,9 +424,16 @@ def load_protocol(source: str | Path, settings: Mapping[str, Any] | None = None,
         check_yaml_suffix(source, "protocol")
     raw = load_yaml(source, name)
     settings = dict(settings or {})
-    data = apply_settings(raw.data, settings, raw.name)
-    text = yaml.safe_dump(data, sort_keys=False)
     document = _Locator(raw, settings, raw.name)
+    # the rule is resolved (rule_options, a switched rule) before its own settings apply
+    rule_settings = {key: value for key, value in settings.items()
+                     if key == "rule" or key.startswith("rule.")}
+    data = apply_settings(raw.data, {key: value for key, value in settings.items()
+                                     if key not in rule_settings}, raw.name)
+    data = apply_settings(resolve_rule(document, data, rule_settings), rule_settings,
+                          raw.name)
+    text = yaml.safe_dump({key: value for key, value in data.items() if key != "rule_options"},
+                          sort_keys=False)
     schema = _validate(document, ProtocolSchema, data)
     base_dir = Path(raw.name).parent if Path(raw.name).exists() else Path.cwd()
     # the task needs the model's time step, and the model the task's sizes

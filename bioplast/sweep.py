@@ -11,9 +11,10 @@ further so that every worker gets work, and started costliest first (`plan_group
 `estimated_cost`). Each group is one Dask task (``retries``: a task whose worker died runs
 again; it resumes from its checkpoint). Every point writes its own shard atomically
 (``OUT.nc.shards/<point>.nc``). `combine` stacks the shards along one dim per grid key
-(named after the key's last part: ``lr``, ``seed``; the full key in the dim's ``key``
-attr), padding runs that stopped early with NaN; it reads one shard at a time and writes
-the output as it goes, so that thousands of points never sit in memory together.
+(`dim_names`: named after the key's last part, ``lr``, ``seed``, or what a ``.name`` key
+names, ``rule``; the full key in the dim's ``key`` attr), padding runs that stopped early
+with NaN; it reads one shard at a time and writes the output as it goes, so that thousands
+of points never sit in memory together.
 
 Runs on a `distributed.LocalCluster` (``workers`` processes, ``threads`` torch threads
 each, by default the usable cores split between the workers, `bioplast.threads`) or on a
@@ -92,13 +93,17 @@ def grid_points(grid: dict[str, list]) -> list[GridPoint]:
 
 
 def dim_names(keys: list[str], taken=()) -> dict[str, str]:
-    """The dim of each grid key: its last part (``lr``), or the whole path with ``_``
-    where two keys end alike or the last part names a variable already (``model.tau``
-    -> ``model_tau``)."""
-    last = [key.split(".")[-1] for key in keys]
-    return {key: (name if last.count(name) == 1 and name not in taken
-                  else key.replace(".", "_").replace("[", "_").replace("]", ""))
-            for key, name in zip(keys, last)}
+    """The dim of each grid key: its last part (``rule.optimizer.lr`` -> ``lr``); for a key
+    ending in ``.name``, what it names (``rule.name`` -> ``rule``, ``task.name`` ->
+    ``task``, ``regularizers.0.name`` -> ``regularizers_0``); the whole path with ``_``
+    where two keys would get the same dim or the dim names a variable already
+    (``model.tau`` -> ``model_tau``)."""
+    def path(key: str) -> str:
+        return key.replace(".", "_").replace("[", "_").replace("]", "")
+    short = [path(key.removesuffix(".name")) if key.endswith(".name") else key.split(".")[-1]
+             for key in keys]
+    return {key: (name if short.count(name) == 1 and name not in taken else path(key))
+            for key, name in zip(keys, short)}
 
 
 def shard_directory(output: Path) -> Path:

@@ -215,3 +215,41 @@ def test_the_costliest_groups_start_first(tmp_path):
     groups = plan_groups(work, 64, 1)
     assert [group[0].settings["task.delay"] for group in groups] == ["200 ms", "80 ms",
                                                                      "20 ms"]
+
+
+def test_grid_dims_are_named_after_what_a_name_key_names():
+    """Hand-written expectations of `dim_names`: the last part, what a ``.name`` key names,
+    the whole path where two keys would share a dim or a variable has the name."""
+    from bioplast.sweep import dim_names
+    assert dim_names(["rule.name", "seed"]) == {"rule.name": "rule", "seed": "seed"}
+    assert dim_names(["task.name", "regularizers.0.name", "rule.optimizer.lr"]) == {
+        "task.name": "task", "regularizers.0.name": "regularizers_0",
+        "rule.optimizer.lr": "lr"}
+    assert dim_names(["rule.name", "model.rule"]) == {"rule.name": "rule_name",
+                                                      "model.rule": "model_rule"}
+    assert dim_names(["rule.name"], taken={"rule"}) == {"rule.name": "rule_name"}
+
+
+def test_a_sweep_over_rules_switches_their_options_and_names_its_dim_rule(tmp_path, capsys):
+    """Regressions: a sweep over ``rule.name`` named its dim ``name``, ``bioplast info``
+    printed ``rule '?'`` for it, and a protocol holding e-prop's options failed at the BPTT
+    point. Each point is checked against the single run of its rule (switched the same way
+    by `load_protocol`)."""
+    path = tmp_path / "p.yaml"
+    path.write_text(PROTOCOL.replace("EPOCHS", "1").replace(
+        "rule: {name: bptt,", "rule: {name: eprop, feedback: random,"))
+    out = tmp_path / "rules.nc"
+    assert cli.main(["sweep", str(path), "--grid", "rule.name=bptt,eprop", "--grid",
+                     "seed=0", "--workers", "1", "-o", str(out), "--quiet"]) == 0
+    dataset = xr.load_dataset(out)
+    assert dataset["loss"].dims == ("rule", "seed", "epoch")
+    assert list(dataset["rule"].values) == ["bptt", "eprop"]
+    assert dataset["rule"].attrs["key"] == "rule.name"
+    for rule in ("bptt", "eprop"):
+        single = train(load_protocol(path, {"rule.name": rule, "seed": 0}))
+        np.testing.assert_allclose(dataset["W_rec"].sel(rule=rule, seed=0).values,
+                                   single.params["W_rec"], rtol=1e-10, atol=1e-12)
+    capsys.readouterr()
+    assert cli.main(["info", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "rule 'bptt', 'eprop':" in shown and "'?'" not in shown

@@ -471,10 +471,11 @@ def train(protocol: Protocol | list[Protocol], *, checkpoint: str | Path | None 
             started = time.perf_counter()
             members = trainer.active()
             every = training.alignment_every
-            # a rule whose estimate is the exact gradient is not compared with itself
+            # a rule whose estimate is the exact gradient is not compared with itself,
+            # unless asked to (a check of the comparison)
             comparison = trainer.compare_with_bptt(members) \
-                if every and trainer.next_epoch % every == 0 and not trainer.rule.exact \
-                else {}
+                if every and trainer.next_epoch % every == 0 and \
+                (training.alignment_of_exact or not trainer.rule.exact) else {}
             rows = trainer.train_epoch()
             alive = [i for i in members if not trainer.members[i].finished]
             if training.score_on == "training":

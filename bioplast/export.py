@@ -251,7 +251,7 @@ def write_nwb(recorded: RecordedActivity, path, where: str, command: str | None 
     nwbfile.add_acquisition(TimeSeries(
         name=recorded.name, data=values.reshape(n_trials * n_steps, n_units),
         unit=recorded.units, timestamps=timestamps,
-        description=f"'{recorded.name}' of the model's {n_units} units: {_LAYOUT}"))
+        description=f"'{recorded.name}' of {n_units} units: {_LAYOUT}"))
     for label, column in recorded.conditions.items():
         nwbfile.add_trial_column(label, f"the result's '{label}' along trial")
     for trial in range(n_trials):

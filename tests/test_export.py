@@ -189,3 +189,28 @@ def test_bad_input_is_one_line_naming_the_file_and_flag(trained, tmp_path, capsy
     assert rows[(3 * n_steps + 5) * n_units + 1]["value"] == "nan"
     monkeypatch.setitem(__import__("sys").modules, "pynwb", None)  # not installed
     assert "needs pynwb: pip install 'bioplast[nwb]'" in error(path, "-o", tmp_path / "p.nwb")
+
+
+def test_text_and_boolean_labels_survive_nwb_and_csv(tmp_path):
+    """Labels of every kind a result may hold (text as netCDF stores it, booleans,
+    floats with NaN), read back equal to those written."""
+    result = tmp_path / "sim.nc"
+    assert cli.main(["simulate", "leaky_rate", "--set", "n_units=2", "--trials", "3",
+                     "--steps", "4", "-o", str(result), "--quiet"]) == 0
+    labels = {"side": ["left", "right", "left"], "go": [True, False, True],
+              "delay": [0.1, np.nan, 0.3]}
+    labelled = tmp_path / "labelled.nc"
+    xr.load_dataset(result).assign_coords(
+        {name: ("trial", values) for name, values in labels.items()}).to_netcdf(labelled)
+    assert export(labelled, "-o", tmp_path / "l.nwb", "--quiet") == 0
+    back = read_nwb(tmp_path / "l.nwb", source="r",
+                    bin_size=float(xr.load_dataset(labelled).attrs["dt"]))
+    for name, values in labels.items():
+        np.testing.assert_array_equal(back[name].values, values)
+    assert export(labelled, "-o", tmp_path / "l.csv", "--quiet") == 0
+    with open(tmp_path / "l.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    first_of_trial = rows[::4 * 2]  # 4 steps x 2 units per trial
+    assert [row["side"] for row in first_of_trial] == labels["side"]
+    assert [row["go"] for row in first_of_trial] == ["True", "False", "True"]
+    assert [row["delay"] for row in first_of_trial] == ["0.1", "nan", "0.3"]

@@ -264,6 +264,34 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export_format, recorded_activity, write_csv, write_nwb
+    from .files import check_writable, refuse_overwrite
+    from .results import choose_network, load
+    if Path(args.result).suffix.lower() == ".nwb":
+        raise InputError("export writes a bioplast result (.nc) as NWB or CSV; this is "
+                         "already NWB", file=args.result)
+    output_format = export_format(args.output, args.format)
+    refuse_overwrite({"-o": args.output}, [args.result])
+    check_writable(Path(args.output))
+    dataset = choose_network(load(args.result), _parse_overrides(args.select, "--select"),
+                             args.result)
+    recorded = recorded_activity(dataset, args.variable, args.result)
+    if output_format == "nwb":
+        write_nwb(recorded, args.output, args.result,
+                  command=shlex.join(["bioplast", *sys.argv[1:]]))
+    else:
+        write_csv(recorded, args.output, args.result)
+    sizes = ", ".join(f"{dim}={size}" for dim, size in recorded.traces.sizes.items())
+    _say(args, f"wrote {args.output}: '{recorded.name}' ({sizes}) and "
+               f"{len(recorded.conditions)} condition label(s)")
+    if output_format == "nwb":
+        _say(args, "compare the model with it: " + shlex.join([
+            "bioplast", "compare", args.result, args.output, "--nwb-source", recorded.name,
+            "--bin", f"{recorded.dt * 1e3:g} ms"]))
+    return 0
+
+
 def _parse_grid(items) -> dict:
     """``--grid key.path=v1,v2,...`` (values read as YAML scalars) as ``{key: [values]}``."""
     grid = {}
@@ -754,6 +782,18 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("-o", "--output", required=True, metavar="OUT.nc")
     add_nwb_options(convert)
     convert.set_defaults(func=cmd_convert)
+
+    export = add("export", "a result's recorded trials as an NWB file or a CSV table")
+    export.add_argument("result", metavar="RESULT.nc")
+    export.add_argument("-o", "--output", required=True, metavar="OUT.nwb|OUT.csv")
+    export.add_argument("--format", choices=["nwb", "csv"],
+                        help="default: from the suffix of -o (.nwb, .csv)")
+    export.add_argument("--variable", help="recorded activity to write (default: the "
+                                           "readout's source, or the first (trial, time, "
+                                           "unit) one)")
+    export.add_argument("--select", action="append", metavar="DIM=VALUE",
+                        help="one network of an ensemble or sweep, e.g. member=2")
+    export.set_defaults(func=cmd_export)
 
     info = add("info", "summarize a netCDF file")
     info.add_argument("file", metavar="FILE.nc")

@@ -33,7 +33,8 @@ from ..files import check_regular_file
 from ..limits import array_bytes, check_memory
 
 UNITS = "units"
-_TABLE_TIMES = ("start_time", "stop_time")
+#: the trials table's own time columns (written by `bioplast.export` too)
+TRIAL_TIMES = ("start_time", "stop_time")
 #: names from the file (columns, series) are shown cut to this many characters
 _NAME_CHARS = 60
 #: more bins than this per trial is refused outright (beyond any memory, and beyond the
@@ -150,7 +151,7 @@ def read_nwb(path, *, source: str = UNITS, bin_size: float = 0.01,
                   schema.UNIT: (schema.UNIT, unit_ids),
                   schema.TRIAL: (schema.TRIAL, np.arange(n_trials))}
         for name, column in trials.items():
-            if name not in _TABLE_TIMES:
+            if name not in TRIAL_TIMES:
                 coords[name] = (schema.TRIAL, column)
         return xr.Dataset(
             {"activity": ((schema.TRIAL, schema.TIME, schema.UNIT), values,
@@ -292,7 +293,7 @@ def _trial_table(nwbfile, align: str, where: str) -> dict[str, np.ndarray]:
         shown = ", ".join(_name(name) for name in names)
         raise InputError(f"the trials table has no numeric column '{_name(align)}' to align "
                          f"on (columns: {shown})", file=where, key="--align")
-    for name in {align, *_TABLE_TIMES} & set(columns):
+    for name in {align, *TRIAL_TIMES} & set(columns):
         if columns[name].dtype.kind not in _REAL_KINDS:
             raise InputError(f"the trials table's column '{_name(name)}' is not numeric",
                              file=where, key=f"trials.{_name(name)}")

@@ -199,11 +199,17 @@ def _held_out_value(metric: str, x_train, y_train, x_test, y_test, cca_component
     return _metric_value(metric, x_test, y_test, cca_components)
 
 
+def condition_names(dataset: xr.Dataset) -> list[str]:
+    """The coordinates and variables along ``trial`` only (other than ``trial`` itself), in
+    the dataset's order: the candidate condition labels, the first one the default."""
+    return [str(name) for name, value in {**dataset.coords, **dataset.data_vars}.items()
+            if value.dims == (schema.TRIAL,) and name != schema.TRIAL]
+
+
 def condition_labels(dataset: xr.Dataset, traces: xr.DataArray, condition: str | None,
                      where: str) -> np.ndarray:
     """The label of every trial: a coordinate or variable along ``trial`` only."""
-    candidates = [str(name) for name, value in {**dataset.coords, **dataset.data_vars}.items()
-                  if value.dims == (schema.TRIAL,) and name != schema.TRIAL]
+    candidates = condition_names(dataset)
     if condition is None:
         if not candidates:
             raise InputError("no condition labels along 'trial' (a coordinate or variable "

@@ -14,6 +14,7 @@ import bioplast
 from bioplast import cli
 from bioplast.compile_torch import TorchStepper
 from bioplast.model_files import list_models
+from bioplast.online import plan_derivatives
 from bioplast.protocol import load_protocol
 from bioplast.results import training_dataset
 from bioplast.rules import RULES, TrainingContext, true_gradient
@@ -140,6 +141,10 @@ def test_eprop_equals_autograd_with_the_recurrent_path_detached(name):
     model = bioplast.load_model(model, n_inputs=task.n_inputs, n_outputs=task.n_outputs)
     params = {k: torch.as_tensor(v[None]) for k, v in model.init_params(0).items()}
     stepper = TorchStepper(model, torch.float64, "cpu", noise=False)
+    leaves = (*model.state_names, *(c.target for c in model.couplings.values()),
+              *(p for p in model.equations.parameter_names if p in model.params))
+    assert stepper.fused_plan.problem is None  # every local derivative from sympy forms
+    assert plan_derivatives(stepper.fused_plan, leaves).uncovered == []
     context = TrainingContext(model, task, stepper, torch.Generator().manual_seed(0), [])
     batch = task.sample(4, np.random.default_rng(2))
     initial = model.initial_state(4, seed=3)

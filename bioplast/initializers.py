@@ -9,7 +9,10 @@ An init spec in a model file is one of
 Fan-in initializers (``xavier_uniform``, ``uniform_fan_in``, ...) scale with the fan-in of a
 matrix: a coupling's (or the readout's) own, or, for a per-unit parameter, that of the matrix
 named by ``coupling:``: ``{kind: uniform_fan_in, coupling: W_in}`` draws a bias as torch's
-``nn.Linear(n_inputs, n_units).bias`` (U(+-1/sqrt(fan_in)), the fan-in of that layer).
+``nn.Linear(n_inputs, n_units).bias`` (U(+-1/sqrt(fan_in)), the fan-in of that layer). A
+matrix may take another matrix's fan-in the same way: torch's gated cells (``nn.GRUCell``,
+``nn.LSTMCell``) draw their input weights as U(+-1/sqrt(hidden_size)), i.e. with the fan-in of
+a recurrent matrix: ``{kind: uniform_fan_in, coupling: W_hr}`` on an input coupling.
 
 Initializers draw from a ``numpy.random.Generator`` only. Quantities are in SI units.
 """
@@ -179,8 +182,8 @@ def parse_initializer(spec, dim, populations: tuple[str, ...] = (), *, matrix: b
 
     ``matrix``: the array is a coupling matrix (fan-in initializers take its own fan-in);
     ``per_unit``: it has a unit axis (per-population values allowed);
-    ``matrices``: the matrices whose fan-in a fan-in initializer of this (not a matrix)
-    array may take with ``coupling:`` (None: none may, e.g. for initial states).
+    ``matrices``: the matrices whose fan-in a fan-in initializer of this array may take
+    with ``coupling:`` (None: none may, e.g. for initial states; a matrix then takes its own).
 
     Raises
     ------
@@ -251,11 +254,9 @@ def parse_initializer(spec, dim, populations: tuple[str, ...] = (), *, matrix: b
 def _fan_source(name: str, coupling, matrix: bool,
                 matrices: tuple[str, ...] | None) -> str | None:
     """The matrix whose fan-in the fan-in initializer ``name`` takes: None for a matrix (its
-    own), the one named by ``coupling`` for any other array (see `parse_initializer`)."""
-    if matrix:
-        if coupling is not None:
-            raise ValueError(f"initializer '{name}': a coupling matrix takes its own fan-in; "
-                             "'coupling' is for per-unit parameters")
+    own unless ``coupling`` names another), the one named by ``coupling`` for any other
+    array (see `parse_initializer`)."""
+    if matrix and coupling is None:
         return None
     if matrices is None:
         raise ValueError(f"initializer '{name}' scales with the fan-in of a coupling matrix; "

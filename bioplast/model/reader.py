@@ -514,8 +514,8 @@ class _ModelReader:
 
     @staticmethod
     def matrix_names(model: Model) -> tuple[str, ...]:
-        """The matrices whose fan-in a parameter's initializer may take (``coupling:``):
-        the couplings and the readout's weights."""
+        """The matrices whose fan-in an initializer may take (``coupling:``): the
+        couplings and the readout's weights."""
         return (*model.couplings, *([schema.READOUT_WEIGHT] if model.readout else []))
 
     def coupling_spec(self, model: Model, coupling: Coupling) -> ParamSpec:
@@ -524,7 +524,7 @@ class _ModelReader:
         from_input = coupling.source == INPUT_SOURCE
         dims = (schema.UNIT, schema.INPUT if from_input else schema.PRESYNAPTIC)
         init = self.initializer(entry.get("init", "xavier_uniform"), DIMENSIONLESS,
-                                (*key, "init"), matrix=True)
+                                (*key, "init"), matrix=True, matrices=self.matrix_names(model))
         flags = {}
         for flag in ("dale", "trainable"):
             if flag in entry and not isinstance(entry[flag], bool):
@@ -557,7 +557,8 @@ class _ModelReader:
         specs = {schema.READOUT_WEIGHT: ParamSpec(
             schema.READOUT_WEIGHT, (schema.OUTPUT, schema.UNIT), "1",
             self.initializer(entry.get("init", "xavier_uniform"), DIMENSIONLESS,
-                             ("readout", "init"), matrix=True), trainable)}
+                             ("readout", "init"), matrix=True,
+                             matrices=self.matrix_names(model)), trainable)}
         if model.readout.bias:
             dim = model.equations.dimensions[model.readout.source]
             specs[schema.READOUT_BIAS] = ParamSpec(

@@ -105,14 +105,18 @@ def main(argv=None) -> int:
     match = tuple(key for key in args.subset.split(",") if key)
     ignored = {name for name in args.ignore.split(",") if name} | CLOCK_READINGS
     failed = False
-    differences = [line for line in json_differences(
-        json.loads((args.first / "networks.json").read_text()),
-        json.loads((args.second / "networks.json").read_text()), match=match)
-        if line.split(":")[0].rsplit(".", 1)[-1].split("[")[0] not in ignored]
-    print(f"networks.json: {'identical' if not differences else f'{len(differences)} differences'}")
-    for line in differences[:20]:
-        print(f"  {line}")
-    failed |= bool(differences)
+    summaries = [directory / "networks.json" for directory in (args.first, args.second)]
+    if all(path.exists() for path in summaries):
+        differences = [line for line in json_differences(
+            *(json.loads(path.read_text()) for path in summaries), match=match)
+            if line.split(":")[0].rsplit(".", 1)[-1].split("[")[0] not in ignored]
+        print("networks.json: " + ("identical" if not differences
+                                   else f"{len(differences)} differences"))
+        for line in differences[:20]:
+            print(f"  {line}")
+        failed |= bool(differences)
+    else:  # a run stopped before its summary: its finished result files only
+        print("networks.json: not in both directories")
     common = sorted({p.name for p in args.first.glob("*.nc")} & {p.name for p in args.second.glob("*.nc")})
     for name in common:
         with xr.open_dataset(args.first / name) as first, xr.open_dataset(args.second / name) as second:

@@ -32,11 +32,13 @@ import xarray as xr
 
 
 #: variables that read the clock (seconds per epoch): never the same twice
-CLOCK_READINGS = {"wall_time"}
+CLOCK_READINGS = frozenset({"wall_time"})
 
 
-def json_differences(first, second, path: str = "", match: tuple[str, ...] = ()) -> list[str]:
-    """Where two JSON values differ (NaN equals NaN), as ``path: first != second`` lines.
+def json_differences(first, second, path: str = "", match: tuple[str, ...] = (),
+                     ignored: frozenset[str] = frozenset()) -> list[str]:
+    """Where two JSON values differ (NaN equals NaN), as ``path: first != second`` lines;
+    object fields named in ``ignored`` are left out.
     With ``match``: lists of objects pair each of ``second``'s entries with ``first``'s entry
     of the same ``match`` values, and lists of numbers are compared over their common
     start."""
@@ -50,22 +52,22 @@ def json_differences(first, second, path: str = "", match: tuple[str, ...] = ())
                 lines.append(f"{path}{list(identity)}: not in the first run")
                 continue
             common = {key: index[identity].get(key) for key in entry}
-            lines += json_differences(common, entry, f"{path}{list(identity)}", match)
+            lines += json_differences(common, entry, f"{path}{list(identity)}", match, ignored)
         return lines
     if match and isinstance(first, list) and isinstance(second, list) \
             and all(isinstance(v, (int, float)) for v in first + second):
         length = min(len(first), len(second))
         first, second = first[:length], second[:length]
     if isinstance(first, dict) and isinstance(second, dict):
-        keys = sorted(set(first) | set(second), key=str)
+        keys = sorted((set(first) | set(second)) - ignored, key=str)
         return [line for key in keys
                 for line in json_differences(first.get(key), second.get(key), f"{path}.{key}",
-                                             match)]
+                                             match, ignored)]
     if isinstance(first, list) and isinstance(second, list):
         if len(first) != len(second):
             return [f"{path}: {len(first)} entries != {len(second)}"]
         return [line for index, (a, b) in enumerate(zip(first, second))
-                for line in json_differences(a, b, f"{path}[{index}]", match)]
+                for line in json_differences(a, b, f"{path}[{index}]", match, ignored)]
     both_nan = (isinstance(first, float) and isinstance(second, float)
                 and math.isnan(first) and math.isnan(second))
     return [] if first == second or both_nan else [f"{path}: {first!r} != {second!r}"]
@@ -103,19 +105,24 @@ def main(argv=None) -> int:
                         help="fields of networks.json and result variables left out")
     args = parser.parse_args(argv)
     match = tuple(key for key in args.subset.split(",") if key)
-    ignored = {name for name in args.ignore.split(",") if name} | CLOCK_READINGS
+    ignored = frozenset(name for name in args.ignore.split(",") if name) | CLOCK_READINGS
     failed = False
-    differences = [line for line in json_differences(
-        json.loads((args.first / "networks.json").read_text()),
-        json.loads((args.second / "networks.json").read_text()), match=match)
-        if line.split(":")[0].rsplit(".", 1)[-1].split("[")[0] not in ignored]
-    print(f"networks.json: {'identical' if not differences else f'{len(differences)} differences'}")
-    for line in differences[:20]:
-        print(f"  {line}")
-    failed |= bool(differences)
-    common = sorted({p.name for p in args.first.glob("*.nc")} & {p.name for p in args.second.glob("*.nc")})
+    summaries = [directory / "networks.json" for directory in (args.first, args.second)]
+    if all(path.exists() for path in summaries):
+        differences = json_differences(*(json.loads(path.read_text()) for path in summaries),
+                                       match=match, ignored=ignored)
+        print("networks.json: " + ("identical" if not differences
+                                   else f"{len(differences)} differences"))
+        for line in differences[:20]:
+            print(f"  {line}")
+        failed |= bool(differences)
+    else:  # a run stopped before its summary: its finished result files only
+        print("networks.json: not in both directories")
+    common = sorted({p.name for p in args.first.glob("*.nc")}
+                    & {p.name for p in args.second.glob("*.nc")})
     for name in common:
-        with xr.open_dataset(args.first / name) as first, xr.open_dataset(args.second / name) as second:
+        with xr.open_dataset(args.first / name) as first, \
+                xr.open_dataset(args.second / name) as second:
             if match:  # what both hold: the common coordinates of every dim
                 first, second = xr.align(first, second, join="inner")
             compared = variable_differences(first.drop_vars(ignored, errors="ignore"),

@@ -287,8 +287,8 @@ def cmd_export(args) -> int:
                f"{len(recorded.conditions)} condition label(s)")
     if output_format == "nwb":
         _say(args, "compare the model with it: " + shlex.join([
-            "bioplast", "compare", args.result, args.output, "--nwb-source", recorded.name,
-            "--bin", f"{recorded.dt * 1e3:g} ms"]))
+            "bioplast", "compare", args.result, args.output, "--nwb-source",
+            recorded.name]))
     return 0
 
 
@@ -656,8 +656,9 @@ def build_parser() -> argparse.ArgumentParser:
         group = command.add_argument_group("NWB recordings (.nwb files; needs bioplast[nwb])")
         group.add_argument("--nwb-source", default="units", metavar="units|SERIES",
                            help="the units table's spikes or a TimeSeries by name")
-        group.add_argument("--bin", type=_seconds, default=0.01, metavar="DURATION",
-                           help="bin width, e.g. '10 ms' (default 10 ms)")
+        group.add_argument("--bin", type=_seconds, default=None, metavar="DURATION",
+                           help="bin width, e.g. '10 ms' (default: 10 ms for spikes, a "
+                                "TimeSeries' own sampling interval)")
         group.add_argument("--window", type=_window, metavar="START,STOP",
                            help="window around the alignment, e.g. '-100 ms,500 ms' "
                                 "(default: from the alignment to the end of the shortest "

@@ -169,9 +169,9 @@ def draw(dataset: xr.Dataset, path: str | os.PathLike) -> None:
     (mean over active heads) per epoch, one line per rule (mean over seeds, shaded mean +-
     one standard deviation), alignment with BPTT per epoch, time per update (bars) and
     final accuracy (seeds as dots, the mean as a bar)."""
-    from .plotting import _pyplot, _save
+    from .plotting import pyplot, save_figure
     from .training.records import mean_of_active
-    plt = _pyplot()
+    plt = pyplot()
     rules = [str(rule) for rule in dataset[RULE].values]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     epochs = dataset[schema.EPOCH].values
@@ -218,4 +218,4 @@ def draw(dataset: xr.Dataset, path: str | os.PathLike) -> None:
                     f"'{dataset.attrs.get(schema.ATTR_MODEL_NAME, '?')}': "
                     f"{len(rules)} rules x {dataset.sizes[SEED]} seeds", fontsize=9)
     figure.tight_layout()
-    _save(figure, path, dpi=120)
+    save_figure(figure, path, dpi=120)

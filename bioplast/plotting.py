@@ -13,7 +13,8 @@ from .errors import InputError
 from .files import atomic_write
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no screen needed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -26,7 +27,7 @@ def plot_simulations(datasets: Sequence[xr.Dataset], labels: Sequence[str],
     """Traces of a few units (top) and the outputs (bottom) of one trial, one line style
     per dataset, so runs of the same model on different backends can be compared by eye.
     With two or more datasets the title gives the largest difference from the first."""
-    plt = _pyplot()
+    plt = pyplot()
     first = datasets[0]
     if variable is None:
         variable = next((name for name, v in first.data_vars.items()
@@ -72,12 +73,12 @@ def plot_simulations(datasets: Sequence[xr.Dataset], labels: Sequence[str],
     for axis in axes[:, 0]:
         axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
-    _save(figure, path, dpi=120)
+    save_figure(figure, path, dpi=120)
 
 
-def _save(figure, path, dpi: int) -> None:
+def save_figure(figure, path, dpi: int) -> None:
     """Write ``figure`` atomically in the format its file name asks for."""
-    plt = _pyplot()
+    plt = pyplot()
     suffix = os.path.splitext(str(path))[1].lstrip(".").lower() or "png"
     supported = figure.canvas.get_supported_filetypes()
     try:
@@ -116,7 +117,7 @@ def plot_training(datasets: Sequence[xr.Dataset], labels: Sequence[str],
     """Learning curves of one or more training results (loss, accuracy, curriculum level),
     the alignment of each rule's update with the BPTT gradient when recorded, and, for the
     first result, example test trials: targets (dashed) against outputs (solid)."""
-    plt = _pyplot()
+    plt = pyplot()
     first = datasets[0]
     has_trials = schema.OUTPUTS in first and schema.TARGETS in first
     has_alignment = any("gradient_alignment" in d and bool(np.isfinite(
@@ -174,7 +175,7 @@ def plot_training(datasets: Sequence[xr.Dataset], labels: Sequence[str],
     figure.suptitle(f"task '{first.attrs.get('task', '?')}', model "
                     f"'{first.attrs.get(schema.ATTR_MODEL_NAME, '?')}' - {runs}", fontsize=9)
     figure.tight_layout()
-    _save(figure, path, dpi=110)
+    save_figure(figure, path, dpi=110)
 
 
 def _plot_trials(axis, dataset: xr.Dataset, n_trials: int, colors) -> None:
@@ -213,7 +214,7 @@ def plot_analysis(dataset: xr.Dataset, label: str, path: str | os.PathLike) -> N
     distribution of unit timescales; PCA trajectories with fixed/slow points; the limit
     cycle / slow point ratio of each trial."""
     from .analysis.timescales import double_exponential, single_exponential
-    plt = _pyplot()
+    plt = pyplot()
     panels = []
     if "autocorrelation" in dataset:
         panels += ["autocorrelation", "taus"]
@@ -303,4 +304,4 @@ def plot_analysis(dataset: xr.Dataset, label: str, path: str | os.PathLike) -> N
     figure.suptitle(f"{label}: analysis of model '{dataset.attrs.get(schema.ATTR_MODEL_NAME, '?')}'"
                     f" ({dataset.attrs.get('variable', '')})", fontsize=10)
     figure.tight_layout()
-    _save(figure, path, dpi=110)
+    save_figure(figure, path, dpi=110)

@@ -41,7 +41,8 @@ def test_nwb_reads_back_as_the_recorded_values_times_and_conditions(trained, tmp
     out = tmp_path / "model.nwb"
     assert export(path, "-o", out, "--quiet") == 0
     dt = float(dataset.attrs["dt"])
-    back = read_nwb(out, source="r", bin_size=dt)  # one step per bin
+    back = read_nwb(out, source="r")  # default bin: the sampling interval, one step per bin
+    assert back.attrs["bin_size"] == pytest.approx(dt, rel=1e-12)
     np.testing.assert_allclose(back["activity"].values, dataset["r"].values, rtol=0,
                                atol=1e-12)
     np.testing.assert_allclose(back["time"].values, dataset["time"].values, rtol=0,

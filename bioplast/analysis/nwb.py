@@ -3,7 +3,8 @@
 Needs the optional extra ``pip install bioplast[nwb]`` (pynwb). The file's ``trials`` table
 cuts the recording into trials: each trial's window ``[align + window[0], align +
 window[1])`` (``align`` a time column of the table, ``start_time`` by default; the window by
-default from the alignment to the end of the shortest trial) is divided into bins of ``bin_size`` seconds. The
+default from the alignment to the end of the shortest trial) is divided into bins of ``bin_size`` seconds
+(by default 10 ms for spikes and a TimeSeries' own sampling interval for a series). The
 activity comes from the ``units`` table (spike counts per bin divided by the bin: spikes per
 second) or from a ``TimeSeries`` named by ``source`` (e.g. a ``RoiResponseSeries`` of
 fluorescence, in its unit after NWB's ``conversion`` and ``offset``; the mean of its
@@ -33,6 +34,7 @@ from ..files import check_regular_file
 from ..limits import array_bytes, check_memory
 
 UNITS = "units"
+DEFAULT_SPIKE_BIN = 0.01  # seconds: the bin of spike counts when --bin is not given
 #: the trials table's own time columns (written by `bioplast.export` too)
 TRIAL_TIMES = ("start_time", "stop_time")
 #: names from the file (columns, series) are shown cut to this many characters
@@ -44,7 +46,7 @@ _MAX_BINS = 1e15
 _REAL_KINDS = "biuf"
 
 
-def read_nwb(path, *, source: str = UNITS, bin_size: float = 0.01,
+def read_nwb(path, *, source: str = UNITS, bin_size: float | None = None,
              window: tuple[float, float] | None = None, align: str = "start_time"
              ) -> xr.Dataset:
     """``(trial, time, unit)`` activity of an NWB file; see the module docstring.
@@ -55,8 +57,9 @@ def read_nwb(path, *, source: str = UNITS, bin_size: float = 0.01,
         The ``.nwb`` file.
     source : str
         ``"units"`` (spike times of the units table) or the name of a TimeSeries.
-    bin_size : float
-        Bin width in seconds.
+    bin_size : float, optional
+        Bin width in seconds; by default 10 ms for the units table and the sampling
+        interval (1 / rate, or the median step of the timestamps) for a TimeSeries.
     window : (float, float), optional
         Window around the alignment time, in seconds.
     align : str
@@ -74,10 +77,11 @@ def read_nwb(path, *, source: str = UNITS, bin_size: float = 0.01,
                          file=str(path)) from error
     where = str(path)
     check_regular_file(path, "NWB file")
-    bin_size = _real(bin_size, "the bin size", where, "--bin")
-    if not bin_size > 0:
-        raise InputError(f"the bin size must be positive, got {bin_size:g} s", file=where,
-                         key="--bin")
+    if bin_size is not None:
+        bin_size = _real(bin_size, "the bin size", where, "--bin")
+        if not bin_size > 0:
+            raise InputError(f"the bin size must be positive, got {bin_size:g} s",
+                             file=where, key="--bin")
     if window is not None:
         window = _window(window, where)
     if not isinstance(source, str) or not source:
@@ -93,6 +97,13 @@ def read_nwb(path, *, source: str = UNITS, bin_size: float = 0.01,
         raise InputError(f"cannot read as NWB: {error}", file=where) from error
     with io:
         trials = _trial_table(nwbfile, align, where)
+        if source == UNITS:
+            table, n_units = _units_table(nwbfile, where)
+            bin_size = DEFAULT_SPIKE_BIN if bin_size is None else bin_size
+        else:
+            series, n_units = _find_series(nwbfile, source, where)
+            if bin_size is None:
+                bin_size = _sampling_interval(series, where)
         aligned = trials[align]
         if window is None:  # from the alignment to the end of the shortest trial
             stops = _column(trials, "stop_time", where)
@@ -128,12 +139,10 @@ def read_nwb(path, *, source: str = UNITS, bin_size: float = 0.01,
                              f"{bin_size:g} s", file=where, key="--bin")
         n_trials = len(starts)
         if source == UNITS:
-            table, n_units = _units_table(nwbfile, where)
             # edges and counts (trial, bin + 1), their differences and rates, the result
             needed = 4 * array_bytes(n_trials, n_bins + 1) + array_bytes(n_trials, n_bins,
                                                                          n_units)
         else:
-            series, n_units = _find_series(nwbfile, source, where)
             # edges, counts, n, centres, masks (trial, bin + 1); cumulative sums gathered,
             # sums, interpolation, mean and result (trial, bin, channel)
             needed = 5 * array_bytes(n_trials, n_bins + 1) + 6 * array_bytes(
@@ -403,26 +412,7 @@ def _binned_series(series, edges: np.ndarray, where: str):
         data = data * conversion + shift
     _check_finite(data, f"the data of {what} (times conversion, plus offset)", where,
                   f"{name}.data")
-    if series.timestamps is not None:
-        times = _read(series.timestamps, f"the timestamps of {what}", where,
-                      f"{name}.timestamps", ndim=1)
-        if len(times) != data.shape[0]:
-            raise InputError(f"{what} has {len(times)} timestamps for {data.shape[0]} "
-                             "samples", file=where, key=f"{name}.timestamps")
-        _check_finite(times, f"the timestamps of {what}", where, f"{name}.timestamps")
-        if (np.diff(times) < 0).any():
-            raise InputError(f"the timestamps of {what} are not in increasing order",
-                             file=where, key=f"{name}.timestamps")
-    else:
-        rate = _attribute(series, "rate", None, what, where)
-        if rate is None or not rate > 0:
-            raise InputError(f"{what} has neither timestamps nor a positive rate",
-                             file=where, key=f"{name}.rate")
-        start = _attribute(series, "starting_time", 0.0, what, where)
-        with np.errstate(over="ignore", invalid="ignore"):
-            times = start + np.arange(data.shape[0]) / rate
-        _check_finite(times, f"the sample times of {what} (starting_time + i / rate)", where,
-                      f"{name}.rate")
+    times = _sample_times(series, data.shape[0], where)
     counts = np.searchsorted(times, edges, side="left")
     cumulative = np.concatenate([np.zeros((1, data.shape[1])), np.cumsum(data, axis=0)])
     sums = cumulative[counts[:, 1:]] - cumulative[counts[:, :-1]]
@@ -431,9 +421,61 @@ def _binned_series(series, edges: np.ndarray, where: str):
     interpolated = np.stack([np.interp(centres, times, data[:, c]) for c in
                              range(data.shape[1])], axis=-1)
     values = np.where(n > 0, sums / np.maximum(n, 1), interpolated)
-    outside = (centres < times[0]) | (centres > times[-1])  # no samples there: unknown
+    # a bin with no sample whose centre lies beyond the recorded span: unknown
+    outside = (n[..., 0] == 0) & ((centres < times[0]) | (centres > times[-1]))
     values[outside] = np.nan
     return values, np.arange(data.shape[1]), str(series.unit)
+
+
+def _sample_times(series, n_samples: int, where: str) -> np.ndarray:
+    """The times of a TimeSeries' ``n_samples`` samples in seconds (its timestamps, or
+    ``starting_time + i / rate``), checked finite and sorted."""
+    name = _name(series.name)
+    what = f"the TimeSeries '{name}'"
+    if series.timestamps is not None:
+        times = _read(series.timestamps, f"the timestamps of {what}", where,
+                      f"{name}.timestamps", ndim=1)
+        if len(times) != n_samples:
+            raise InputError(f"{what} has {len(times)} timestamps for {n_samples} "
+                             "samples", file=where, key=f"{name}.timestamps")
+        _check_finite(times, f"the timestamps of {what}", where, f"{name}.timestamps")
+        if (np.diff(times) < 0).any():
+            raise InputError(f"the timestamps of {what} are not in increasing order",
+                             file=where, key=f"{name}.timestamps")
+        return times
+    rate = _rate(series, where)
+    start = _attribute(series, "starting_time", 0.0, what, where)
+    with np.errstate(over="ignore", invalid="ignore"):
+        times = start + np.arange(n_samples) / rate
+    _check_finite(times, f"the sample times of {what} (starting_time + i / rate)", where,
+                  f"{name}.rate")
+    return times
+
+
+def _rate(series, where: str) -> float:
+    """The sampling rate of a TimeSeries without timestamps, in Hz (positive, finite)."""
+    name = _name(series.name)
+    what = f"the TimeSeries '{name}'"
+    rate = _attribute(series, "rate", None, what, where)
+    if rate is None or not rate > 0:
+        raise InputError(f"{what} has neither timestamps nor a positive rate",
+                         file=where, key=f"{name}.rate")
+    return rate
+
+
+def _sampling_interval(series, where: str) -> float:
+    """The default bin of a TimeSeries in seconds: ``1 / rate``, or the median step between
+    its timestamps."""
+    if series.timestamps is None:
+        return 1.0 / _rate(series, where)
+    times = _sample_times(series, len(series.timestamps), where)
+    steps = np.diff(times)
+    steps = steps[steps > 0]
+    if not len(steps):
+        raise InputError(f"the TimeSeries '{_name(series.name)}' has no two distinct "
+                         "timestamps to take a bin width from (give --bin)", file=where,
+                         key="--bin")
+    return float(np.median(steps))
 
 
 def _attribute(series, name: str, default, what: str, where: str):

@@ -239,3 +239,13 @@ def test_command_line_analysis_and_plot(multi, tmp_path, capsys):
     assert cli.main(["analyze", str(multi), "--perturbation", "--perturb", "W_nope",
                      "-o", str(tmp_path / "bad.nc")]) == 2
     assert "--perturb" in capsys.readouterr().err and not (tmp_path / "bad.nc").exists()
+
+
+@pytest.mark.parametrize("settings, flag", [
+    (dict(repeats=0), "--repeats"), (dict(ablation_steps=1), "--ablation-steps"),
+    (dict(noise=(0.1, -1.0)), "--noise"), (dict(recovery_every=0), "--recovery-every"),
+    (dict(beyond=-1), "--beyond")])
+def test_settings_out_of_range_name_their_flag(settings, flag):
+    with pytest.raises(InputError) as error:
+        RobustnessSettings(**settings)
+    assert error.value.key == flag

@@ -78,6 +78,19 @@ class RobustnessSettings:
     recovery_every: int = 10
     beyond: int = 10
 
+    def __post_init__(self):
+        for flag, value, minimum in (("--ablation-steps", self.ablation_steps, 2),
+                                     ("--repeats", self.repeats, 1),
+                                     ("--recovery-updates", self.recovery_updates or 0, 0),
+                                     ("--recovery-every", self.recovery_every, 1),
+                                     ("--beyond", self.beyond, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or value < minimum:
+                raise InputError(f"must be an integer >= {minimum}, got {value!r}", key=flag)
+        if not all(np.isfinite(eps) and eps >= 0 for eps in self.noise):
+            raise InputError(f"noise sizes must be finite and >= 0, got {self.noise}",
+                             key="--noise")
+
 
 @dataclass(frozen=True)
 class TrainedNetwork:

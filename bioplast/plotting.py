@@ -385,4 +385,4 @@ def _noise_axis(axis, scales: np.ndarray) -> None:
     positive = scales[scales > 0]
     if positive.size:
         axis.set_xscale("symlog", linthresh=float(positive.min()))
-        axis.set_xlim(left=-0.5 * float(positive.min()))
+        axis.set_xlim(-0.5 * float(positive.min()), 2 * float(positive.max()))

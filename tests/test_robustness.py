@@ -13,7 +13,7 @@ from bioplast import cli, load_model
 from bioplast.analysis.analyze import analyze
 from bioplast.analysis.robustness import RobustnessSettings, perturbed
 from bioplast.errors import InputError
-from bioplast.results import stored_protocol
+from bioplast.results import choose_network, load, stored_protocol
 from bioplast.training.loop import _seed
 
 PROTOCOL = """\
@@ -249,3 +249,15 @@ def test_settings_out_of_range_name_their_flag(settings, flag):
     with pytest.raises(InputError) as error:
         RobustnessSettings(**settings)
     assert error.value.key == flag
+
+
+def test_one_member_of_an_ensemble_is_evaluated_with_its_own_seed(tmp_path_factory):
+    """Reference: the member's stored final accuracy (its own test batches: seed + 1)."""
+    path = trained(tmp_path_factory, "ensemble", PROTOCOL.format(
+        task="n_parity", curriculum="multi_head", epochs=2).replace(
+        "eval_batches: 2,", "eval_batches: 2, members: 2,"))
+    member = choose_network(load(path), {"member": 1}, str(path))
+    analysis = analyze(member, do_timescales=False, do_dynamics=False, do_geometry=False,
+                       do_ablation=True, robustness=SMALL, where=str(path))
+    np.testing.assert_array_equal(analysis["ablation_accuracy"].sel(
+        ablation_order="random_1", silenced=0), member["accuracy"].values[-1])

@@ -98,15 +98,14 @@ class TrainedNetwork:
 
     ``params`` maps each parameter to its float64 array; ``n`` is the curriculum's N
     during the last epoch (None for a task without N), ``epoch`` the last epoch's index,
-    ``accuracy`` ``(head,)`` its stored test accuracy, ``passed`` the N whose level the
-    training passed (its curriculum's criterion on the stored accuracy).
+    ``passed`` the N whose level the training passed (its curriculum's criterion on the
+    stored accuracy).
     """
 
     protocol: Protocol
     params: dict[str, np.ndarray]
     n: int | None
     epoch: int
-    accuracy: np.ndarray
     passed: tuple[int, ...]
     where: str
 
@@ -143,7 +142,7 @@ def trained_network(dataset: xr.Dataset, params: dict, where: str, flag: str) ->
                 passed.append(int(n))
     return TrainedNetwork(protocol, {k: np.asarray(v, dtype=float) for k, v in params.items()},
                           None if levels[-1] < 0 else int(levels[-1]), len(levels) - 1,
-                          accuracy[-1], tuple(sorted(set(passed))), where)
+                          tuple(sorted(set(passed))), where)
 
 
 def _network_seed(dataset: xr.Dataset, where: str) -> int:

@@ -406,7 +406,8 @@ def cmd_analyze(args) -> int:
     if not any(chosen.values()):  # the analyses of activity (robustness only on request)
         chosen.update(do_timescales=True, do_dynamics=True, do_geometry=True)
     robustness = RobustnessSettings(
-        ablation_steps=args.ablation_steps, repeats=args.repeats,
+        ablation_steps=args.ablation_steps, ablation_by=args.ablation_by,
+        repeats=args.repeats,
         noise=tuple(args.noise) if args.noise is not None else PAPER_NOISE,
         perturb=tuple(args.perturb) if args.perturb else None,
         recovery_updates=args.recovery_updates, recovery_every=args.recovery_every,
@@ -777,6 +778,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="seed of the driven run, random unit orders and weight noise")
     analyze_.add_argument("--ablation-steps", type=_number(int, 2, strict=False), default=11,
                           help="ablation: counts of silenced units, evenly from 0 to all")
+    analyze_.add_argument("--ablation-by", choices=["tau", "activity"], default="tau",
+                          help="ablation: rank units by their tau parameter (the paper) or "
+                               "by their activity's autocorrelation timescale (runs "
+                               "--timescales)")
     analyze_.add_argument("--repeats", type=_positive_int, default=3,
                           help="ablation: random orders; perturbation: noise draws per size")
     analyze_.add_argument("--noise", type=_noise_list, metavar="EPS,EPS,...",

@@ -224,6 +224,23 @@ def test_a_model_without_per_unit_tau_is_ablated_in_random_orders(tmp_path_facto
     assert load_model("leaky_rate").params["tau"].dims == ()  # shared: nothing to rank by
 
 
+def test_units_ranked_by_their_activity_follow_the_fitted_timescales(tmp_path_factory):
+    """Reference: numpy's argsort of the timescales analysis' per-unit tau (units without
+    a fitted timescale last in both orders)."""
+    flip = xr.load_dataset(trained(tmp_path_factory, "flip_activity", FLIP_FLOP))
+    analysis = analyze(flip, do_timescales=False, do_dynamics=False, do_geometry=False,
+                       do_ablation=True, robustness=RobustnessSettings(
+                           ablation_steps=3, repeats=1, ablation_by="activity"),
+                       steps=600, burn_in=50, trials=2, max_lag=10, where="f.nc")
+    fitted = analysis["tau"].values
+    assert analysis["ablation_accuracy"].attrs["ranked_by"] == "activity"
+    assert np.isfinite(fitted).sum() >= 2
+    np.testing.assert_array_equal(analysis["ablation_units"].sel(ablation_order="fastest_first"),
+                                  np.argsort(fitted, kind="stable"))
+    np.testing.assert_array_equal(analysis["ablation_units"].sel(ablation_order="slowest_first"),
+                                  np.argsort(-fitted, kind="stable"))
+
+
 def test_command_line_analysis_and_plot(multi, tmp_path, capsys):
     out, figure = tmp_path / "robust.nc", tmp_path / "robust.png"
     assert cli.main(["analyze", str(multi), "--ablation", "--perturbation",
@@ -244,7 +261,7 @@ def test_command_line_analysis_and_plot(multi, tmp_path, capsys):
 @pytest.mark.parametrize("settings, flag", [
     (dict(repeats=0), "--repeats"), (dict(ablation_steps=1), "--ablation-steps"),
     (dict(noise=(0.1, -1.0)), "--noise"), (dict(recovery_every=0), "--recovery-every"),
-    (dict(beyond=-1), "--beyond")])
+    (dict(beyond=-1), "--beyond"), (dict(ablation_by="speed"), "--ablation-by")])
 def test_settings_out_of_range_name_their_flag(settings, flag):
     with pytest.raises(InputError) as error:
         RobustnessSettings(**settings)

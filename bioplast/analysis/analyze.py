@@ -128,7 +128,8 @@ def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: boo
     and ``drive`` (`drive_inputs`: ``auto``, ``task``, ``bits``, ``normal``, ``zero``) set
     the timescale run. ``do_ablation``, ``do_perturbation`` and ``do_generalization`` (a
     training result only; `bioplast.analysis.robustness`, with ``robustness`` settings) run
-    the network again on its task; ``progress`` shows their progress bars.
+    the network again on its task (``robustness.ablation_by == "activity"`` runs the
+    timescales too: they rank the units); ``progress`` shows their progress bars.
     """
     if drive not in DRIVES:
         raise InputError(f"unknown drive '{drive}' (known: {', '.join(DRIVES)})",
@@ -139,6 +140,8 @@ def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: boo
                                         ("--perturbation", do_perturbation),
                                         ("--generalization", do_generalization)) if on}
     network = None
+    if do_ablation and robustness.ablation_by == "activity":
+        do_timescales = True  # the units are ranked by their fitted timescales
     if robust:
         network = trained_network(dataset, params or {}, where, next(iter(robust)))
         check_parameters(model, params, where)
@@ -157,6 +160,7 @@ def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: boo
     notes: dict[str, list[str]] = {}  # what was dropped -> the analyses it was dropped for
     parts = []
     recorded = None
+    fitted = None  # the units' timescales, when they rank the units for the ablation
     if do_geometry or model is None:
         recorded, variable = activity(dataset, variable, where)
         time_step(recorded, where)  # a bad time coordinate is reported with the file
@@ -179,13 +183,14 @@ def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: boo
                                              label=f"the driven run's {variable}")
             _note(notes, note, ["timescales"])
         parts.append(timescales(traces, max_lag=max_lag, where=where))
+        fitted = parts[-1]["tau"].values
     if do_geometry:
         parts.append(geometry(recorded, where=where))
     if do_dynamics:
         parts.append(_dynamics(dataset, model, params, variable, recorded, n_points, rng,
                                where, notes))
     if do_ablation:
-        parts.append(ablation(network, robustness, seed, progress))
+        parts.append(ablation(network, robustness, seed, progress, fitted))
     if do_perturbation:
         parts.append(perturbation(network, robustness, seed, progress))
     if do_generalization:

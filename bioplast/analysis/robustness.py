@@ -8,8 +8,9 @@ N. For one network of a training result (its final parameters, at its final curr
 level N) this module measures:
 
 - `ablation`: accuracy as units are silenced one after another, in seeded random orders
-  and by timescale (the per-unit ``tau`` parameter, fastest or slowest first, as the
-  authors rank units by their trained tau). A silenced unit neither receives nor sends:
+  and by timescale, fastest or slowest first: by the per-unit ``tau`` parameter (as the
+  authors rank units by their trained tau) or by each unit's autocorrelation timescale
+  (`bioplast.analysis.timescales`, for models without a per-unit tau). A silenced unit neither receives nor sends:
   every matrix entry to or from it is zero (its rows and columns of the recurrent
   couplings, its rows of the input couplings, its column of the readout), as the authors
   ablate (rows and columns of ``w_hh``, rows of ``input_layers``, columns of ``fc``).
@@ -52,6 +53,8 @@ from ..training import Trainer, mean_of_active
 PAPER_NOISE = (0.0, *np.geomspace(1e-2, 1e1, 10).tolist())
 #: the unit parameter that ranks units by timescale
 TIMESCALE_PARAMETER = "tau"
+#: what ranks units by timescale: that parameter, or the activity's fitted timescales
+RANKINGS = ("tau", "activity")
 #: networks evaluated in one batched pass (and one tick of the progress bar)
 CHUNK = 8
 
@@ -61,7 +64,8 @@ class RobustnessSettings:
     """Settings of the three analyses (the ``analyze`` flags in brackets).
 
     ``ablation_steps`` [--ablation-steps]: how many counts of silenced units, evenly from 0
-    to all; ``repeats`` [--repeats]: random orders, and noise draws per size; ``noise``
+    to all; ``ablation_by`` [--ablation-by]: what ranks units by timescale (`RANKINGS`);
+    ``repeats`` [--repeats]: random orders, and noise draws per size; ``noise``
     [--noise]: noise sizes relative to each parameter's norm (0 is always included: the
     reference); ``perturb`` [--perturb]: parameters perturbed (default: the recurrent
     couplings, ``(unit, presynaptic)``); ``recovery_updates`` [--recovery-updates]: most
@@ -71,6 +75,7 @@ class RobustnessSettings:
     """
 
     ablation_steps: int = 11
+    ablation_by: str = "tau"
     repeats: int = 3
     noise: tuple[float, ...] = PAPER_NOISE
     perturb: tuple[str, ...] | None = None
@@ -87,6 +92,9 @@ class RobustnessSettings:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
                     or value < minimum:
                 raise InputError(f"must be an integer >= {minimum}, got {value!r}", key=flag)
+        if self.ablation_by not in RANKINGS:
+            raise InputError(f"unknown ranking {self.ablation_by!r} (known: "
+                             f"{', '.join(RANKINGS)})", key="--ablation-by")
         if not all(np.isfinite(eps) and eps >= 0 for eps in self.noise):
             raise InputError(f"noise sizes must be finite and >= 0, got {self.noise}",
                              key="--noise")
@@ -213,38 +221,55 @@ def silenced(model, params: dict[str, np.ndarray], units) -> dict[str, np.ndarra
     return result
 
 
-def ablation_orders(model, params: dict[str, np.ndarray], repeats: int,
-                    rng: np.random.Generator) -> tuple[dict[str, np.ndarray], str]:
-    """Orders in which units are silenced, ``{name: unit indices (unit,)}``, and a note:
-    ``fastest_first`` / ``slowest_first`` by the per-unit ``tau`` parameter (ascending /
-    descending, ties in index order; left out, as the note says, without a per-unit tau
-    that differs between units), and ``random_1`` ... ``random_<repeats>``."""
-    orders, note = {}, ""
+def ranking_timescales(model, params: dict[str, np.ndarray], ranked_by: str,
+                       fitted: np.ndarray | None) -> tuple[np.ndarray | None, str]:
+    """The timescale ``(unit,)`` that ranks the units, or None with a note saying why
+    there is none: ``ranked_by`` ``tau``: the per-unit ``tau`` parameter (none without one,
+    or when every unit has the same); ``activity``: ``fitted``, the units' autocorrelation
+    timescales (none with fewer than two fitted)."""
+    if ranked_by == "activity":
+        if np.isfinite(fitted).sum() < 2:
+            return None, "fewer than two units have a fitted timescale: random orders only"
+        return fitted, ""
     spec = model.params.get(TIMESCALE_PARAMETER)
     if spec is None or spec.dims != (schema.UNIT,):
-        note = f"no per-unit '{TIMESCALE_PARAMETER}' parameter: random orders only"
-    elif np.all(params[TIMESCALE_PARAMETER] == params[TIMESCALE_PARAMETER][0]):
-        note = f"every unit has the same '{TIMESCALE_PARAMETER}': random orders only"
-    else:
-        tau = params[TIMESCALE_PARAMETER]
-        orders["fastest_first"] = np.argsort(tau, kind="stable")
-        orders["slowest_first"] = np.argsort(-tau, kind="stable")
+        return None, (f"no per-unit '{TIMESCALE_PARAMETER}' parameter (--ablation-by "
+                      "activity ranks units by their activity's timescales): random orders "
+                      "only")
+    tau = params[TIMESCALE_PARAMETER]
+    if np.all(tau == tau[0]):
+        return None, f"every unit has the same '{TIMESCALE_PARAMETER}': random orders only"
+    return tau, ""
+
+
+def ablation_orders(timescale: np.ndarray | None, n_units: int, repeats: int,
+                    rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Orders in which units are silenced, ``{name: unit indices (unit,)}``:
+    ``fastest_first`` / ``slowest_first`` by ``timescale`` (ascending / descending, ties
+    in index order, units without one last; none without ``timescale``), and ``random_1``
+    ... ``random_<repeats>``."""
+    orders = {}
+    if timescale is not None:
+        orders["fastest_first"] = np.argsort(timescale, kind="stable")
+        orders["slowest_first"] = np.argsort(-timescale, kind="stable")
     for repeat in range(repeats):
-        orders[f"random_{repeat + 1}"] = rng.permutation(model.n_units)
-    return orders, note
+        orders[f"random_{repeat + 1}"] = rng.permutation(n_units)
+    return orders
 
 
 def ablation(network: TrainedNetwork, settings: RobustnessSettings, seed: int,
-             progress: bool = False) -> xr.Dataset:
-    """Accuracy as units are silenced (see the module docstring).
+             progress: bool = False, fitted: np.ndarray | None = None) -> xr.Dataset:
+    """Accuracy as units are silenced (see the module docstring); ``fitted``: the units'
+    autocorrelation timescales ``(unit,)``, for ``settings.ablation_by == "activity"``.
 
     Returns ``ablation_accuracy (ablation_order, silenced, head)`` (test accuracy per head,
     NaN for inactive heads; ``silenced``: how many units of the order are silenced) and
     ``ablation_units (ablation_order, rank)`` (the unit silenced at each rank).
     """
     model = network.model
-    orders, note = ablation_orders(model, network.params, settings.repeats,
-                                   np.random.default_rng([seed, 1]))
+    timescale, note = ranking_timescales(model, network.params, settings.ablation_by, fitted)
+    orders = ablation_orders(timescale, model.n_units, settings.repeats,
+                             np.random.default_rng([seed, 1]))
     counts = np.unique(np.round(np.linspace(0, model.n_units, settings.ablation_steps))
                        ).astype(int)
     variants = [silenced(model, network.params, order[:count])
@@ -258,6 +283,7 @@ def ablation(network: TrainedNetwork, settings: RobustnessSettings, seed: int,
         network, "test accuracy with the first `silenced` units of the order silenced")
     variable.attrs["silencing"] = ("every matrix entry to or from a silenced unit is 0 "
                                    "(recurrent rows and columns, input rows, readout column)")
+    variable.attrs["ranked_by"] = settings.ablation_by
     if note:
         variable.attrs["note"] = note
     return xr.Dataset(

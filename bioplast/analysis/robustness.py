@@ -10,10 +10,11 @@ level N) this module measures:
 - `ablation`: accuracy as units are silenced one after another, in seeded random orders
   and by timescale, fastest or slowest first: by the per-unit ``tau`` parameter (as the
   authors rank units by their trained tau) or by each unit's autocorrelation timescale
-  (`bioplast.analysis.timescales`, for models without a per-unit tau). A silenced unit neither receives nor sends:
-  every matrix entry to or from it is zero (its rows and columns of the recurrent
-  couplings, its rows of the input couplings, its column of the readout), as the authors
-  ablate (rows and columns of ``w_hh``, rows of ``input_layers``, columns of ``fc``).
+  (`bioplast.analysis.timescales`, for models without a per-unit tau). A silenced unit
+  neither receives nor sends: every matrix entry to or from it is zero (its rows and
+  columns of the recurrent couplings, its rows of the input couplings, its column of the
+  readout), as the authors ablate (rows and columns of ``w_hh``, rows of
+  ``input_layers``, columns of ``fc``).
 - `perturbation`: accuracy after Gaussian noise on the recurrent couplings (or the
   parameters named), scaled relative to each parameter's Frobenius norm: ``W + eps
   ||W||_F D / ||D||_F`` with ``D ~ N(0, 1)`` (the authors' "normalized rnn", after Li et

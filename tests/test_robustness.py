@@ -178,7 +178,9 @@ def test_recovery_counts_updates_until_the_target(analysed, name):
     at_target = (mean >= target).values
     assert np.all(updates.values[at_target] == 0)
     below = updates.values[~at_target]
-    assert np.all(np.isnan(below) | np.isin(below, [5, 10, 15, 20]))
+    assert below.size and np.all(np.isnan(below) | np.isin(below, [5, 10, 15, 20]))
+    if name == "single":  # its target is near chance: training brings the draws back
+        assert np.isfinite(below).any()
     assert updates.attrs["recovery_budget"] == 20
 
 

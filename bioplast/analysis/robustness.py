@@ -349,8 +349,8 @@ def updates_to_recover(trainer: Trainer, target: float, budget: int, every: int,
                 before = accuracy if before is None else before
                 back = [i for i, row in zip(pending, accuracy) if mean_of_active(row) >= target]
                 needed[back] = done
-                pending = [i for i in pending
-                           if i not in back and not trainer.members[i].finished]
+                pending = [i for i in pending if i not in back]
+            pending = [i for i in pending if not trainer.members[i].finished]  # diverged
             if not pending or done == budget:
                 break
             draws = {i: trainer.training_draw(i) for i in pending}
@@ -379,7 +379,7 @@ def perturbation(network: TrainedNetwork, settings: RobustnessSettings, seed: in
     budget = protocol.training.steps_per_epoch if settings.recovery_updates is None \
         else settings.recovery_updates
     trainer = _trainer(network, variants)
-    reference = _accuracy(trainer, [0])[0]
+    reference = _accuracy(trainer, [0])[0]  # member 0: noise 0, the intact network
     threshold = getattr(protocol.task.config, "threshold", np.inf)
     target = min(mean_of_active(reference), threshold)
     accuracy, needed = updates_to_recover(trainer, target, budget, settings.recovery_every,

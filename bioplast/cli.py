@@ -395,19 +395,29 @@ def cmd_compare_rules(args) -> int:
 
 def cmd_analyze(args) -> int:
     from .analysis.analyze import analyze
+    from .analysis.robustness import PAPER_NOISE, RobustnessSettings
     from .files import check_writable, refuse_overwrite
     from .results import save
     refuse_overwrite({"-o": args.output}, [args.file])
     dataset = _read_recording(args.file, args)
     chosen = {"do_timescales": args.timescales, "do_dynamics": args.dynamics,
-              "do_geometry": args.geometry}
-    if not any(chosen.values()):
-        chosen = {key: True for key in chosen}
+              "do_geometry": args.geometry, "do_ablation": args.ablation,
+              "do_perturbation": args.perturbation, "do_generalization": args.generalization}
+    if not any(chosen.values()):  # the analyses of activity (robustness only on request)
+        chosen.update(do_timescales=True, do_dynamics=True, do_geometry=True)
+    robustness = RobustnessSettings(
+        ablation_steps=args.ablation_steps, ablation_by=args.ablation_by,
+        repeats=args.repeats,
+        noise=tuple(args.noise) if args.noise is not None else PAPER_NOISE,
+        perturb=tuple(args.perturb) if args.perturb else None,
+        recovery_updates=args.recovery_updates, recovery_every=args.recovery_every,
+        beyond=args.beyond)
     check_writable(Path(args.output))
     started = time.perf_counter()
     result = analyze(dataset, **chosen, variable=args.variable, steps=args.steps,
                      burn_in=args.burn_in, trials=args.trials, drive=args.drive,
-                     max_lag=args.max_lag, seed=args.seed, where=args.file)
+                     max_lag=args.max_lag, seed=args.seed, where=args.file,
+                     robustness=robustness, progress=not args.quiet)
     result.attrs[schema.ATTR_COMMAND] = shlex.join(["bioplast", *sys.argv[1:]])
     save(result, args.output)
     _note_dropped(result)
@@ -732,13 +742,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_options(rules)
     rules.set_defaults(func=cmd_compare_rules)
 
-    analyze_ = add("analyze", "timescales, dynamics and geometry of a result or a recording")
+    analyze_ = add("analyze", "timescales, dynamics and geometry of a result or a "
+                              "recording; ablation, perturbation and generalization of a "
+                              "training result")
     analyze_.add_argument("file", metavar="RESULT.nc|RECORDING.nc|RECORDING.nwb")
     analyze_.add_argument("-o", "--output", required=True, metavar="OUT.nc")
     analyze_.add_argument("--timescales", action="store_true")
     analyze_.add_argument("--dynamics", action="store_true")
     analyze_.add_argument("--geometry", action="store_true",
-                          help="(none of the three: all of them)")
+                          help="(none of the flags: these three)")
+    analyze_.add_argument("--ablation", action="store_true",
+                          help="training result: accuracy as units are silenced, in random "
+                               "orders and by their tau (fastest or slowest first)")
+    analyze_.add_argument("--perturbation", action="store_true",
+                          help="training result: accuracy after Gaussian noise on the "
+                               "recurrent weights, and the rule updates to recover")
+    analyze_.add_argument("--generalization", action="store_true",
+                          help="training result of a task with N: accuracy at N beyond "
+                               "the trained one")
     analyze_.add_argument("--variable", help="activity to analyse (default: the readout's "
                                              "source, or the first (trial, time, unit) one)")
     analyze_.add_argument("--steps", type=_positive_int, default=10000,
@@ -753,7 +774,29 @@ def build_parser() -> argparse.ArgumentParser:
                                "result, else normal)")
     analyze_.add_argument("--max-lag", type=_positive_int, default=30,
                           help="timescales: lags fitted, in steps")
-    analyze_.add_argument("--seed", type=_seed, default=0)
+    analyze_.add_argument("--seed", type=_seed, default=0,
+                          help="seed of the driven run, random unit orders and weight noise")
+    analyze_.add_argument("--ablation-steps", type=_number(int, 2, strict=False), default=11,
+                          help="ablation: counts of silenced units, evenly from 0 to all")
+    analyze_.add_argument("--ablation-by", choices=["tau", "activity"], default="tau",
+                          help="ablation: rank units by their tau parameter (the paper) or "
+                               "by their activity's autocorrelation timescale (runs "
+                               "--timescales)")
+    analyze_.add_argument("--repeats", type=_positive_int, default=3,
+                          help="ablation: random orders; perturbation: noise draws per size")
+    analyze_.add_argument("--noise", type=_noise_list, metavar="EPS,EPS,...",
+                          help="perturbation: noise norms relative to the weights' norm "
+                               "(default: 0 and 10 sizes from 0.01 to 10, as the paper)")
+    analyze_.add_argument("--perturb", action="append", metavar="PARAMETER",
+                          help="perturbation: a parameter to perturb (repeat for more; "
+                               "default: the recurrent couplings)")
+    analyze_.add_argument("--recovery-updates", type=_non_negative_int,
+                          help="perturbation: most rule updates to recover (default: the "
+                               "protocol's steps_per_epoch)")
+    analyze_.add_argument("--recovery-every", type=_positive_int, default=10,
+                          help="perturbation: updates between accuracy checks")
+    analyze_.add_argument("--beyond", type=_non_negative_int, default=10,
+                          help="generalization: levels tested past the trained N")
     analyze_.add_argument("--select", action="append", metavar="DIM=VALUE",
                           help="one network of an ensemble or sweep, e.g. member=2 or lr=0.01")
     add_nwb_options(analyze_)
@@ -872,6 +915,11 @@ def _seed(text: str) -> int:
 
 
 _non_negative_float = _number(float, 0.0, strict=False)
+
+
+def _noise_list(text: str) -> list[float]:
+    """Comma-separated noise sizes, each a finite number >= 0."""
+    return [_non_negative_float(part.strip()) for part in text.split(",")]
 
 
 def main(argv=None) -> int:

@@ -212,7 +212,7 @@ def _plot_trials(axis, dataset: xr.Dataset, n_trials: int, colors) -> None:
 def plot_analysis(dataset: xr.Dataset, label: str, path: str | os.PathLike) -> None:
     """The panels an analysis dataset has: autocorrelations with their fits and the
     distribution of unit timescales; PCA trajectories with fixed/slow points; the limit
-    cycle / slow point ratio of each trial."""
+    cycle / slow point ratio of each trial; the robustness panels (`plot_robustness`)."""
     from .analysis.timescales import double_exponential, single_exponential
     plt = pyplot()
     panels = []
@@ -222,6 +222,7 @@ def plot_analysis(dataset: xr.Dataset, label: str, path: str | os.PathLike) -> N
         panels.append("pca")
     if "mechanism_ratio" in dataset:
         panels.append("mechanism")
+    panels += [name for name, variable in ROBUSTNESS_PANELS if variable in dataset]
     if not panels:
         raise InputError("no analysis results to plot", file=label)
     figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
@@ -301,7 +302,87 @@ def plot_analysis(dataset: xr.Dataset, label: str, path: str | os.PathLike) -> N
                            f"period {text}", fontsize=9)
         else:
             axis.set_title("slow-point manifolds", fontsize=9)
+    plot_robustness(dataset, axes)
     figure.suptitle(f"{label}: analysis of model '{dataset.attrs.get(schema.ATTR_MODEL_NAME, '?')}'"
                     f" ({dataset.attrs.get('variable', '')})", fontsize=10)
     figure.tight_layout()
     save_figure(figure, path, dpi=110)
+
+
+#: robustness panels and the variable each draws (`bioplast.analysis.robustness`)
+ROBUSTNESS_PANELS = (("ablation", "ablation_accuracy"), ("perturbation", "perturbation_accuracy"),
+                     ("recovery", "updates_to_recover"),
+                     ("generalization", "generalization_accuracy"))
+
+
+def plot_robustness(dataset: xr.Dataset, axes: dict) -> None:
+    """Draw the robustness panels of ``axes`` (panel name -> matplotlib axis): accuracy of
+    the newest head as units are silenced (timescale orders in colour, random orders in
+    grey with their mean in black); accuracy after weight noise (mean over draws, their
+    range shaded); the updates to recover (x: a draw that did not within the budget);
+    accuracy against N, with the trained and last passed N marked."""
+    if "ablation" in axes:
+        axis, accuracy = axes["ablation"], dataset["ablation_accuracy"]
+        newest = accuracy.isel({schema.HEAD: int(accuracy.attrs["newest_head"])})
+        counts = dataset["silenced"].values
+        randoms = [str(o) for o in dataset["ablation_order"].values if str(o).startswith("random")]
+        for order, color in (("fastest_first", "C0"), ("slowest_first", "C3")):
+            if order in dataset["ablation_order"].values:
+                axis.plot(counts, newest.sel(ablation_order=order), "o-", color=color,
+                          label=order.replace("_", " ") + " (tau)")
+        for order in randoms:
+            axis.plot(counts, newest.sel(ablation_order=order), color="0.7", lw=0.8)
+        axis.plot(counts, newest.sel(ablation_order=randoms).mean("ablation_order"), "k-",
+                  label=f"random (mean of {len(randoms)})")
+        _accuracy_axis(axis, "units silenced", accuracy.attrs["trained_n"])
+    if "perturbation" in axes:
+        axis, accuracy = axes["perturbation"], dataset["perturbation_accuracy"]
+        newest = accuracy.isel({schema.HEAD: int(accuracy.attrs["newest_head"])})
+        scales = dataset["noise_scale"].values
+        axis.plot(scales, newest.mean("repeat"), "o-", color="C2", label="mean over draws")
+        axis.fill_between(scales, newest.min("repeat"), newest.max("repeat"), color="C2",
+                          alpha=0.2)
+        _noise_axis(axis, scales)
+        _accuracy_axis(axis, "noise norm / weight norm", accuracy.attrs["trained_n"])
+    if "recovery" in axes:
+        axis, updates = axes["recovery"], dataset["updates_to_recover"]
+        scales = dataset["noise_scale"].values
+        budget = updates.attrs["recovery_budget"]
+        axis.plot(scales, updates.mean("repeat", skipna=True), "o-", color="C4",
+                  label="mean of draws that recovered")
+        failed = ~np.isfinite(updates.values)
+        if failed.any():
+            axis.plot(np.broadcast_to(scales[:, None], failed.shape)[failed],
+                      np.full(failed.sum(), budget), "x", color="k",
+                      label=f"not within {budget} updates")
+        axis.axhline(budget, color="0.8", lw=0.8)
+        _noise_axis(axis, scales)
+        axis.set_xlabel("noise norm / weight norm")
+        axis.set_ylabel(f"'{updates.attrs['rule']}' updates to recover")
+        axis.legend(fontsize=7)
+    if "generalization" in axes:
+        axis, accuracy = axes["generalization"], dataset["generalization_accuracy"]
+        axis.plot(dataset["generalization_n"], accuracy, "o-", color="C1")
+        axis.axvline(accuracy.attrs["trained_n"], color="k", ls="--", lw=0.8,
+                     label=f"trained N = {accuracy.attrs['trained_n']}")
+        if accuracy.attrs["last_passed_n"] >= 0:
+            axis.axvline(accuracy.attrs["last_passed_n"], color="k", ls=":", lw=0.8,
+                         label=f"last passed N = {accuracy.attrs['last_passed_n']}")
+        _accuracy_axis(axis, "memory length N", None)
+
+
+def _accuracy_axis(axis, xlabel: str, trained_n) -> None:
+    axis.axhline(0.5, color="0.8", lw=0.8)
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel("test accuracy" + (f" (head of N = {trained_n})"
+                                       if trained_n is not None and trained_n >= 0 else ""))
+    axis.legend(fontsize=7)
+
+
+def _noise_axis(axis, scales: np.ndarray) -> None:
+    """A log axis that still shows the noise size 0 (linear below the smallest size)."""
+    positive = scales[scales > 0]
+    if positive.size:
+        axis.set_xscale("symlog", linthresh=float(positive.min()))
+        axis.set_xlim(-0.5 * float(positive.min()), 2 * float(positive.max()))

@@ -9,7 +9,9 @@ fixed and slow points from states sampled from the recorded trials, and the limi
 cycle / slow point classification from the recorded test trials followed by zero input. A
 recording (any netCDF file with ``(trial, time, unit)`` activity) gets the analyses that
 need no model: timescales and geometry of its activity, and the classification of its
-trials as they are.
+trials as they are. On request a training result gets its robustness
+(`bioplast.analysis.robustness`): accuracy as units are silenced, after weight noise and
+the updates to recover, and at N beyond the trained one.
 
 Bad input is an `InputError` naming the file (``where``) and the variable or flag: several
 networks in one file (choose one with ``--select``), NaN or inf parameters where the network
@@ -38,6 +40,8 @@ from .data import (AXES, activity, check_one_network, describe_nonfinite, drop_n
 from .dynamics import (STATES, UNDETERMINED, classify_mechanism, extended_run, find_fixed_points,
                        starting_points)
 from .geometry import geometry
+from .robustness import (RobustnessSettings, ablation, generalization, perturbation,
+                         require_n, trained_network)
 from .timescales import timescales
 
 DRIVES = ("auto", "task", "bits", "normal", "zero")
@@ -112,19 +116,37 @@ def drive_inputs(kind: str, task, shape: tuple[int, int, int],
 def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: bool = True,
             do_geometry: bool = True, variable: str | None = None, steps: int = 10000,
             burn_in: int = 500, trials: int = 10, drive: str = "auto", max_lag: int = 30,
-            n_points: int = 64, seed: int = 0, where: str = "data") -> xr.Dataset:
+            n_points: int = 64, seed: int = 0, where: str = "data",
+            do_ablation: bool = False, do_perturbation: bool = False,
+            do_generalization: bool = False,
+            robustness: RobustnessSettings = RobustnessSettings(),
+            progress: bool = False) -> xr.Dataset:
     """Run the chosen analyses on a result or recording; see the module docstring.
 
     ``variable`` is the activity analysed (default: a result's readout source, or a
     recording's first ``(trial, time, unit)`` variable); ``steps``, ``burn_in``, ``trials``
     and ``drive`` (`drive_inputs`: ``auto``, ``task``, ``bits``, ``normal``, ``zero``) set
-    the timescale run.
+    the timescale run. ``do_ablation``, ``do_perturbation`` and ``do_generalization`` (a
+    training result only; `bioplast.analysis.robustness`, with ``robustness`` settings) run
+    the network again on its task (``robustness.ablation_by == "activity"`` runs the
+    timescales too: they rank the units); ``progress`` shows their progress bars.
     """
     if drive not in DRIVES:
         raise InputError(f"unknown drive '{drive}' (known: {', '.join(DRIVES)})",
                          key="--drive")
     check_one_network(dataset, where)
     model, params = result_model(dataset, where)
+    robust = {flag: on for flag, on in (("--ablation", do_ablation),
+                                        ("--perturbation", do_perturbation),
+                                        ("--generalization", do_generalization)) if on}
+    network = None
+    if do_ablation and robustness.ablation_by == "activity":
+        do_timescales = True  # the units are ranked by their fitted timescales
+    if robust:
+        network = trained_network(dataset, params or {}, where, next(iter(robust)))
+        check_parameters(model, params, where)
+        if do_generalization:
+            require_n(network)
     if model is not None and variable is None:
         variable = model.readout.source if model.readout else model.state_names[0]
     if model is not None and (do_timescales or do_dynamics):
@@ -138,6 +160,7 @@ def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: boo
     notes: dict[str, list[str]] = {}  # what was dropped -> the analyses it was dropped for
     parts = []
     recorded = None
+    fitted = None  # the units' timescales, when they rank the units for the ablation
     if do_geometry or model is None:
         recorded, variable = activity(dataset, variable, where)
         time_step(recorded, where)  # a bad time coordinate is reported with the file
@@ -160,11 +183,18 @@ def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: boo
                                              label=f"the driven run's {variable}")
             _note(notes, note, ["timescales"])
         parts.append(timescales(traces, max_lag=max_lag, where=where))
+        fitted = parts[-1]["tau"].values
     if do_geometry:
         parts.append(geometry(recorded, where=where))
     if do_dynamics:
         parts.append(_dynamics(dataset, model, params, variable, recorded, n_points, rng,
                                where, notes))
+    if do_ablation:
+        parts.append(ablation(network, robustness, seed, progress, fitted))
+    if do_perturbation:
+        parts.append(perturbation(network, robustness, seed, progress))
+    if do_generalization:
+        parts.append(generalization(network, robustness, progress))
     for part in parts:
         part.attrs.pop("dropped", None)
     result = xr.merge(parts, compat="override", combine_attrs="drop_conflicts")
@@ -172,7 +202,11 @@ def analyze(dataset: xr.Dataset, *, do_timescales: bool = True, do_dynamics: boo
         schema.ATTR_KIND: "analysis",
         "analyses": json.dumps([name for name, on in (("timescales", do_timescales),
                                                         ("geometry", do_geometry),
-                                                        ("dynamics", do_dynamics)) if on]),
+                                                        ("dynamics", do_dynamics),
+                                                        ("ablation", do_ablation),
+                                                        ("perturbation", do_perturbation),
+                                                        ("generalization", do_generalization))
+                                if on]),
         "variable": str(variable),
         "source_kind": dataset.attrs.get(schema.ATTR_KIND, "recording"),
         "source_file": where,

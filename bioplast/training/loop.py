@@ -352,10 +352,11 @@ class Trainer(Checkpointing):
                          task.reliability(outputs[j], own, level))
         return scored
 
-    def evaluate(self, members: list[int]) -> dict[int, tuple[float, np.ndarray, np.ndarray]]:
+    def evaluate(self, members: list[int], levels: dict[int, Level] | None = None
+                 ) -> dict[int, tuple[float, np.ndarray, np.ndarray]]:
         """Mean test loss, accuracy and reliability per head over ``eval_batches`` fresh
         batches for each of ``members`` (from streams of their own, so evaluation does not
-        change training)."""
+        change training), at each member's curriculum level or at ``levels[member]``."""
         training = self.protocols[0].training
         size = training.eval_batch_size or training.batch_size
         rngs = {i: np.random.default_rng(_seed(self.members[i].seed, 3, self.next_epoch))
@@ -366,7 +367,7 @@ class Trainer(Checkpointing):
             for _ in range(training.eval_batches):
                 draws = {}
                 for i in members:
-                    level = self.members[i].curriculum.level()
+                    level = levels[i] if levels else self.members[i].curriculum.level()
                     draws[i] = (level, *self.members[i].draw(rngs[i], size, level))
                 for group, level, batch, initial in self.groups(members, draws):
                     context = self.context(group, [generators[i] for i in group])

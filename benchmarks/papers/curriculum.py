@@ -300,7 +300,7 @@ ROBUSTNESS_CLAIMS = (
     ("ablation: multi-head more robust than single-head",
      "more stable to ablations (abstract); no per-network numbers published",
      "ablation_random_auc",
-     "area under the accuracy curve over the fraction of units silenced (random orders)",
+     "area under the accuracy curve over the fraction of units silenced, random orders",
      True),
     ("perturbation: multi-head more robust than single-head",
      "more stable to perturbations (abstract); no per-network numbers published",
@@ -309,8 +309,8 @@ ROBUSTNESS_CLAIMS = (
     ("recovery after perturbation: multi-head faster than single-head",
      "stability to perturbations (abstract; the authors' code retrains perturbed networks, "
      "analysis/perturbation_retraining); no per-network numbers published",
-     "recovery_mean_updates", "mean rule updates to recover over the noise sizes (not back "
-     "within the budget: counted at the budget)", False),
+     "recovery_mean_updates", "mean rule updates to recover over the noise sizes, a network "
+     "not back within the budget counted at the budget", False),
     ("generalization beyond the trained N: multi-head better than single-head",
      "generalizes better beyond the training regime (abstract); no per-network numbers "
      "published", "beyond_accuracy", "mean accuracy at N+1 ... N+{beyond} of the head for N",
@@ -337,7 +337,7 @@ def robustness_rows(networks: dict, scale_name: str, command_text: str,
         single = [net["robustness"][key] for net in networks[SINGLE]]
         p = greater(multi, single) if multi_larger else greater(single, multi)
         rows.append(row(
-            f"{claim} ({statistic}, at matched N)", paper,
+            f"{claim} ({statistic}; at the matched N)", paper,
             f"at N = {n} (the largest N every network passed): multi-head {spread(multi)}, "
             f"single-head {spread(single)}; one-sided Mann-Whitney p = {p:.3f} (the "
             f"smallest p with {len(multi)} and {len(single)} networks: "

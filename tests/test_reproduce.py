@@ -242,3 +242,21 @@ def test_markdown_table_puts_each_design_row_beside_its_claim():
     assert "| yes | n/a | `cmd` |" in lines[3]
     assert lines[-1].startswith("| beta | 2.72 | beta = 1 (0-2) | no | d |")
     assert all("the design" not in line for line in table(rows))
+
+
+def test_parity_read_beyond_matches_simulated_trials():
+    """Reference: the exact N-parity answer read at N + k on simulated trials (bits
+    Bernoulli(p), p ~ U(0, 1) per trial, as the n_parity task draws them), 200,000 trials,
+    to 0.005."""
+    sys.path.insert(0, str(REPO))
+    import numpy as np
+
+    from benchmarks.papers.curriculum import parity_read_beyond
+    rng = np.random.default_rng(0)
+    n, trials = 8, 200_000
+    p = rng.uniform(size=(trials, 1))
+    bits = (rng.uniform(size=(trials, n + 5)) < p).astype(int)
+    answer = bits[:, -n:].sum(1) % 2
+    for k in range(1, 6):
+        simulated = np.mean(answer == bits[:, -(n + k):].sum(1) % 2)
+        assert abs(simulated - parity_read_beyond(k)) < 0.005, (k, simulated)

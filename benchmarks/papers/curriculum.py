@@ -336,14 +336,25 @@ def robustness_rows(networks: dict, scale_name: str, command_text: str,
         multi = [net["robustness"][key] for net in networks[MULTI]]
         single = [net["robustness"][key] for net in networks[SINGLE]]
         p = greater(multi, single) if multi_larger else greater(single, multi)
+        reference = f"; the exact N-parity answer scores " \
+            f"{np.mean([parity_read_beyond(k) for k in range(1, settings.beyond + 1)]):.3f}" \
+            if key == "beyond_accuracy" else ""
         rows.append(row(
             f"{claim} ({statistic}; at the matched N)", paper,
             f"at N = {n} (the largest N every network passed): multi-head {spread(multi)}, "
-            f"single-head {spread(single)}; one-sided Mann-Whitney p = {p:.3f} (the "
-            f"smallest p with {len(multi)} and {len(single)} networks: "
+            f"single-head {spread(single)}{reference}; one-sided Mann-Whitney p = {p:.3f} "
+            f"(the smallest p with {len(multi)} and {len(single)} networks: "
             f"{smallest_p(len(multi), len(single)):.3f})", bool(p < 0.05), command_text,
             runtime_s))
     return rows
+
+
+def parity_read_beyond(k: int) -> float:
+    """Accuracy at N + k of the exact N-parity answer on the task's trials (bits
+    Bernoulli(p), p ~ U(0, 1) per trial): the answers differ by the parity of k older bits,
+    even with probability 1/2 + (1 - 2p)^k / 2, on average over p 1/2 + 1/(2(k + 1)) for
+    even k and 1/2 for odd k."""
+    return 0.5 + (0.5 / (k + 1) if k % 2 == 0 else 0.0)
 
 
 def smallest_p(first: int, second: int) -> float:

@@ -70,6 +70,7 @@ MODEL = "timescale_rnn"  # the authors' RNN_Mod, exactly (the protocols' leaky_t
 #: N = 500 units, up to 1000 epochs of 600 updates of batch 256).
 PAPER_MAX_N = {MULTI: [100, 101, 100, 101], SINGLE: [37, 33, 35, 35], FIXED: [24, 25, 24, 26]}
 SCALES = {
+    # threshold 0.6: every smoke network passes N = 2, so the robustness rows are measured
     "smoke": dict(seeds=2, n_units=16, epochs=3, steps_per_epoch=8, batch_size=32,
                   eval_batches=2, eval_batch_size=32, threshold=0.6, timescale_steps=300,
                   timescale_trials=2, timescale_levels=2,

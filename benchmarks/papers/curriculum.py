@@ -453,7 +453,7 @@ def plot(networks: dict, path: Path) -> None:
     bottom[1].set_xlabel("weight noise / norm of the recurrent couplings")
     bottom[1].set_ylabel("accuracy right after the noise")
     bottom[2].set_xlabel("N (dotted: the matched N trained)")
-    bottom[2].set_ylabel("accuracy of the head for the matched N")
+    bottom[2].set_ylabel("accuracy (head for N; past the matched N, its)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -25,8 +25,9 @@ would report if the paper were right (5-95% over draws) and whether the paper's 
 lies inside; it writes ``design.json`` to ``--out``. A "no" in a reproduction's table means
 "disagrees" only where bioplast's value falls outside that interval.
 
-``--resummarize`` (where a reproduction has it: phases) makes the rows and figures of a
-finished run again from its saved ``networks.json`` without training.
+``--resummarize`` (where a reproduction has it: phases, curriculum) makes the rows and
+figures of a finished run again from its saved ``networks.json`` without training (the
+curriculum measures its networks' robustness again from the run's result files).
 
 ``--markdown`` writes REPRODUCTIONS.md from the ``rows.json`` of the given output
 directories (the numbers are never typed), with the machine they ran on, and copies their
@@ -66,7 +67,7 @@ def main():
                         help="simulate the design with the paper's numbers as the truth")
     parser.add_argument("--resummarize", action="store_true",
                         help="the rows and figures of a finished run again, from its "
-                             "networks.json (no training)")
+                             "saved files (no training)")
     parser.add_argument("--draws", type=int, default=200,
                         help="simulated repetitions of the design (--design-check)")
     args = parser.parse_args()

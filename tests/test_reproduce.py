@@ -63,7 +63,7 @@ def test_curriculum_smoke(tmp_path):
     stdout, out = smoke("curriculum", tmp_path)
     assert "| max N passed, single-head, trained tau | 37, 33, 35, 35 (" in stdout
     rows = json.loads((out / "rows.json").read_text())
-    assert len(rows) == 8 and all(row["agrees"] in ("yes", "no", "n/a") for row in rows)
+    assert len(rows) == 12 and all(row["agrees"] in ("yes", "no", "n/a") for row in rows)
     networks = json.loads((out / "networks.json").read_text())
     assert set(networks) == {"multi-head, trained tau", "single-head, trained tau",
                              "single-head, tau = 1"}
@@ -78,6 +78,55 @@ def test_curriculum_smoke(tmp_path):
     # tau = 1 fixed: it stays exactly 1 at every level
     assert all(t == 1 for net in networks["single-head, tau = 1"] for t in net["mean_tau"])
     assert (out / "curriculum.png").stat().st_size > 0
+    check_curriculum_robustness(rows, networks, out)
+    # the rows again from the saved files, without training: the same rows and networks
+    # (the robustness measured again; only its runtime differs)
+    reproduce("curriculum", "--smoke", "--resummarize", "--workers", 1, "--out", out,
+              cwd=tmp_path)
+    again = json.loads((out / "rows.json").read_text())
+    assert [{**r, "runtime_s": 0} for r in again] == [{**r, "runtime_s": 0} for r in rows]
+    assert [r["runtime_s"] for r in again[:8]] == [r["runtime_s"] for r in rows[:8]]
+    assert json.loads((out / "networks.json").read_text()) == networks
+
+
+def check_curriculum_robustness(rows, networks, out):
+    """The robustness rows of the curriculum smoke run: measured at the largest N every
+    network with trained tau passed, from each network's parameters and test batches of
+    the epoch it passed N. References: the intact network's accuracy (no unit silenced,
+    noise 0, generalization at N) is the accuracy the training stored for the head for N
+    at that epoch; at N = 2 the multi-head network has one head, the single-head one's,
+    so with the same seeds both conditions give the same statistics."""
+    from bioplast.results import select_network
+    multi, single = networks["multi-head, trained tau"], networks["single-head, trained tau"]
+    n = min(net["max_n"] for net in multi + single)
+    assert n >= 2  # the smoke scale passes a level in every network
+    robustness = rows[8:]
+    assert [r["claim"].split(" (")[0] for r in robustness] == [
+        "ablation: multi-head more robust than single-head",
+        "perturbation: multi-head more robust than single-head",
+        "recovery after perturbation: multi-head faster than single-head",
+        "generalization beyond the trained N: multi-head better than single-head"]
+    for r in robustness:
+        assert r["bioplast"].startswith(f"at N = {n} ") and "Mann-Whitney p = " in r["bioplast"]
+        assert "no per-network numbers published" in r["paper"]
+    assert all("robustness" not in net for net in networks["single-head, tau = 1"])
+    for index, nets in enumerate((multi, single)):
+        dataset = xr.load_dataset(out / f"condition{index}.nc")
+        for net in nets:
+            robust = net["robustness"]
+            assert robust["n"] == n
+            network = select_network(dataset, seed=net["seed"])
+            epoch = int(network["level_epoch"].sel(passed_level=n))
+            stored = network["accuracy"].isel(epoch=epoch).dropna("head").values[-1]
+            assert robust["ablation_random"][0] == stored
+            assert robust["noise_accuracy"][0] == stored
+            assert robust["generalization_accuracy"][robust["generalization_n"].index(n)] \
+                == stored
+            assert robust["generalization_n"][-1] == n + 2  # the smoke scale's beyond
+            assert robust["silenced_fraction"][0] == 0 and robust["silenced_fraction"][-1] == 1
+            assert all(0 <= u <= robust["recovery_budget"] for u in robust["updates_to_recover"])
+    if n == 2:
+        assert [net["robustness"] for net in multi] == [net["robustness"] for net in single]
 
 
 def test_consistency_smoke(tmp_path):
@@ -149,8 +198,13 @@ def test_curriculum_and_consistency_design_checks_smoke(tmp_path):
         stdout = reproduce(name, "--design-check", "--smoke", "--draws", 5, "--out",
                            tmp_path / name, cwd=tmp_path)
         rows = json.loads((tmp_path / name / "design.json").read_text())
-        assert len(rows) == 3 and all(r["resolves"] in ("yes", "no", "n/a") for r in rows)
+        assert len(rows) == {"curriculum": 7, "consistency": 3}[name]
+        assert all(r["resolves"] in ("yes", "no", "n/a") for r in rows)
         assert rows[0]["claim"] in stdout
+    # the robustness claims: no per-network numbers, the test's resolution at 2 seeds
+    robustness = json.loads((tmp_path / "curriculum" / "design.json").read_text())[3:]
+    assert all(r["expected"].startswith("no per-network numbers published") and
+               "p = 0.167 at complete separation" in r["expected"] for r in robustness)
 
 
 def test_design_resolutions_match_the_exact_tests():
@@ -188,3 +242,21 @@ def test_markdown_table_puts_each_design_row_beside_its_claim():
     assert "| yes | n/a | `cmd` |" in lines[3]
     assert lines[-1].startswith("| beta | 2.72 | beta = 1 (0-2) | no | d |")
     assert all("the design" not in line for line in table(rows))
+
+
+def test_parity_read_beyond_matches_simulated_trials():
+    """Reference: the exact N-parity answer read at N + k on simulated trials (bits
+    Bernoulli(p), p ~ U(0, 1) per trial, as the n_parity task draws them), 200,000 trials,
+    to 0.005."""
+    sys.path.insert(0, str(REPO))
+    import numpy as np
+
+    from benchmarks.papers.curriculum import parity_read_beyond
+    rng = np.random.default_rng(0)
+    n, trials = 8, 200_000
+    p = rng.uniform(size=(trials, 1))
+    bits = (rng.uniform(size=(trials, n + 5)) < p).astype(int)
+    answer = bits[:, -n:].sum(1) % 2
+    for k in range(1, 6):
+        simulated = np.mean(answer == bits[:, -(n + k):].sum(1) % 2)
+        assert abs(simulated - parity_read_beyond(k)) < 0.005, (k, simulated)

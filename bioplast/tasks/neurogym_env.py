@@ -107,12 +107,21 @@ def make_environment(config: NeuroGymConfig, dt: float):
                               + ("; its dt is the model's dt" if key == "dt" else ""))
     try:
         env = cls(dt=round(dt * 1e3, 9), **config.env_kwargs)
-    except (TypeError, ValueError, KeyError, AttributeError) as error:
-        raise TimingError("env_kwargs", f"{config.env} refused env_kwargs: {error}") from None
+    except ENVIRONMENT_ERRORS as error:
+        raise refused(config, error) from None
     if not hasattr(env.action_space, "n") or env.action_space.shape != ():
         raise TimingError("env", f"{config.env} has no discrete actions "
                                  f"({env.action_space}); only discrete ones are supported")
     return env
+
+
+#: what an environment raises on arguments it cannot use, at construction or on a trial
+ENVIRONMENT_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError)
+
+
+def refused(config: NeuroGymConfig, error: Exception) -> TimingError:
+    """The error at ``env_kwargs`` for an environment that failed on them."""
+    return TimingError("env_kwargs", f"{config.env} refused env_kwargs: {error}")
 
 
 def environment_seed(rng: np.random.Generator) -> int:
@@ -163,7 +172,10 @@ class NeuroGym(Task):
     def draw_trial(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         """One new trial of the environment: observations ``(time, input)``, ground truth
         ``(time,)``, loss weights ``(time,)`` and its scalar info."""
-        info = self.env.new_trial()
+        try:
+            info = self.env.new_trial()
+        except ENVIRONMENT_ERRORS as error:
+            raise refused(self.config, error) from None
         weights = np.ones(len(self.env.gt))
         if self.config.loss_period is not None:
             weights[:] = 0.0

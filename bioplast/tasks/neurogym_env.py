@@ -64,7 +64,7 @@ def check_plain(value, key: str) -> None:
 class NeuroGymConfig(TaskConfig):
     env: str = pydantic.Field(description="NeuroGym environment id, e.g. PerceptualDecisionMaking-v0")
     env_kwargs: dict[str, Any] = pydantic.Field(
-        default_factory=dict, description="keyword arguments of the environment (timing in ms)")
+        default_factory=lambda: {}, description="keyword arguments of the environment (timing in ms)")
     duration: Seconds | None = pydantic.Field(
         None, description="trial length; default: the longest of 100 trials")
     loss_period: str | None = pydantic.Field(

@@ -132,3 +132,10 @@ def test_protocol_trains_from_the_cli_and_compare_matches_conditions(tmp_path, c
                      "--metric", "cka", "--shuffles", "2", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert f"{len(np.unique(coherence))} conditions" in printed
+
+
+def test_env_kwargs_must_be_plain_values():
+    cls = TASKS.get("neurogym")
+    config = cls.Config(env="GoNogo-v0", env_kwargs={"timing": {"delay": {1, 2}}})
+    with pytest.raises(ValueError, match=r"env_kwargs\.timing\.delay: must be a number"):
+        cls(config, DT)

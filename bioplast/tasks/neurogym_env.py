@@ -42,7 +42,7 @@ from .base import (Batch, Level, Seconds, Task, TaskConfig, TimingError,
 LENGTH_PROBE_TRIALS = 100
 
 #: what `env_kwargs` values may be: plain data, as YAML writes it
-PlainValue = (bool, int, float, str, type(None))
+PLAIN_TYPES = (bool, int, float, str, type(None))
 
 
 def check_plain(value, key: str) -> None:
@@ -56,7 +56,7 @@ def check_plain(value, key: str) -> None:
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             check_plain(item, f"{key}.{index}")
-    elif not isinstance(value, PlainValue):
+    elif not isinstance(value, PLAIN_TYPES):
         raise TimingError("env_kwargs", f"{key}: must be a number, text, a list or a "
                                         f"mapping, got {type(value).__name__}")
 

@@ -158,6 +158,7 @@ TASKS.register("delayed_cue", "bioplast.tasks.delayed_cue:DelayedCue")
 TASKS.register("flip_flop", "bioplast.tasks.flip_flop:FlipFlop")
 TASKS.register("delayed_addition", "bioplast.tasks.report:DelayedAddition")
 TASKS.register("evidence_accumulation", "bioplast.tasks.report:EvidenceAccumulation")
+TASKS.register("neurogym", "bioplast.tasks.neurogym_env:NeuroGym")
 
 REGULARIZERS = Registry("regularizer", "bioplast.regularizers")
 REGULARIZERS.register("temporal_consistency", "bioplast.regularizers:TemporalConsistency")

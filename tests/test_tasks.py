@@ -15,9 +15,13 @@ def make(name, dt=1e-3, **config):
     return cls(cls.Config(**config), dt)
 
 
+#: the options a task needs besides its defaults
+REQUIRED_OPTIONS = {"neurogym": {"env": "PerceptualDecisionMaking-v0"}}
+
+
 def test_registry_lists_every_task():
     assert TASKS.names() == sorted(["n_parity", "n_dms", "delayed_cue", "flip_flop",
-                                    "delayed_addition", "evidence_accumulation"])
+                                    "delayed_addition", "evidence_accumulation", "neurogym"])
 
 
 @pytest.mark.parametrize("name", ["n_parity", "n_dms"])
@@ -162,7 +166,8 @@ def test_scores_use_only_the_steps_the_mask_weighs(name):
     """Training evaluates the readout only at the steps the mask weighs (`forward` with
     ``scored_only``), so every task's score must not read other steps. Reference: the
     score of random outputs equals the score of the same outputs zeroed elsewhere."""
-    task = make(name, dt=5e-3 if name == "delayed_cue" else 1e-3)
+    task = make(name, dt=5e-3 if name == "delayed_cue" else 1e-3,
+                **REQUIRED_OPTIONS.get(name, {}))
     level = task.largest_level()
     batch = task.sample(32, np.random.default_rng(3), level)
     outputs = np.random.default_rng(4).normal(size=batch.targets.shape)

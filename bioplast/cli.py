@@ -373,12 +373,13 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_compare_rules(args) -> int:
-    from .compare_rules import check_figure_path, check_rules, compare_rules, draw
+    from .compare_rules import check_rules, compare_rules, draw
+    from .plotting import figure_format
     rules = check_rules([rule.strip() for rule in args.rules.split(",") if rule.strip()])
     settings = _parse_overrides(args.set, "--set")
     output = Path(args.output)
     figure = Path(args.plot) if args.plot else output.with_suffix(".png")
-    check_figure_path(figure)
+    figure_format(figure, default="")  # before training; a figure name needs a suffix here
     _check_sweep_arguments(args, settings, {"-o": output, "--plot": figure})
     started = time.perf_counter()
     with _sweep_progress(args) as (progress, notify):

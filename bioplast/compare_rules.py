@@ -153,17 +153,6 @@ def update_time(protocol) -> float:
     return float(np.median(times[1:]))
 
 
-def check_figure_path(path: str | os.PathLike) -> None:
-    """InputError naming ``path`` unless matplotlib can write its format (checked before
-    training, where `draw` would find it after)."""
-    from matplotlib.backend_bases import FigureCanvasBase
-    suffix = os.path.splitext(str(path))[1].lstrip(".").lower()
-    supported = FigureCanvasBase.get_supported_filetypes()
-    if suffix not in supported:
-        raise InputError(f"cannot write '.{suffix}' figures (formats: "
-                         f"{', '.join(sorted(supported))})", file=str(path))
-
-
 def draw(dataset: xr.Dataset, path: str | os.PathLike) -> None:
     """The comparison's figure, written atomically to ``path``: loss and test accuracy
     (mean over active heads) per epoch, one line per rule (mean over seeds, shaded mean +-

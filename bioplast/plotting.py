@@ -76,15 +76,24 @@ def plot_simulations(datasets: Sequence[xr.Dataset], labels: Sequence[str],
     save_figure(figure, path, dpi=120)
 
 
+def figure_format(path, default: str = "png") -> str:
+    """The format the suffix of ``path`` asks for (``default`` without one); InputError
+    naming ``path`` if matplotlib cannot write it (checked before the work that makes the
+    figure, or by `save_figure`)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+    suffix = os.path.splitext(str(path))[1].lstrip(".").lower() or default
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in supported:
+        raise InputError(f"cannot write '.{suffix}' figures (formats: "
+                         f"{', '.join(sorted(supported))})", file=str(path))
+    return suffix
+
+
 def save_figure(figure, path, dpi: int) -> None:
     """Write ``figure`` atomically in the format its file name asks for."""
     plt = pyplot()
-    suffix = os.path.splitext(str(path))[1].lstrip(".").lower() or "png"
-    supported = figure.canvas.get_supported_filetypes()
     try:
-        if suffix not in supported:
-            raise InputError(f"cannot write '.{suffix}' figures (formats: "
-                             f"{', '.join(sorted(supported))})", file=str(path))
+        suffix = figure_format(path)
         with atomic_write(path) as temporary:
             figure.savefig(temporary, dpi=dpi, format=suffix)
     finally:

@@ -51,7 +51,7 @@ import numpy as np
 import xarray as xr
 
 from . import __version__, schema
-from .analysis.data import ACTIVITY_DIMS, activity, check_one_network, describe_nonfinite, \
+from .analysis.data import activity, activity_names, check_one_network, describe_nonfinite, \
     time_step
 from .analysis.nwb import TRIAL_TIMES
 from .analysis.similarity import condition_names
@@ -105,12 +105,6 @@ def export_format(output: str, given: str | None) -> str:
         raise InputError(f"cannot tell the format from the suffix '{suffix}' (.nwb or .csv); "
                          "give --format nwb|csv", file=output, key="-o")
     return FORMATS[suffix]
-
-
-def activity_names(dataset: xr.Dataset) -> list[str]:
-    """The variables with dims ``(trial, time, unit)`` (and maybe more)."""
-    return [str(name) for name, variable in dataset.data_vars.items()
-            if set(ACTIVITY_DIMS) <= set(variable.dims)]
 
 
 def default_variable(dataset: xr.Dataset, where: str) -> str | None:

@@ -28,6 +28,12 @@ ACTIVITY_DIMS = (schema.TRIAL, schema.TIME, schema.UNIT)
 MAX_MAGNITUDE = 1e150
 
 
+def activity_names(dataset: xr.Dataset) -> list[str]:
+    """The variables with dims ``(trial, time, unit)`` (and maybe more), in order."""
+    return [str(name) for name, variable in dataset.data_vars.items()
+            if set(ACTIVITY_DIMS) <= set(variable.dims)]
+
+
 def activity(data, variable: str | None = None, where: str = "data") -> tuple[xr.DataArray, str]:
     """``(DataArray (trial, time, unit), its name)`` from ``data``."""
     if isinstance(data, np.ndarray):
@@ -37,8 +43,7 @@ def activity(data, variable: str | None = None, where: str = "data") -> tuple[xr
         data = xr.DataArray(data, dims=ACTIVITY_DIMS, name="activity")
     if isinstance(data, xr.Dataset):
         if variable is None:
-            variable = next((str(name) for name, v in data.data_vars.items()
-                             if set(ACTIVITY_DIMS) <= set(v.dims)), None)
+            variable = next(iter(activity_names(data)), None)
             if variable is None:
                 raise InputError("no variable with dims (trial, time, unit) (variables: "
                                  + ", ".join(f"{n} {tuple(v.dims)}" for n, v in
@@ -86,9 +91,8 @@ def check_one_network(dataset, where: str = "data") -> None:
     for dim in dataset.dims:
         if dim in dataset.coords and "key" in dataset[dim].attrs and dim not in dims:
             dims.append(dim)
-    for variable in dataset.data_vars.values():
-        if set(ACTIVITY_DIMS) <= set(variable.dims):
-            dims += [d for d in variable.dims if d not in ACTIVITY_DIMS and d not in dims]
+    for name in activity_names(dataset):
+        dims += [d for d in dataset[name].dims if d not in ACTIVITY_DIMS and d not in dims]
     if not dims:
         return
     count = int(np.prod([dataset.sizes[dim] for dim in dims]))

@@ -102,8 +102,9 @@ def read_nwb(path, *, source: str = UNITS, bin_size: float | None = None,
             bin_size = DEFAULT_SPIKE_BIN if bin_size is None else bin_size
         else:
             series, n_units = _find_series(nwbfile, source, where)
+            times = _sample_times(series, int(series.data.shape[0]), where)
             if bin_size is None:
-                bin_size = _sampling_interval(series, where)
+                bin_size = _sampling_interval(series, times, where)
         aligned = trials[align]
         if window is None:  # from the alignment to the end of the shortest trial
             stops = _column(trials, "stop_time", where)
@@ -154,7 +155,7 @@ def read_nwb(path, *, source: str = UNITS, bin_size: float | None = None,
         if source == UNITS:
             values, unit_ids, units = _binned_spikes(table, edges, bin_size, where)
         else:
-            values, unit_ids, units = _binned_series(series, edges, where)
+            values, unit_ids, units = _binned_series(series, times, edges, where)
         coords = {schema.TIME: (schema.TIME, offset + np.arange(n_bins) * bin_size,
                                 {schema.ATTR_UNITS: "second"}),
                   schema.UNIT: (schema.UNIT, unit_ids),
@@ -399,8 +400,9 @@ def _find_series(nwbfile, name: str, where: str):
     return series, math.prod(shape[1:])
 
 
-def _binned_series(series, edges: np.ndarray, where: str):
-    """Mean of a TimeSeries' samples per bin: ``(trial, bin, channel)``."""
+def _binned_series(series, times: np.ndarray, edges: np.ndarray, where: str):
+    """Mean of a TimeSeries' samples (at ``times``, `_sample_times`) per bin: ``(trial,
+    bin, channel)``."""
     name = _name(series.name)
     what = f"the TimeSeries '{name}'"
     data = _read(series.data, f"the data of {what}", where, f"{name}.data")
@@ -412,7 +414,6 @@ def _binned_series(series, edges: np.ndarray, where: str):
         data = data * conversion + shift
     _check_finite(data, f"the data of {what} (times conversion, plus offset)", where,
                   f"{name}.data")
-    times = _sample_times(series, data.shape[0], where)
     counts = np.searchsorted(times, edges, side="left")
     cumulative = np.concatenate([np.zeros((1, data.shape[1])), np.cumsum(data, axis=0)])
     sums = cumulative[counts[:, 1:]] - cumulative[counts[:, :-1]]
@@ -463,12 +464,11 @@ def _rate(series, where: str) -> float:
     return rate
 
 
-def _sampling_interval(series, where: str) -> float:
+def _sampling_interval(series, times: np.ndarray, where: str) -> float:
     """The default bin of a TimeSeries in seconds: ``1 / rate``, or the median step between
-    its timestamps."""
+    its timestamps (``times``, `_sample_times`)."""
     if series.timestamps is None:
         return 1.0 / _rate(series, where)
-    times = _sample_times(series, len(series.timestamps), where)
     steps = np.diff(times)
     steps = steps[steps > 0]
     if not len(steps):
